@@ -1,0 +1,99 @@
+"""The composition root: builds every part of nbjobs from Settings, in one place, and runs its loops."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from dataclasses import dataclass, field
+
+from nbjobs.clock import Clock, now_ms
+from nbjobs.dispatch.local import LocalPool
+from nbjobs.service.items import ItemService
+from nbjobs.service.jobs import JobService
+from nbjobs.service.notebooks import NotebookExecution
+from nbjobs.service.tokens import TokenService
+from nbjobs.service.users import UserService
+from nbjobs.service.recovery import reap_expired, recover_host
+from nbjobs.settings import Settings
+from nbjobs.store.items import SqlItemStore
+from nbjobs.store.sql import SqlJobStore, open_store
+from nbjobs.store.users import SqlTokenStore, SqlUserStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class NbJobs:
+    """One running nbjobs: store, service, worker pool and housekeeping. ``start``/``stop`` bracket it."""
+
+    settings: Settings
+    store: SqlJobStore
+    service: JobService
+    pool: LocalPool
+    clock: Clock
+    host_prefix: str
+    boot_prefix: str
+    users: UserService
+    tokens: TokenService
+    items: ItemService
+    notebooks: NotebookExecution
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _housekeeper: threading.Thread | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, clock: Clock = now_ms) -> NbJobs:
+        store = open_store(settings)
+        host_prefix = socket.gethostname()
+        boot_prefix = f"{host_prefix}/{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        pool = LocalPool(store, settings, clock, boot_prefix)
+        service = JobService(store, settings, clock, on_submit=pool.notify)
+        user_store = SqlUserStore(store.engine)
+        users = UserService(user_store, clock)
+        tokens = TokenService(
+            SqlTokenStore(store.engine),
+            user_store,
+            clock,
+            default_minutes=settings.token_minutes,
+            max_minutes=settings.max_token_minutes,
+        )
+        item_store = SqlItemStore(store.engine)
+        items = ItemService(item_store, clock, max_bytes=settings.max_upload_bytes)
+        notebooks = NotebookExecution(service, items, item_store, clock)
+        return cls(
+            settings, store, service, pool, clock, host_prefix, boot_prefix,
+            users=users, tokens=tokens, items=items, notebooks=notebooks,
+        )
+
+    def recover(self) -> int:
+        """End what an earlier run of this server on this host left EXECUTING; returns how many."""
+        changed = recover_host(self.store, self.host_prefix + "/", self.boot_prefix, self.clock)
+        for job in changed:
+            log.warning("recovered job %s: %s", job.job_id, job.status)
+        return len(changed)
+
+    def housekeeping(self) -> None:
+        """One round of the background duties: reap lost leases, purge old ended jobs."""
+        reap_expired(self.store, self.clock)
+        self.service.purge_expired()
+
+    def start(self) -> None:
+        self.recover()
+        self.pool.start(self.settings.workers)
+        self._housekeeper = threading.Thread(target=self._housekeeping_loop, name="nbjobs-housekeeper", daemon=True)
+        self._housekeeper.start()
+
+    def stop(self, grace: float | None = 30.0) -> None:
+        self._stop.set()
+        self.pool.stop(grace)
+        self.store.close()
+
+    def _housekeeping_loop(self) -> None:
+        interval = min(self.settings.reaper_interval_seconds, self.settings.cleanup_interval_seconds)
+        while not self._stop.wait(interval):
+            try:
+                self.housekeeping()
+            except Exception:
+                log.exception("housekeeping failed; will retry")

@@ -1,0 +1,1 @@
+"""How claimed work reaches a supervisor: the local thread pool (embedded), Celery later."""

@@ -1,0 +1,73 @@
+"""The embedded dispatcher: N worker threads in the server process, each claiming and supervising jobs."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from nbjobs.clock import Clock
+from nbjobs.execution.supervisor import Supervisor
+from nbjobs.models import Job
+from nbjobs.settings import Settings
+from nbjobs.store.base import JobStore
+
+log = logging.getLogger(__name__)
+
+
+class LocalPool:
+    """Claims SUBMITTED jobs atomically and runs each under a Supervisor (which spawns the runner)."""
+
+    def __init__(self, store: JobStore, settings: Settings, clock: Clock, worker_prefix: str) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.worker_prefix = worker_prefix
+        self.supervisor = Supervisor(store, settings, clock)
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def notify(self, _job: Job | None = None) -> None:
+        """A job was submitted: wake an idle worker now instead of at its next poll."""
+        self._wake.set()
+
+    def run_one(self, slot: int = 0) -> Job | None:
+        """Claim and run one job in the calling thread; None when nothing was waiting."""
+        lease_ms = int(self.settings.lease_seconds * 1000)
+        job = self.store.claim_next(f"{self.worker_prefix}/{slot}", self.clock(), lease_ms)
+        if job is None:
+            return None
+        log.info("worker %s runs job %s (attempt %s)", slot, job.job_id, job.attempt)
+        return self.supervisor.run(job) or job
+
+    def run(self, *, burst: bool = False) -> list[Job]:
+        """Run jobs in this thread until none is waiting (burst) — the deterministic mode for tests."""
+        assert burst, "only burst mode runs in the caller's thread; use start() for the pool"
+        done = []
+        while (job := self.run_one()) is not None:
+            done.append(job)
+        return done
+
+    def start(self, workers: int) -> None:
+        for slot in range(workers):
+            thread = threading.Thread(target=self._loop, args=(slot,), name=f"nbjobs-worker-{slot}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop taking jobs; wait up to ``timeout`` for running ones to finish."""
+        self._stopping.set()
+        self._wake.set()
+        for thread in self._threads:
+            thread.join(timeout)
+
+    def _loop(self, slot: int) -> None:
+        while not self._stopping.is_set():
+            try:
+                job = self.run_one(slot)
+            except Exception:  # a store hiccup must not kill the worker thread
+                log.exception("worker %s failed; retrying", slot)
+                job = None
+            if job is None and not self._stopping.is_set():
+                self._wake.wait(self.settings.poll_seconds)
+                self._wake.clear()

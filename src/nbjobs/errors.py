@@ -1,0 +1,122 @@
+"""One rooted error tree. Each class's docstring is its default message; ``code`` is the ArcGIS code.
+
+The web layer maps this tree to the two ArcGIS error envelopes in one place; nothing else decides
+what a client sees when something goes wrong.
+"""
+
+from __future__ import annotations
+
+
+class NbJobsError(Exception):
+    """An nbjobs operation failed."""
+
+    code: int = 500
+
+    def __init__(self, message: str | None = None, *, details: list[str] | None = None) -> None:
+        self.message = message or (self.__doc__ or "").strip()
+        self.details = details or []
+        super().__init__(self.message)
+
+
+class InvalidRequest(NbJobsError):
+    """The request is invalid."""
+
+    code = 400
+
+
+class InvalidNotebook(InvalidRequest):
+    """The file is not a valid Jupyter notebook."""
+
+
+class InvalidParameters(InvalidRequest):
+    """notebookParameters must be a JSON object of names to values."""
+
+
+class NotFound(NbJobsError):
+    """The requested resource does not exist."""
+
+    code = 404
+
+
+class JobNotFound(NotFound):
+    """Job not found."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"Job '{job_id}' does not exist or is inaccessible.")
+        self.job_id = job_id
+
+
+class CannotCancel(NbJobsError):
+    """Unable to cancel job."""
+
+    code = 500  # ArcGIS answers a cancel of an ended job with code 500 and this exact text.
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"Unable to cancel job :[{job_id}]")
+        self.job_id = job_id
+
+
+class InvalidTransition(NbJobsError):
+    """The job is not in a state that allows this change."""
+
+    code = 409
+
+
+class PermissionDenied(NbJobsError):
+    """You do not have permissions to access this resource or perform this operation."""
+
+    code = 403
+
+
+class StoreError(NbJobsError):
+    """The job store is unavailable or its data is unreadable."""
+
+
+class ConfigurationError(NbJobsError):
+    """The server configuration is invalid."""
+
+
+class ItemNotFound(NotFound):
+    """Item does not exist or is inaccessible."""
+
+    def __init__(self, item_id: str) -> None:
+        super().__init__(f"Item does not exist or is inaccessible: {item_id}")
+        self.item_id = item_id
+
+
+class UserNotFound(NotFound):
+    """User does not exist or is inaccessible."""
+
+
+class PayloadTooLarge(InvalidRequest):
+    """The request body is larger than this server accepts."""
+
+    code = 413
+
+
+class AuthError(NbJobsError):
+    """Authentication failed."""
+
+
+class TokenRequired(AuthError):
+    """Token Required."""
+
+    code = 499
+
+
+class InvalidToken(AuthError):
+    """Invalid token."""
+
+    code = 498
+
+
+class InvalidCredentials(AuthError):
+    """Invalid username or password."""
+
+    code = 400
+
+
+class UserExists(InvalidRequest):
+    """A user with that name already exists."""
+
+    code = 409

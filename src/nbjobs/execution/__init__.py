@@ -1,0 +1,1 @@
+"""Running notebooks: parameter injection, notebook I/O and execution."""

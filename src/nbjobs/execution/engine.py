@@ -1,0 +1,226 @@
+"""Execute one notebook in one fresh kernel: inject parameters, run cells, cap output, report progress.
+
+This is the only place that drives nbclient. The runner process wraps it for jobs, and
+``nbjobs run`` calls it directly; both therefore behave the same.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import psutil
+from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+from nbformat import NotebookNode
+
+from nbjobs.errors import InvalidNotebook, InvalidParameters
+from nbjobs.execution.notebooks import (
+    OutputCap,
+    add_error_marker,
+    code_cell_indexes,
+    kernel_name_of,
+    read_notebook,
+    write_notebook,
+)
+from nbjobs.execution.parameters import inject_parameters, parse_parameters, remove_injected_cell
+from nbjobs.models import Failure, FailureReason
+
+
+@dataclass(frozen=True)
+class ExecutionRequest:
+    """Everything one execution needs; plain data so it can cross a process boundary as JSON."""
+
+    notebook: bytes
+    parameters: Any = None  # dict, JSON text, or None; validated here, not trusted
+    kernel_name: str = ""  # empty: the notebook's kernelspec, else default_kernel_name
+    default_kernel_name: str = "python3"
+    save_injected_parameters: bool = False
+    cwd: str = "."
+    env: Mapping[str, str] | None = None
+    cell_timeout_seconds: int | None = None
+    max_cell_output_bytes: int = 5 * 1024 * 1024
+    max_notebook_output_bytes: int = 50 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an execution ended. ``notebook`` holds the executed notebook whenever one was read."""
+
+    failure: Failure | None
+    notebook: bytes | None
+    cells_executed: int = 0
+    output_truncated: bool = False
+    truncated_cells: list[int] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+class Listener(Protocol):
+    """Receives what happens during an execution."""
+
+    def kernel_started(self, pid: int) -> None: ...
+
+    def progress(self, percent: int, message: str, cell_index: int) -> None: ...
+
+    def should_stop(self) -> bool:
+        """True once the run should start no further cell (cancel or deadline)."""
+        ...
+
+
+class _CappedClient(NotebookClient):
+    """nbclient with a bound on retained output: dropped output is never kept in memory."""
+
+    def __init__(self, nb: NotebookNode, cap: OutputCap, **kw: Any) -> None:
+        super().__init__(nb, **kw)
+        self._cap = cap
+
+    def output(self, outs: list, msg: dict, display_id: str | None, cell_index: int) -> NotebookNode | None:
+        before = len(outs)
+        out = super().output(outs, msg, display_id, cell_index)
+        if out is None or len(outs) == before:
+            return out
+        admitted = self._cap.admit(cell_index, out)
+        if admitted is None:
+            outs.pop()
+            return None
+        if admitted is not out:
+            outs[-1] = NotebookNode(admitted)
+        return outs[-1]
+
+
+def execute(request: ExecutionRequest, listener: Listener) -> Outcome:
+    """Run the notebook to its end or first error and return what happened; never raises for bad input."""
+    try:
+        nb = read_notebook(request.notebook)
+    except InvalidNotebook as exc:
+        return Outcome(Failure(FailureReason.INVALID_NOTEBOOK, exc.message), None)
+    try:
+        params = parse_parameters(request.parameters)
+        nb, injected_at = inject_parameters(nb, params)
+    except InvalidParameters as exc:
+        return Outcome(Failure(FailureReason.INVALID_PARAMETERS, exc.message), None)
+
+    kernel_name = request.kernel_name or kernel_name_of(nb, request.default_kernel_name)
+    try:
+        KernelSpecManager().get_kernel_spec(kernel_name)
+    except NoSuchKernel:
+        message = f"No such kernel named '{kernel_name}' is installed on this server"
+        return Outcome(Failure(FailureReason.KERNEL_NOT_FOUND, message), _saved(nb, injected_at, request))
+
+    cap = OutputCap(request.max_cell_output_bytes, request.max_notebook_output_bytes)
+    client = _CappedClient(
+        nb,
+        cap,
+        kernel_name=kernel_name,
+        timeout=request.cell_timeout_seconds,
+        shutdown_kernel="immediate",
+        coalesce_streams=True,
+        resources={"metadata": {"path": request.cwd}},
+    )
+    failure, executed = _run_cells(client, nb, request, listener)
+    if failure is not None and failure.reason == FailureReason.CELL_ERROR and failure.cell_index is not None:
+        at = failure.cell_index
+        nb = add_error_marker(nb, at, execution_count=_count_of(nb, at))
+        if injected_at is not None:  # one marker went in at the top, another just above the failing cell
+            injected_at += 2 if injected_at >= at else 1
+    return Outcome(
+        failure,
+        _saved(nb, injected_at, request),
+        cells_executed=executed,
+        output_truncated=cap.truncated,
+        truncated_cells=list(cap.truncated_cells),
+    )
+
+
+def _run_cells(
+    client: _CappedClient, nb: NotebookNode, request: ExecutionRequest, listener: Listener
+) -> tuple[Failure | None, int]:
+    code_cells = code_cell_indexes(nb)
+    total = max(len(code_cells), 1)
+    executed = 0
+    kernel_pid = 0
+    start_kwargs: dict[str, Any] = {"cwd": request.cwd}
+    if request.env is not None:
+        start_kwargs["env"] = dict(request.env)
+    try:
+        with client.setup_kernel(**start_kwargs):
+            kernel_pid = _kernel_pid(client)
+            listener.kernel_started(kernel_pid)
+            for index, cell in enumerate(nb.cells):
+                if cell.cell_type != "code":
+                    continue
+                if listener.should_stop():
+                    return Failure(FailureReason.CANCELLED, "Stopped before cell", cell_index=index), executed
+                listener.progress(executed * 100 // total, f"Executing cell {executed + 1} of {total}", index)
+                try:
+                    client.execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
+                except CellExecutionError as exc:
+                    return _cell_failure(exc, index), executed
+                except CellTimeoutError as exc:
+                    return Failure(FailureReason.TIMEOUT, str(exc).splitlines()[0], cell_index=index), executed
+                executed += 1
+            listener.progress(100, f"Executed {executed} of {len(code_cells)} cells", len(nb.cells))
+            return None, executed
+    except DeadKernelError:
+        return Failure(FailureReason.KERNEL_DIED, "The kernel died while executing a cell"), executed
+    except RuntimeError as exc:  # kernel failed to start or answer
+        return Failure(FailureReason.KERNEL_DIED, f"The kernel could not be started: {exc}"), executed
+    finally:
+        if kernel_pid:
+            kill_process_tree(kernel_pid)
+
+
+def _cell_failure(exc: CellExecutionError, index: int) -> Failure:
+    ename = getattr(exc, "ename", "") or "Error"
+    evalue = getattr(exc, "evalue", "") or ""
+    tb = getattr(exc, "traceback", "") or ""
+    lines = tuple(tb.splitlines()[-200:]) if isinstance(tb, str) else tuple(tb)
+    return Failure(
+        FailureReason.CELL_ERROR,
+        f"{ename}: {evalue}" if evalue else ename,
+        cell_index=index,
+        ename=ename,
+        evalue=evalue,
+        traceback=lines,
+    )
+
+
+def _count_of(nb: NotebookNode, index: int) -> int | None:
+    return nb.cells[index].get("execution_count") if 0 <= index < len(nb.cells) else None
+
+
+def _saved(nb: NotebookNode, injected_at: int | None, request: ExecutionRequest) -> bytes:
+    if injected_at is not None and not request.save_injected_parameters:
+        nb = remove_injected_cell(nb, injected_at)
+    return write_notebook(nb)
+
+
+def _kernel_pid(client: NotebookClient) -> int:
+    km = client.km
+    provisioner = getattr(km, "provisioner", None)
+    pid = getattr(provisioner, "pid", None) or getattr(getattr(provisioner, "process", None), "pid", None)
+    return int(pid or 0)
+
+
+def kill_process_tree(pid: int, sig: int = signal.SIGKILL) -> None:
+    """Signal ``pid``'s process group and every descendant (even ones that left the group)."""
+    try:
+        descendants = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        descendants = []
+    try:
+        os.killpg(pid, sig)
+    except OSError:
+        pass
+    for proc in descendants:
+        try:
+            proc.send_signal(sig)
+        except psutil.Error:
+            pass

@@ -1,0 +1,103 @@
+"""The job runner process: ``python -m nbjobs.execution.runner < request.json``.
+
+It runs one notebook through the engine and speaks to its supervisor as JSON lines on stdout:
+``{"event": "kernel", "pid": N}``, ``{"event": "progress", ...}`` and a final ``{"event": "done", ...}``.
+The executed notebook goes to the ``output`` path given in the request. The runner touches no
+database: the supervisor is the single writer of job state.
+"""
+
+from __future__ import annotations
+
+import base64
+import ctypes
+import json
+import os
+import signal
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import IO, Any
+
+from nbjobs.execution.engine import ExecutionRequest, Outcome, execute
+
+PR_SET_PDEATHSIG = 1
+
+
+def request_to_json(request: ExecutionRequest, output_path: Path) -> bytes:
+    data = asdict(request)
+    data["notebook"] = base64.b64encode(request.notebook).decode()
+    data["env"] = dict(request.env) if request.env is not None else None
+    data["output"] = str(output_path)
+    return json.dumps(data).encode()
+
+
+def request_from_json(raw: bytes) -> tuple[ExecutionRequest, Path]:
+    data = json.loads(raw)
+    output = Path(data.pop("output"))
+    data["notebook"] = base64.b64decode(data["notebook"])
+    return ExecutionRequest(**data), output
+
+
+class _EventListener:
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.stop_requested = False
+
+    def should_stop(self) -> bool:
+        return self.stop_requested
+
+    def emit(self, **event: Any) -> None:
+        self.stream.write(json.dumps(event) + "\n")
+        self.stream.flush()
+
+    def kernel_started(self, pid: int) -> None:
+        self.emit(event="kernel", pid=pid)
+
+    def progress(self, percent: int, message: str, cell_index: int) -> None:
+        self.emit(event="progress", percent=percent, message=message, cell=cell_index)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to SIGKILL us when the supervisor dies, so a killed server leaves no runner."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:  # not Linux: the kernel's parent poller still ends the kernel
+        return
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def outcome_event(outcome: Outcome) -> dict[str, Any]:
+    return {
+        "event": "done",
+        "failure": outcome.failure.to_wire() if outcome.failure else None,
+        "cells_executed": outcome.cells_executed,
+        "output_truncated": outcome.output_truncated,
+        "truncated_cells": outcome.truncated_cells,
+        "has_output": outcome.notebook is not None,
+    }
+
+
+def main() -> int:
+    parent = int(os.environ.get("NBJOBS_SUPERVISOR_PID", "0"))
+    if parent:
+        _die_with_parent(parent)
+    request, output = request_from_json(sys.stdin.buffer.read())
+    # Events get a private copy of stdout; fd 1 then points at the log, so the kernel (which inherits
+    # fds 1 and 2) and anything it spawns can never write into the event stream or hold it open.
+    events = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+    listener = _EventListener(events)
+    signal.signal(signal.SIGUSR1, lambda *_: setattr(listener, "stop_requested", True))
+    outcome = execute(request, listener)
+    if outcome.notebook is not None:
+        tmp = output.with_suffix(".tmp")
+        tmp.write_bytes(outcome.notebook)
+        tmp.replace(output)
+    listener.emit(**outcome_event(outcome))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

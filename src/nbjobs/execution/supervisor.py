@@ -1,0 +1,292 @@
+"""The supervisor: owns one claimed job from EXECUTING to its end.
+
+It starts the runner in its own process group, relays progress to the store, renews the lease,
+watches for cancel and the deadline, and stops a run in stages (interrupt → grace → SIGTERM →
+SIGKILL of the kernel's whole process tree). It is the single writer of the job's final status,
+and every write it makes is fenced by the attempt it claimed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nbjobs.clock import Clock
+from nbjobs.execution.engine import ExecutionRequest, kill_process_tree
+from nbjobs.execution.runner import request_to_json
+from nbjobs.models import Failure, FailureReason, Job, JobStatus
+from nbjobs.settings import Settings
+from nbjobs.store.base import OUTPUT, JobStore, JobUpdate
+
+log = logging.getLogger(__name__)
+
+_STDERR_TAIL = 4000
+
+
+@dataclass
+class _Stop:
+    """A staged stop in progress: why, and when each stage is due."""
+
+    reason: FailureReason
+    started: float
+    stage: int = 0  # 0 interrupted, 1 terminated, 2 killed kernel, 3 killed runner
+
+
+def deadline_minutes(job: Job, settings: Settings) -> float:
+    """Whole-run limit: the job's executionTimeoutInMinutes capped by the server maximum."""
+    requested = job.inputs.execution_timeout_minutes
+    cap = settings.max_execute_notebook_time_minutes
+    return cap if not requested or requested <= 0 else min(requested, cap)
+
+
+class Supervisor:
+    """Runs claimed jobs to completion; one instance may serve many jobs, one at a time per thread."""
+
+    def __init__(self, store: JobStore, settings: Settings, clock: Clock) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+
+    def run(self, job: Job) -> Job | None:
+        """Execute a job this worker has claimed; returns the ended job, or None if fenced out."""
+        workdir = self.settings.data_dir / "jobs" / f"{job.job_id}-{job.attempt}"
+        try:
+            return _Run(self, job, workdir).run()
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+class _Run:
+    def __init__(self, sup: Supervisor, job: Job, workdir: Path) -> None:
+        self.sup = sup
+        self.store = sup.store
+        self.settings = sup.settings
+        self.clock = sup.clock
+        self.job = job
+        self.workdir = workdir
+        self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self.kernel_pid = 0
+        self.done: dict[str, Any] | None = None
+        self.stop: _Stop | None = None
+        self.fenced = False
+        self.reader_finished = False
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    def run(self) -> Job | None:
+        job = self.job
+        notebook = self.store.get_blob(job.job_id, "input") or b""
+        cwd = self.workdir / "work"
+        cwd.mkdir(parents=True, exist_ok=True)
+        output = self.workdir / "output.ipynb"
+        request = ExecutionRequest(
+            notebook=notebook,
+            parameters=job.inputs.notebook_parameters,
+            kernel_name="",
+            default_kernel_name=job.runtime.kernel_name,
+            save_injected_parameters=job.inputs.save_injected_parameters,
+            cwd=str(cwd),
+            env=self._kernel_env(cwd),
+            max_cell_output_bytes=self.settings.max_cell_output_bytes,
+            max_notebook_output_bytes=self.settings.max_notebook_output_bytes,
+        )
+        stderr_path = self.workdir / "runner.log"
+        with open(stderr_path, "wb") as stderr:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "nbjobs.execution.runner"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                cwd=cwd,
+                env={**self._kernel_env(cwd), "NBJOBS_SUPERVISOR_PID": str(os.getpid())},
+                start_new_session=True,
+            )
+            self.proc = proc
+            self.store.set_processes(job.job_id, job.attempt, proc.pid, 0)
+            reader = threading.Thread(target=self._read, args=(proc,), daemon=True)
+            reader.start()
+            try:
+                assert proc.stdin is not None
+                proc.stdin.write(request_to_json(request, output))
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
+            self._watch(proc)
+            if self.kernel_pid:
+                kill_process_tree(self.kernel_pid)
+            kill_process_tree(proc.pid)
+            proc.wait()
+            reader.join(timeout=5)
+            if proc.stdout is not None:
+                proc.stdout.close()
+        if self.fenced:
+            return None
+        return self._finish(output, stderr_path, proc.returncode)
+
+    def _watch(self, proc: subprocess.Popen[bytes]) -> None:
+        settings = self.settings
+        job = self.job
+        deadline = time.monotonic() + deadline_minutes(job, settings) * 60
+        next_beat = time.monotonic() + settings.heartbeat_seconds
+        lease_ms = int(settings.lease_seconds * 1000)
+        exited_at = 0.0
+        while proc.poll() is None or not self._drained():
+            self._pump(timeout=min(settings.poll_seconds, 0.25))
+            if proc.poll() is not None:
+                exited_at = exited_at or time.monotonic()
+                if time.monotonic() - exited_at > 2:  # something still holds the pipe; stop waiting
+                    break
+                continue
+            now = time.monotonic()
+            if now >= next_beat:
+                next_beat = now + settings.heartbeat_seconds
+                if self.store.heartbeat(job.job_id, job.attempt, self.clock(), lease_ms) is None:
+                    log.warning("job %s attempt %s lost its lease; stopping it", job.job_id, job.attempt)
+                    self.fenced = True
+                    self._kill_all(proc)
+                    continue
+            if self.stop is None:
+                current = self.store.get(job.job_id)
+                if current is None or current.attempt != job.attempt or current.ended:
+                    self.fenced = True  # deleted, re-run, or ended by someone else
+                    self._kill_all(proc)
+                elif current.cancel_requested:
+                    self._begin_stop(FailureReason.CANCELLED)
+                elif now >= deadline:
+                    self._begin_stop(FailureReason.TIMEOUT)
+            else:
+                self._advance_stop(proc)
+
+    def _drained(self) -> bool:
+        return self.events.empty() and self.reader_finished
+
+    def _read(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            try:
+                self.events.put(json.loads(line))
+            except ValueError:
+                log.warning("runner %s wrote a non-JSON line: %r", proc.pid, line[:200])
+        self.reader_finished = True
+        self.events.put(None)
+
+    def _pump(self, timeout: float) -> None:
+        try:
+            event = self.events.get(timeout=timeout)
+        except queue.Empty:
+            return
+        while event is not None or not self.events.empty():
+            if event is not None:
+                self._handle(event)
+            try:
+                event = self.events.get_nowait()
+            except queue.Empty:
+                return
+
+    def _handle(self, event: dict[str, Any]) -> None:
+        job = self.job
+        kind = event.get("event")
+        if kind == "kernel":
+            self.kernel_pid = int(event["pid"])
+            runner_pid = self.proc.pid if self.proc is not None else 0
+            self.store.set_processes(job.job_id, job.attempt, runner_pid, self.kernel_pid)
+            if self.stop is not None:  # a cancel arrived while the kernel was starting
+                self._signal_kernel(signal.SIGINT)
+        elif kind == "progress" and self.stop is None:
+            self.store.set_progress(
+                job.job_id, job.attempt, self.clock(), int(event["percent"]), str(event["message"])
+            )
+        elif kind == "done":
+            self.done = event
+
+    # -- staged stop --------------------------------------------------------------------------------
+    def _begin_stop(self, reason: FailureReason) -> None:
+        job = self.job
+        log.info("stopping job %s: %s", job.job_id, reason)
+        self.stop = _Stop(reason, time.monotonic())
+        if reason == FailureReason.TIMEOUT:
+            self.store.set_progress(job.job_id, job.attempt, self.clock(), job.progress_percent, "Timed out")
+        if self.proc is not None:  # tell the runner to start no further cell...
+            try:
+                os.kill(self.proc.pid, signal.SIGUSR1)
+            except OSError:
+                pass
+        self._signal_kernel(signal.SIGINT)  # ...and interrupt the one running now
+
+    def _advance_stop(self, proc: subprocess.Popen[bytes]) -> None:
+        assert self.stop is not None
+        elapsed = time.monotonic() - self.stop.started
+        grace, kill_grace = self.settings.cancel_grace_seconds, self.settings.kill_grace_seconds
+        if self.stop.stage == 0 and elapsed >= grace:
+            self.stop.stage = 1
+            self._signal_kernel(signal.SIGTERM)
+        elif self.stop.stage == 1 and elapsed >= grace + kill_grace:
+            self.stop.stage = 2
+            self._signal_kernel(signal.SIGKILL)
+        elif self.stop.stage == 2 and elapsed >= grace + 2 * kill_grace:
+            self.stop.stage = 3
+            kill_process_tree(proc.pid)
+
+    def _signal_kernel(self, sig: int) -> None:
+        if self.kernel_pid:
+            kill_process_tree(self.kernel_pid, sig)
+
+    def _kill_all(self, proc: subprocess.Popen[bytes]) -> None:
+        if self.kernel_pid:
+            kill_process_tree(self.kernel_pid)
+        kill_process_tree(proc.pid)
+
+    # -- the end ------------------------------------------------------------------------------------
+    def _finish(self, output: Path, stderr_path: Path, returncode: int | None) -> Job | None:
+        job = self.job
+        now = self.clock()
+        done = self.done or {}
+        if output.exists():
+            self.store.put_blob(job.job_id, OUTPUT, output.read_bytes(), now, attempt=job.attempt)
+        results = {
+            "cellsExecuted": done.get("cells_executed", 0),
+            "outputTruncated": bool(done.get("output_truncated", False)),
+            "hasOutputNotebook": output.exists(),
+        }
+        if done.get("truncated_cells"):
+            results["truncatedCells"] = done["truncated_cells"]
+        if self.stop is not None and self.stop.reason == FailureReason.CANCELLED:
+            failure = Failure(FailureReason.CANCELLED, "The job was cancelled")
+            return self._end(JobStatus.CANCELLED, failure, results)
+        if self.stop is not None:
+            minutes = deadline_minutes(job, self.settings)
+            failure = Failure(FailureReason.TIMEOUT, f"The job exceeded its time limit of {minutes:g} minutes")
+            return self._end(JobStatus.FAILED, failure, results)
+        if "failure" in done:
+            failure = Failure.from_wire(done["failure"]) if done["failure"] else None
+            if failure is None:
+                return self._end(JobStatus.COMPLETED, None, results)
+            return self._end(JobStatus.FAILED, failure, results)
+        tail = stderr_path.read_bytes()[-_STDERR_TAIL:].decode(errors="replace") if stderr_path.exists() else ""
+        message = f"The job runner exited unexpectedly (exit code {returncode})"
+        log.error("%s for job %s: %s", message, job.job_id, tail)
+        return self._end(JobStatus.FAILED, Failure(FailureReason.KERNEL_DIED, message), results)
+
+    def _end(self, status: JobStatus, failure: Failure | None, results: dict[str, Any]) -> Job | None:
+        job = self.job
+        update = JobUpdate(failure=failure, results=results, progress_percent=100 if failure is None else None)
+        ended = self.store.transition(job.job_id, status, self.clock(), attempt=job.attempt, update=update)
+        # None: someone else ended or re-ran the job meanwhile (the reaper, a newer attempt); theirs stands.
+        return ended or self.store.get(job.job_id)
+
+    def _kernel_env(self, cwd: Path) -> dict[str, str]:
+        env = dict(self.settings.kernel_env)
+        env["NBJOBS_JOB_ID"] = self.job.job_id
+        env["HOME"] = env.get("HOME", str(cwd))
+        return env

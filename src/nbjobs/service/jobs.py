@@ -1,0 +1,157 @@
+"""Submitting, reading, cancelling and cleaning up jobs, with the ArcGIS visibility rules."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from nbjobs.clock import Clock
+from nbjobs.errors import CannotCancel, InvalidRequest, JobNotFound
+from nbjobs.execution.parameters import parse_parameters
+from nbjobs.models import (
+    ENDED,
+    Failure,
+    FailureReason,
+    Job,
+    JobInputs,
+    JobStatus,
+    JobType,
+    Principal,
+    Runtime,
+    new_job_id,
+)
+from nbjobs.settings import Settings
+from nbjobs.store.base import OUTPUT, JobStore, JobUpdate
+
+HOUR_MS = 3_600_000
+
+DEFAULT_RUNTIME = Runtime(
+    runtime_id="a1b2c3d4e5f60718293a4b5c6d7e8f90",
+    name="Python 3 Standard",
+    version="11.0",
+    kernel_name="python3",
+)
+
+
+class JobService:
+    """Every job operation a caller can ask for. Others' jobs answer exactly like unknown ones."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        settings: Settings,
+        clock: Clock,
+        *,
+        on_submit: Callable[[Job], None] | None = None,
+        on_cancel: Callable[[Job], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self._on_submit = on_submit or (lambda job: None)
+        self._on_cancel = on_cancel or (lambda job: None)
+
+    def submit(
+        self,
+        who: Principal,
+        notebook: bytes,
+        *,
+        inputs: JobInputs | None = None,
+        parameters: Any = None,
+        job_type: JobType = JobType.EXECUTE_NOTEBOOK,
+        runtime: Runtime | None = None,
+        retry_on_worker_lost: int = 0,
+    ) -> Job:
+        """Store a new SUBMITTED job; the notebook itself is checked when it runs, parameters now."""
+        inputs = inputs or JobInputs()
+        if parameters is not None:
+            inputs = _with_parameters(inputs, parse_parameters(parameters))
+        else:
+            parse_parameters(inputs.notebook_parameters)
+        if inputs.execution_timeout_minutes is not None and inputs.execution_timeout_minutes < 0:
+            raise InvalidRequest("executionTimeoutInMinutes must be 0 or a positive number of minutes")
+        if retry_on_worker_lost < 0:
+            raise InvalidRequest("retry_on_worker_lost must be 0 or more")
+        now = self.clock()
+        job = Job(
+            job_id=new_job_id(),
+            type=job_type,
+            username=who.username,
+            status=JobStatus.SUBMITTED,
+            inputs=inputs,
+            runtime=runtime or DEFAULT_RUNTIME,
+            date_created=now,
+            revision=now,
+            retry_on_worker_lost=retry_on_worker_lost,
+        )
+        self.store.create(job, notebook)
+        self._on_submit(job)
+        return job
+
+    def get(self, who: Principal, job_id: str) -> Job:
+        """The job if ``who`` may see it, else JobNotFound (whether or not it exists)."""
+        job = self.store.get(job_id)
+        if job is None or not who.can_see(job.username):
+            raise JobNotFound(job_id)
+        return job
+
+    def list(
+        self,
+        who: Principal,
+        *,
+        statuses: frozenset[JobStatus] | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        newest_first: bool = False,
+    ) -> tuple[list[Job], int]:
+        """The jobs ``who`` may see (admins: all; others: their own) and their total count."""
+        owner = None if who.is_admin else who.username
+        jobs = self.store.list(
+            username=owner, statuses=statuses, limit=limit, offset=offset, newest_first=newest_first
+        )
+        return jobs, self.store.count(username=owner, statuses=statuses)
+
+    def output_notebook(self, who: Principal, job_id: str) -> bytes | None:
+        """The executed notebook (with outputs so far) of a visible job, or None if none was produced."""
+        self.get(who, job_id)
+        return self.store.get_blob(job_id, OUTPUT)
+
+    def cancel(self, who: Principal, job_id: str) -> Job:
+        """Cancel a job: SUBMITTED ends at once; EXECUTING goes CANCELLING and its worker stops it."""
+        job = self.get(who, job_id)
+        now = self.clock()
+        cancelled = self.store.transition(
+            job_id,
+            JobStatus.CANCELLED,
+            now,
+            expected=frozenset({JobStatus.SUBMITTED}),
+            update=JobUpdate(
+                cancel_requested=True, failure=Failure(FailureReason.CANCELLED, "The job was cancelled")
+            ),
+        )
+        if cancelled is None:
+            cancelled = self.store.transition(
+                job_id, JobStatus.CANCELLING, now, update=JobUpdate(cancel_requested=True)
+            )
+        if cancelled is None:
+            current = self.store.get(job_id)
+            if current is None or current.status in ENDED:
+                raise CannotCancel(job_id)
+            cancelled = current  # already CANCELLING: asking again is harmless
+        self._on_cancel(cancelled)
+        return cancelled
+
+    def delete_all(self, who: Principal) -> int:
+        """Delete the ended jobs ``who`` may see; running and waiting jobs are never touched."""
+        return self.store.delete_ended(username=None if who.is_admin else who.username)
+
+    def purge_expired(self) -> int:
+        """Delete jobs that ended more than asyncJobsCleanAgeHours ago."""
+        age = self.settings.async_jobs_clean_age_hours * HOUR_MS
+        return self.store.delete_ended(ended_before=self.clock() - age)
+
+
+def _with_parameters(inputs: JobInputs, params: dict[str, Any]) -> JobInputs:
+    from dataclasses import replace
+
+    return replace(inputs, notebook_parameters=params)

@@ -1,0 +1,130 @@
+"""Configuration, read once at the edge (CLI flags and environment) into a frozen object."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+from nbjobs.errors import ConfigurationError
+
+MIN_CLEAN_AGE_HOURS = 6  # ArcGIS: asyncJobsCleanAgeHours has a minimum of 6.
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob nbjobs reads. Nothing below the CLI looks at ``os.environ``."""
+
+    data_dir: Path = Path("var")
+    database_url: str = ""  # empty: SQLite file under data_dir
+    host: str = "127.0.0.1"
+    port: int = 8443
+    context: str = "arcgis"
+    workers: int = os.cpu_count() or 1
+    # Execution
+    max_execute_notebook_time_minutes: float = 120
+    cancel_grace_seconds: float = 5.0
+    kill_grace_seconds: float = 3.0
+    max_cell_output_bytes: int = 5 * 1024 * 1024
+    max_notebook_output_bytes: int = 50 * 1024 * 1024
+    default_kernel_name: str = "python3"
+    # The environment kernels start from: the server's own, minus anything nbjobs-specific or secret.
+    kernel_env: tuple[tuple[str, str], ...] = ()
+    # Leases and housekeeping
+    lease_seconds: float = 60.0
+    heartbeat_seconds: float = 10.0
+    poll_seconds: float = 1.0
+    reaper_interval_seconds: float = 15.0
+    async_jobs_clean_age_hours: int = 6
+    cleanup_interval_seconds: float = 3600.0
+    # Web server, users and tokens (issue 3)
+    cert_file: Path | None = None  # None: a self-signed certificate kept in data_dir
+    key_file: Path | None = None
+    insecure_http: bool = False
+    public_url: str = ""  # e.g. https://nb.example.com/arcgis when behind a proxy; empty: from the request
+    admin_user: str = "admin"
+    admin_password: str = ""  # empty: generated and printed once on first start
+    token_minutes: int = 60
+    max_token_minutes: int = 14 * 24 * 60
+    max_upload_bytes: int = 100 * 1024 * 1024
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            url = self.database_url
+            # Users paste libpq URLs; SQLAlchemy wants the driver spelled out.
+            if url.startswith("postgresql://") or url.startswith("postgres://"):
+                url = "postgresql+psycopg://" + url.split("://", 1)[1]
+            return url
+        return f"sqlite:///{(self.data_dir / 'nbjobs.db').resolve()}"
+
+    def validate(self) -> Settings:
+        """Return self, or raise ConfigurationError naming the first bad value."""
+        if self.async_jobs_clean_age_hours < MIN_CLEAN_AGE_HOURS:
+            raise ConfigurationError(
+                f"asyncJobsCleanAgeHours must be at least {MIN_CLEAN_AGE_HOURS}, "
+                f"got {self.async_jobs_clean_age_hours}"
+            )
+        if self.workers < 0:
+            raise ConfigurationError(f"workers must be 0 or more, got {self.workers}")
+        if self.max_execute_notebook_time_minutes <= 0:
+            raise ConfigurationError("maxExecuteNotebookTimeMinutes must be a positive number of minutes")
+        if not self.context or "/" in self.context:
+            raise ConfigurationError(f"context must be one path segment, got {self.context!r}")
+        return self
+
+    def with_overrides(self, **changes: object) -> Settings:
+        """A copy with the non-None ``changes`` applied."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+_ENV = {
+    "NBJOBS_DATA_DIR": ("data_dir", Path),
+    "NBJOBS_DATABASE_URL": ("database_url", str),
+    "NBJOBS_HOST": ("host", str),
+    "NBJOBS_PORT": ("port", int),
+    "NBJOBS_CONTEXT": ("context", str),
+    "NBJOBS_WORKERS": ("workers", int),
+    "NBJOBS_MAX_EXECUTE_NOTEBOOK_TIME_MINUTES": ("max_execute_notebook_time_minutes", float),
+    "NBJOBS_CANCEL_GRACE_SECONDS": ("cancel_grace_seconds", float),
+    "NBJOBS_LEASE_SECONDS": ("lease_seconds", float),
+    "NBJOBS_HEARTBEAT_SECONDS": ("heartbeat_seconds", float),
+    "NBJOBS_ASYNC_JOBS_CLEAN_AGE_HOURS": ("async_jobs_clean_age_hours", int),
+    "NBJOBS_MAX_CELL_OUTPUT_BYTES": ("max_cell_output_bytes", int),
+    "NBJOBS_MAX_NOTEBOOK_OUTPUT_BYTES": ("max_notebook_output_bytes", int),
+    "NBJOBS_CERT_FILE": ("cert_file", Path),
+    "NBJOBS_KEY_FILE": ("key_file", Path),
+    "NBJOBS_INSECURE_HTTP": ("insecure_http", lambda v: v.strip().lower() in {"1", "true", "yes", "on"}),
+    "NBJOBS_PUBLIC_URL": ("public_url", str),
+    "NBJOBS_ADMIN_USER": ("admin_user", str),
+    "NBJOBS_ADMIN_PASSWORD": ("admin_password", str),
+    "NBJOBS_TOKEN_MINUTES": ("token_minutes", int),
+    "NBJOBS_MAX_UPLOAD_BYTES": ("max_upload_bytes", int),
+}
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """Build Settings from an environment mapping, then explicit overrides (CLI flags) on top."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for var, (name, kind) in _ENV.items():
+        raw = environ.get(var)
+        if raw is None or raw == "":
+            continue
+        try:
+            values[name] = kind(raw)
+        except ValueError as exc:
+            raise ConfigurationError(f"{var}={raw!r} is not a valid {kind.__name__}") from exc
+    values["kernel_env"] = tuple(sorted((k, v) for k, v in environ.items() if not _is_secret(k)))
+    known = {f.name for f in fields(Settings)}
+    values.update({k: v for k, v in overrides.items() if v is not None and k in known})
+    return Settings(**values).validate()  # type: ignore[arg-type]
+
+
+_SECRET_MARKERS = ("PASSWORD", "SECRET", "TOKEN", "CREDENTIAL", "PRIVATE_KEY", "DATABASE_URL", "BROKER_URL")
+
+
+def _is_secret(name: str) -> bool:
+    upper = name.upper()
+    return upper.startswith("NBJOBS_") or any(marker in upper for marker in _SECRET_MARKERS)

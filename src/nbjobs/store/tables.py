@@ -1,0 +1,117 @@
+"""SQLAlchemy table definitions. Alembic migrations are the source of truth for the schema; these
+mirror them for queries, and a test checks the two agree."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("job_id", String(40), primary_key=True),
+    Column("type", String(40), nullable=False),
+    Column("username", String(128), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("inputs", JSON, nullable=False),
+    Column("results", JSON, nullable=False),
+    Column("failure", JSON, nullable=True),
+    Column("runtime_id", String(64), nullable=False),
+    Column("runtime_name", String(128), nullable=False),
+    Column("runtime_version", String(32), nullable=False),
+    Column("kernel_name", String(128), nullable=False),
+    Column("date_created", BigInteger, nullable=False),
+    Column("revision", BigInteger, nullable=False),
+    Column("start_time", BigInteger, nullable=False, default=0),
+    Column("end_time", BigInteger, nullable=False, default=0),
+    Column("attempt", Integer, nullable=False, default=0),
+    Column("retry_on_worker_lost", Integer, nullable=False, default=0),
+    Column("progress_message", Text, nullable=False, default=""),
+    Column("progress_percent", Integer, nullable=False, default=0),
+    Column("cancel_requested", Boolean, nullable=False, default=False),
+    Column("worker_id", String(255), nullable=False, default=""),
+    Column("lease_expires", BigInteger, nullable=False, default=0),
+    Column("runner_pid", Integer, nullable=False, default=0),
+    Column("kernel_pid", Integer, nullable=False, default=0),
+    Index("ix_jobs_status_created", "status", "date_created"),
+    Index("ix_jobs_username_created", "username", "date_created"),
+    Index("ix_jobs_status_lease", "status", "lease_expires"),
+)
+
+job_blobs = Table(
+    "job_blobs",
+    metadata,
+    Column("job_id", String(40), ForeignKey("jobs.job_id", ondelete="CASCADE"), primary_key=True),
+    Column("kind", String(16), primary_key=True),  # "input" | "output"
+    Column("data", LargeBinary, nullable=False),
+    Column("updated", BigInteger, nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("username", String(128), primary_key=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("privileges", JSON, nullable=False),
+    Column("full_name", String(255), nullable=False, default=""),
+    Column("email", String(255), nullable=False, default=""),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("created", BigInteger, nullable=False),
+    Column("modified", BigInteger, nullable=False),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),  # sha256 hex; the token itself is never stored
+    Column("username", String(128), ForeignKey("users.username", ondelete="CASCADE"), nullable=False),
+    Column("created", BigInteger, nullable=False),
+    Column("expires", BigInteger, nullable=False),
+    Column("revoked", Boolean, nullable=False, default=False),
+    Column("client", String(255), nullable=False, default=""),
+    Index("ix_tokens_username", "username"),
+    Index("ix_tokens_expires", "expires"),
+)
+
+items = Table(
+    "items",
+    metadata,
+    Column("item_id", String(32), primary_key=True),
+    Column("owner", String(128), nullable=False),
+    Column("title", String(255), nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("type_keywords", JSON, nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("snippet", Text, nullable=False, default=""),
+    Column("tags", JSON, nullable=False),
+    Column("filename", String(255), nullable=False, default=""),
+    Column("size", BigInteger, nullable=False, default=0),
+    Column("created", BigInteger, nullable=False),
+    Column("modified", BigInteger, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Index("ix_items_owner_created", "owner", "created"),
+)
+
+# Executed notebooks waiting to be written back to their item (executeNotebook updatePortalItem=true).
+item_updates = Table(
+    "item_updates",
+    metadata,
+    Column("job_id", String(40), primary_key=True),
+    Column("item_id", String(32), nullable=False),
+    Column("created", BigInteger, nullable=False),
+)
