@@ -44,8 +44,11 @@ class LocalPool:
         """Run jobs in this thread until none is waiting (burst) — the deterministic mode for tests."""
         assert burst, "only burst mode runs in the caller's thread; use start() for the pool"
         done = []
-        while (job := self.run_one()) is not None:
-            done.append(job)
+        try:
+            while (job := self.run_one()) is not None:
+                done.append(job)
+        finally:
+            self.supervisor.close()
         return done
 
     def start(self, workers: int) -> None:
@@ -60,6 +63,7 @@ class LocalPool:
         self._wake.set()
         for thread in self._threads:
             thread.join(timeout)
+        self.supervisor.close()
 
     def _loop(self, slot: int) -> None:
         while not self._stopping.is_set():

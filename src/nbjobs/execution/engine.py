@@ -27,6 +27,7 @@ from nbjobs.execution.notebooks import (
     read_notebook,
     write_notebook,
 )
+from nbjobs.execution.kernel_setup import stream_cap_code
 from nbjobs.execution.parameters import inject_parameters, parse_parameters, remove_injected_cell
 from nbjobs.models import Failure, FailureReason
 
@@ -153,6 +154,8 @@ def _run_cells(
         with client.setup_kernel(**start_kwargs):
             kernel_pid = _kernel_pid(client)
             listener.kernel_started(kernel_pid)
+            if nb.metadata.get("kernelspec", {}).get("language", "python") == "python":
+                _run_silently(client, stream_cap_code(request.max_cell_output_bytes))
             for index, cell in enumerate(nb.cells):
                 if cell.cell_type != "code":
                     continue
@@ -175,6 +178,12 @@ def _run_cells(
     finally:
         if kernel_pid:
             kill_process_tree(kernel_pid)
+
+
+def _run_silently(client: NotebookClient, code: str) -> None:
+    assert client.kc is not None
+    msg_id = client.kc.execute(code, silent=True, store_history=False)
+    client.wait_for_reply(msg_id)
 
 
 def _cell_failure(exc: CellExecutionError, index: int) -> Failure:

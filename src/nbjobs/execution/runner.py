@@ -23,19 +23,21 @@ from nbjobs.execution.engine import ExecutionRequest, Outcome, execute
 PR_SET_PDEATHSIG = 1
 
 
-def request_to_json(request: ExecutionRequest, output_path: Path) -> bytes:
+def request_to_json(request: ExecutionRequest, output_path: Path, log_path: Path) -> bytes:
     data = asdict(request)
     data["notebook"] = base64.b64encode(request.notebook).decode()
     data["env"] = dict(request.env) if request.env is not None else None
     data["output"] = str(output_path)
+    data["log"] = str(log_path)
     return json.dumps(data).encode()
 
 
-def request_from_json(raw: bytes) -> tuple[ExecutionRequest, Path]:
+def request_from_json(raw: bytes) -> tuple[ExecutionRequest, Path, Path]:
     data = json.loads(raw)
     output = Path(data.pop("output"))
+    log = Path(data.pop("log"))
     data["notebook"] = base64.b64decode(data["notebook"])
-    return ExecutionRequest(**data), output
+    return ExecutionRequest(**data), output, log
 
 
 class _EventListener:
@@ -83,11 +85,18 @@ def main() -> int:
     parent = int(os.environ.get("NBJOBS_SUPERVISOR_PID", "0"))
     if parent:
         _die_with_parent(parent)
-    request, output = request_from_json(sys.stdin.buffer.read())
-    # Events get a private copy of stdout; fd 1 then points at the log, so the kernel (which inherits
-    # fds 1 and 2) and anything it spawns can never write into the event stream or hold it open.
+    # A runner may be started ahead of its job (imports done, waiting here) to save ~250 ms per job.
+    raw = sys.stdin.buffer.read()
+    if not raw:  # the supervisor shut down without giving us a job
+        return 0
+    request, output, log = request_from_json(raw)
+    # Events get a private copy of stdout; fds 1 and 2 then point at the job's log, so the kernel (which
+    # inherits them) and anything it spawns can never write into the event stream or hold it open.
     events = os.fdopen(os.dup(1), "w", encoding="utf-8")
-    os.dup2(2, 1)
+    log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
     listener = _EventListener(events)
     signal.signal(signal.SIGUSR1, lambda *_: setattr(listener, "stop_requested", True))
     outcome = execute(request, listener)
