@@ -25,7 +25,9 @@ from nbjobs.settings import load_settings
 
 
 def trivial_notebook() -> nbformat.NotebookNode:
-    nb = new_notebook(cells=[new_code_cell("x = 1", metadata={"tags": ["parameters"]}), new_code_cell("y = x + 1")])
+    nb = new_notebook(
+        cells=[new_code_cell("x = 1", metadata={"tags": ["parameters"]}), new_code_cell("y = x + 1")]
+    )
     nb.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
     return nb
 
@@ -40,7 +42,10 @@ def time_nbjobs(runs: int, tmp: Path) -> list[float]:
         for _ in range(runs):
             start = time.perf_counter()
             job = app.service.submit(admin, data, parameters={"x": 2})
-            while (current := app.store.get(job.job_id)).status not in {JobStatus.COMPLETED, JobStatus.FAILED}:
+            while (current := app.store.get(job.job_id)).status not in {
+                JobStatus.COMPLETED,
+                JobStatus.FAILED,
+            }:
                 time.sleep(0.002)
             assert current.status == JobStatus.COMPLETED, current.failure
             times.append(time.perf_counter() - start)
@@ -57,7 +62,9 @@ def time_papermill(runs: int, tmp: Path) -> list[float]:
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        papermill.execute_notebook(str(src), str(tmp / "pm-out.ipynb"), parameters={"x": 2}, progress_bar=False)
+        papermill.execute_notebook(
+            str(src), str(tmp / "pm-out.ipynb"), parameters={"x": 2}, progress_bar=False
+        )
         times.append(time.perf_counter() - start)
     return times
 
@@ -92,7 +99,8 @@ def main() -> None:
     print(f"{'path':34} {'median ms':>10} {'min ms':>8} {'max ms':>8} {'vs papermill':>13}")
     for name, times in results.items():
         med = statistics.median(times)
-        print(f"{name:34} {med * 1000:10.0f} {min(times) * 1000:8.0f} {max(times) * 1000:8.0f} {base / med:12.2f}x")
+        lo, hi = min(times) * 1000, max(times) * 1000
+        print(f"{name:34} {med * 1000:10.0f} {lo:8.0f} {hi:8.0f} {base / med:12.2f}x")
 
 
 if __name__ == "__main__":

@@ -14,9 +14,9 @@ from nbjobs.dispatch.local import LocalPool
 from nbjobs.service.items import ItemService
 from nbjobs.service.jobs import JobService
 from nbjobs.service.notebooks import NotebookExecution
+from nbjobs.service.recovery import reap_expired, recover_host
 from nbjobs.service.tokens import TokenService
 from nbjobs.service.users import UserService
-from nbjobs.service.recovery import reap_expired, recover_host
 from nbjobs.settings import Settings
 from nbjobs.store.items import SqlItemStore
 from nbjobs.store.sql import SqlJobStore, open_store
@@ -63,8 +63,17 @@ class NbJobs:
         items = ItemService(item_store, clock, max_bytes=settings.max_upload_bytes)
         notebooks = NotebookExecution(service, items, item_store, clock)
         return cls(
-            settings, store, service, pool, clock, host_prefix, boot_prefix,
-            users=users, tokens=tokens, items=items, notebooks=notebooks,
+            settings,
+            store,
+            service,
+            pool,
+            clock,
+            host_prefix,
+            boot_prefix,
+            users=users,
+            tokens=tokens,
+            items=items,
+            notebooks=notebooks,
         )
 
     def recover(self) -> int:
@@ -82,7 +91,9 @@ class NbJobs:
     def start(self) -> None:
         self.recover()
         self.pool.start(self.settings.workers)
-        self._housekeeper = threading.Thread(target=self._housekeeping_loop, name="nbjobs-housekeeper", daemon=True)
+        self._housekeeper = threading.Thread(
+            target=self._housekeeping_loop, name="nbjobs-housekeeper", daemon=True
+        )
         self._housekeeper.start()
 
     def stop(self, grace: float | None = 30.0) -> None:

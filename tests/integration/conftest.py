@@ -21,8 +21,12 @@ def make_app(tmp_path: Path) -> Iterator[Callable[..., NbJobs]]:
 
     def make(**overrides) -> NbJobs:
         values = dict(
-            data_dir=tmp_path / "data", workers=1, poll_seconds=0.1, heartbeat_seconds=0.5,
-            cancel_grace_seconds=1.0, kill_grace_seconds=1.0,
+            data_dir=tmp_path / "data",
+            workers=1,
+            poll_seconds=0.1,
+            heartbeat_seconds=0.5,
+            cancel_grace_seconds=1.0,
+            kill_grace_seconds=1.0,
         )
         values.update(overrides)
         app = NbJobs.from_settings(load_settings({}, **values))

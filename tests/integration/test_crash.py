@@ -31,8 +31,20 @@ def free_port() -> int:
 
 
 def start_server(data_dir: Path, log: Path, workers: int = 2) -> subprocess.Popen:
-    args = [NBJOBS, "serve", "--data-dir", str(data_dir), "--workers", str(workers), "--port", str(free_port())]
-    if "--insecure-http" in subprocess.run([NBJOBS, "serve", "--help"], capture_output=True, text=True).stdout:
+    args = [
+        NBJOBS,
+        "serve",
+        "--data-dir",
+        str(data_dir),
+        "--workers",
+        str(workers),
+        "--port",
+        str(free_port()),
+    ]
+    if (
+        "--insecure-http"
+        in subprocess.run([NBJOBS, "serve", "--help"], capture_output=True, text=True).stdout
+    ):
         args.append("--insecure-http")
     env = {**os.environ, "NBJOBS_POLL_SECONDS": "0.2", "NBJOBS_ADMIN_PASSWORD": "crash-test-password"}
     with log.open("ab") as out:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import nbformat
@@ -12,7 +11,7 @@ import pytest
 
 from nbjobs.models import FailureReason, JobInputs, JobStatus
 
-from .conftest import ADMIN, wait_for
+from .conftest import ADMIN
 
 pytestmark = pytest.mark.kernel
 
@@ -29,9 +28,21 @@ def output_of(app, job_id: str):
 
 def test_trivial_notebook_completes_with_injected_parameters(make_app, golden):
     app = make_app()
-    job = run_to_end(app, golden("parameters.ipynb"), parameters=json.dumps(
-        {"name": "__import__('os').getcwd()", "count": 3, "ratio": 0.5, "flag": True,
-         "items": [1, "two"], "config": {"k": None}, "when": "2026-11-28T06:00:00Z"}))
+    job = run_to_end(
+        app,
+        golden("parameters.ipynb"),
+        parameters=json.dumps(
+            {
+                "name": "__import__('os').getcwd()",
+                "count": 3,
+                "ratio": 0.5,
+                "flag": True,
+                "items": [1, "two"],
+                "config": {"k": None},
+                "when": "2026-11-28T06:00:00Z",
+            }
+        ),
+    )
     assert job.status == JobStatus.COMPLETED and job.failure is None
     assert job.progress_percent == 100 and job.start_time > 0 and job.end_time >= job.start_time
     nb = output_of(app, job.job_id)
@@ -45,8 +56,11 @@ def test_trivial_notebook_completes_with_injected_parameters(make_app, golden):
 
 def test_save_injected_parameters_keeps_the_cell_right_after_parameters(make_app, golden):
     app = make_app()
-    job = run_to_end(app, golden("trivial.ipynb"), inputs=JobInputs(
-        save_injected_parameters=True, notebook_parameters={"x": 41}))
+    job = run_to_end(
+        app,
+        golden("trivial.ipynb"),
+        inputs=JobInputs(save_injected_parameters=True, notebook_parameters={"x": 41}),
+    )
     nb = output_of(app, job.job_id)
     assert nb.cells[0].metadata.tags == ["parameters"]
     assert nb.cells[1].metadata.tags == ["injected-parameters"] and "x = 41" in nb.cells[1].source
@@ -55,8 +69,11 @@ def test_save_injected_parameters_keeps_the_cell_right_after_parameters(make_app
 
 def test_existing_injected_parameters_cell_is_replaced(make_app, golden):
     app = make_app()
-    job = run_to_end(app, golden("injected_slot.ipynb"), inputs=JobInputs(
-        save_injected_parameters=True, notebook_parameters={"x": "fresh"}))
+    job = run_to_end(
+        app,
+        golden("injected_slot.ipynb"),
+        inputs=JobInputs(save_injected_parameters=True, notebook_parameters={"x": "fresh"}),
+    )
     nb = output_of(app, job.job_id)
     assert len(nb.cells) == 3 and "stale" not in nb.cells[1].source
     assert nb.cells[2].outputs[0].text == "fresh\n"
@@ -81,7 +98,11 @@ def test_cell_error_fails_with_cell_details_and_error_marker(make_app, golden):
     assert job.status == JobStatus.FAILED
     f = job.failure
     assert f.reason == FailureReason.CELL_ERROR and f.cell_index == 1
-    assert f.ename == "ValueError" and f.evalue == "boom at cell 1" and any("ValueError" in t for t in f.traceback)
+    assert (
+        f.ename == "ValueError"
+        and f.evalue == "boom at cell 1"
+        and any("ValueError" in t for t in f.traceback)
+    )
     nb = output_of(app, job.job_id)
     assert "nbjobs-error-marker" in nb.cells[0].metadata.tags  # papermill-style banner at the top
     texts = [o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs]
@@ -97,7 +118,9 @@ def test_cell_error_fails_with_cell_details_and_error_marker(make_app, golden):
         ("exits.ipynb", FailureReason.KERNEL_DIED, "kernel died"),
     ],
 )
-def test_bad_notebooks_fail_with_a_clear_reason_and_the_server_keeps_serving(make_app, golden, notebook, reason, words):
+def test_bad_notebooks_fail_with_a_clear_reason_and_the_server_keeps_serving(
+    make_app, golden, notebook, reason, words
+):
     app = make_app()
     job = run_to_end(app, golden(notebook))
     assert job.status == JobStatus.FAILED and job.failure.reason == reason
@@ -111,7 +134,9 @@ def test_parameters_that_are_not_an_object_fail_the_stored_job(make_app, golden)
     app = make_app()
     job = app.service.submit(ADMIN, golden("trivial.ipynb"))
     with app.store.engine.begin() as conn:
-        conn.exec_driver_sql("UPDATE jobs SET inputs = json_set(inputs, '$.notebookParameters', json('[1,2]'))")
+        conn.exec_driver_sql(
+            "UPDATE jobs SET inputs = json_set(inputs, '$.notebookParameters', json('[1,2]'))"
+        )
     app.pool.run(burst=True)
     ended = app.store.get(job.job_id)
     assert ended.status == JobStatus.FAILED and ended.failure.reason == FailureReason.INVALID_PARAMETERS

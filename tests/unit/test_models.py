@@ -25,7 +25,12 @@ def test_is_job_id_rejects_other_shapes():
 
 def test_wire_statuses_are_exactly_the_arcgis_words():
     assert [str(s) for s in JobStatus] == [
-        "SUBMITTED", "EXECUTING", "CANCELLING", "COMPLETED", "FAILED", "CANCELLED",
+        "SUBMITTED",
+        "EXECUTING",
+        "CANCELLING",
+        "COMPLETED",
+        "FAILED",
+        "CANCELLED",
     ]
 
 

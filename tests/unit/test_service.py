@@ -46,7 +46,9 @@ def test_submit_stores_a_submitted_job_and_wakes_the_pool(service, store, clock)
 
 
 @pytest.mark.parametrize("raw", ["[1, 2]", "not json", '"text"', "3", '{"not valid": 1}', '{"class": 1}'])
-def test_parameters_that_are_not_a_json_object_of_names_are_refused_and_nothing_is_stored(service, store, raw):
+def test_parameters_that_are_not_a_json_object_of_names_are_refused_and_nothing_is_stored(
+    service, store, raw
+):
     with pytest.raises(InvalidParameters):
         service.submit(ALICE, b"nb", parameters=raw)
     assert store.count() == 0
@@ -68,7 +70,9 @@ def test_users_see_only_their_jobs_and_others_look_unknown(service):
     with pytest.raises(JobNotFound) as unknown:
         service.get(ALICE, "j" + "0" * 32)
     assert type(other.value) is type(unknown.value)
-    assert other.value.message.replace(theirs.job_id, "X") == unknown.value.message.replace("j" + "0" * 32, "X")
+    assert other.value.message.replace(theirs.job_id, "X") == unknown.value.message.replace(
+        "j" + "0" * 32, "X"
+    )
     with pytest.raises(JobNotFound):
         service.cancel(ALICE, theirs.job_id)
     with pytest.raises(JobNotFound):

@@ -52,8 +52,14 @@ def make_job(created: int = 1000, username: str = "alice", **inputs) -> Job:
 
 
 def test_create_then_get_round_trips_every_field(store):
-    job = make_job(item_id="a" * 32, notebook_parameters={"x": [1, {"y": None}]}, execution_timeout_minutes=5,
-                   save_injected_parameters=True, run_id="r1", task_id="t1")
+    job = make_job(
+        item_id="a" * 32,
+        notebook_parameters={"x": [1, {"y": None}]},
+        execution_timeout_minutes=5,
+        save_injected_parameters=True,
+        run_id="r1",
+        task_id="t1",
+    )
     store.create(job, b"{}")
     assert store.get(job.job_id) == job
     assert store.get_blob(job.job_id, "input") == b"{}"
@@ -105,7 +111,9 @@ def test_transitions_follow_the_table_and_never_go_backwards(store):
     store.create(job, b"")
     assert store.transition(job.job_id, JobStatus.COMPLETED, 5) is None  # SUBMITTED cannot complete
     store.claim_next("w", 10, LEASE)
-    done = store.transition(job.job_id, JobStatus.COMPLETED, 20, attempt=1, update=JobUpdate(results={"a": 1}))
+    done = store.transition(
+        job.job_id, JobStatus.COMPLETED, 20, attempt=1, update=JobUpdate(results={"a": 1})
+    )
     assert done.status == JobStatus.COMPLETED and done.end_time == 20 and done.results == {"a": 1}
     assert done.lease_expires == 0
     for target in JobStatus:
@@ -133,7 +141,10 @@ def test_expected_narrows_the_sources(store):
     job = make_job()
     store.create(job, b"")
     store.claim_next("w", 10, LEASE)
-    assert store.transition(job.job_id, JobStatus.CANCELLED, 11, expected=frozenset({JobStatus.SUBMITTED})) is None
+    assert (
+        store.transition(job.job_id, JobStatus.CANCELLED, 11, expected=frozenset({JobStatus.SUBMITTED}))
+        is None
+    )
     assert store.transition(job.job_id, JobStatus.CANCELLING, 11).status == JobStatus.CANCELLING
 
 
@@ -141,8 +152,14 @@ def test_failure_round_trips(store):
     job = make_job()
     store.create(job, b"")
     store.claim_next("w", 10, LEASE)
-    failure = Failure(FailureReason.CELL_ERROR, "ValueError: x", cell_index=3, ename="ValueError", evalue="x",
-                      traceback=("line 1", "line 2"))
+    failure = Failure(
+        FailureReason.CELL_ERROR,
+        "ValueError: x",
+        cell_index=3,
+        ename="ValueError",
+        evalue="x",
+        traceback=("line 1", "line 2"),
+    )
     ended = store.transition(job.job_id, JobStatus.FAILED, 20, update=JobUpdate(failure=failure))
     assert ended.failure == failure
     assert store.get(job.job_id).failure == failure

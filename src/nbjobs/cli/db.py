@@ -16,8 +16,11 @@ def db() -> None:
 
 
 @db.command()
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Data directory holding the SQLite database. [env NBJOBS_DATA_DIR; default ./var]")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Data directory holding the SQLite database. [env NBJOBS_DATA_DIR; default ./var]",
+)
 @click.option("--database-url", help="SQLAlchemy/libpq URL of the database. [env NBJOBS_DATABASE_URL]")
 def upgrade(data_dir: Path | None, database_url: str | None) -> None:
     """Create or migrate the schema to the newest revision (safe to run again)."""

@@ -29,8 +29,12 @@ class _Progress:
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
             self._bar = Progress(
-                TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                TimeElapsedColumn(), console=_stderr_console(), transient=False,
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.percentage:>3.0f}%"),
+                TimeElapsedColumn(),
+                console=_stderr_console(),
+                transient=False,
             )
             self._bar.start()
             self._task = self._bar.add_task("Starting kernel", total=100)
@@ -93,29 +97,82 @@ def _collect_parameters(
 @click.command()
 @click.argument("notebook", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("output", required=False, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-p", "--parameters", "params", nargs=2, multiple=True, metavar="NAME VALUE",
-              help="A parameter; VALUE becomes int, float, bool or None when it reads as one, else str.")
-@click.option("-r", "--parameters-raw", "raw", nargs=2, multiple=True, metavar="NAME VALUE",
-              help="A parameter whose VALUE is always a string.")
-@click.option("-f", "--parameters-file", "files", multiple=True,
-              type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="A JSON file holding an object of parameters.")
-@click.option("-j", "--parameters-json", "inline", metavar="JSON",
-              help='Parameters as a JSON object, as ArcGIS notebookParameters: \'{"x": 1}\'.')
-@click.option("-k", "--kernel", "kernel_name", default="",
-              help="Kernel to use instead of the notebook's own kernelspec.")
-@click.option("--cwd", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Working directory of the kernel. [default: the notebook's folder]")
-@click.option("--execution-timeout", type=int, metavar="SECONDS",
-              help="Per-cell limit, as papermill's flag of the same name.")
-@click.option("--timeout", "timeout_minutes", type=float, metavar="MINUTES",
-              help="Whole-run limit, as ArcGIS executionTimeoutInMinutes.")
-@click.option("--save-injected-parameters/--drop-injected-parameters", default=True,
-              help="Keep the injected-parameters cell in OUTPUT. [default: keep, as papermill]")
-@click.option("--progress-bar/--no-progress-bar", default=None,
-              help="Per-cell progress bar on stderr. [default: on when stderr is a terminal]")
-@click.option("--max-cell-output", type=int, default=5 * 1024 * 1024, show_default=True, metavar="BYTES",
-              help="Output kept per cell; the rest is dropped and the cut marked.")
+@click.option(
+    "-p",
+    "--parameters",
+    "params",
+    nargs=2,
+    multiple=True,
+    metavar="NAME VALUE",
+    help="A parameter; VALUE becomes int, float, bool or None when it reads as one, else str.",
+)
+@click.option(
+    "-r",
+    "--parameters-raw",
+    "raw",
+    nargs=2,
+    multiple=True,
+    metavar="NAME VALUE",
+    help="A parameter whose VALUE is always a string.",
+)
+@click.option(
+    "-f",
+    "--parameters-file",
+    "files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A JSON file holding an object of parameters.",
+)
+@click.option(
+    "-j",
+    "--parameters-json",
+    "inline",
+    metavar="JSON",
+    help="Parameters as a JSON object, as ArcGIS notebookParameters: '{\"x\": 1}'.",
+)
+@click.option(
+    "-k",
+    "--kernel",
+    "kernel_name",
+    default="",
+    help="Kernel to use instead of the notebook's own kernelspec.",
+)
+@click.option(
+    "--cwd",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Working directory of the kernel. [default: the notebook's folder]",
+)
+@click.option(
+    "--execution-timeout",
+    type=int,
+    metavar="SECONDS",
+    help="Per-cell limit, as papermill's flag of the same name.",
+)
+@click.option(
+    "--timeout",
+    "timeout_minutes",
+    type=float,
+    metavar="MINUTES",
+    help="Whole-run limit, as ArcGIS executionTimeoutInMinutes.",
+)
+@click.option(
+    "--save-injected-parameters/--drop-injected-parameters",
+    default=True,
+    help="Keep the injected-parameters cell in OUTPUT. [default: keep, as papermill]",
+)
+@click.option(
+    "--progress-bar/--no-progress-bar",
+    default=None,
+    help="Per-cell progress bar on stderr. [default: on when stderr is a terminal]",
+)
+@click.option(
+    "--max-cell-output",
+    type=int,
+    default=5 * 1024 * 1024,
+    show_default=True,
+    metavar="BYTES",
+    help="Output kept per cell; the rest is dropped and the cut marked.",
+)
 def run(
     notebook: Path,
     output: Path | None,
@@ -167,7 +224,9 @@ def run(
             click.echo(f"wrote {output}", err=True)
     failure = outcome.failure
     if listener.stopped_by == FailureReason.TIMEOUT:
-        failure = Failure(FailureReason.TIMEOUT, f"the run exceeded its time limit of {timeout_minutes} minutes")
+        failure = Failure(
+            FailureReason.TIMEOUT, f"the run exceeded its time limit of {timeout_minutes} minutes"
+        )
     if outcome.output_truncated:
         click.echo(f"output truncated in cells {outcome.truncated_cells}", err=True)
     if failure is not None:

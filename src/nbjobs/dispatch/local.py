@@ -53,7 +53,9 @@ class LocalPool:
 
     def start(self, workers: int) -> None:
         for slot in range(workers):
-            thread = threading.Thread(target=self._loop, args=(slot,), name=f"nbjobs-worker-{slot}", daemon=True)
+            thread = threading.Thread(
+                target=self._loop, args=(slot,), name=f"nbjobs-worker-{slot}", daemon=True
+            )
             thread.start()
             self._threads.append(thread)
 

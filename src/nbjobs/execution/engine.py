@@ -6,6 +6,7 @@ This is the only place that drives nbclient. The runner process wraps it for job
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernel
 from nbformat import NotebookNode
 
 from nbjobs.errors import InvalidNotebook, InvalidParameters
+from nbjobs.execution.kernel_setup import stream_cap_code
 from nbjobs.execution.notebooks import (
     OutputCap,
     add_error_marker,
@@ -27,7 +29,6 @@ from nbjobs.execution.notebooks import (
     read_notebook,
     write_notebook,
 )
-from nbjobs.execution.kernel_setup import stream_cap_code
 from nbjobs.execution.parameters import inject_parameters, parse_parameters, remove_injected_cell
 from nbjobs.models import Failure, FailureReason
 
@@ -167,7 +168,9 @@ def _run_cells(
                 except CellExecutionError as exc:
                     return _cell_failure(exc, index), executed
                 except CellTimeoutError as exc:
-                    return Failure(FailureReason.TIMEOUT, str(exc).splitlines()[0], cell_index=index), executed
+                    return Failure(
+                        FailureReason.TIMEOUT, str(exc).splitlines()[0], cell_index=index
+                    ), executed
                 executed += 1
             listener.progress(100, f"Executed {executed} of {len(code_cells)} cells", len(nb.cells))
             return None, executed
@@ -224,12 +227,8 @@ def kill_process_tree(pid: int, sig: int = signal.SIGKILL) -> None:
         descendants = psutil.Process(pid).children(recursive=True)
     except psutil.Error:
         descendants = []
-    try:
+    with contextlib.suppress(OSError):
         os.killpg(pid, sig)
-    except OSError:
-        pass
     for proc in descendants:
-        try:
+        with contextlib.suppress(psutil.Error):
             proc.send_signal(sig)
-        except psutil.Error:
-            pass

@@ -8,7 +8,7 @@ only keeps a little more than the cap so that the runner sees the overflow.
 
 from __future__ import annotations
 
-_TEMPLATE = '''
+_TEMPLATE = """
 def _nbjobs_cap_streams(limit):
     import sys
 
@@ -39,7 +39,7 @@ def _nbjobs_cap_streams(limit):
 
 _nbjobs_cap_streams({limit})
 del _nbjobs_cap_streams
-'''
+"""
 
 
 def stream_cap_code(max_cell_bytes: int) -> str:

@@ -8,6 +8,7 @@ and every write it makes is fenced by the attempt it claimed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -256,10 +257,8 @@ class _Run:
         if reason == FailureReason.TIMEOUT:
             self.store.set_progress(job.job_id, job.attempt, self.clock(), job.progress_percent, "Timed out")
         if self.proc is not None:  # tell the runner to start no further cell...
-            try:
+            with contextlib.suppress(OSError):
                 os.kill(self.proc.pid, signal.SIGUSR1)
-            except OSError:
-                pass
         self._signal_kernel(signal.SIGINT)  # ...and interrupt the one running now
 
     def _advance_stop(self, proc: subprocess.Popen[bytes]) -> None:
@@ -304,21 +303,27 @@ class _Run:
             return self._end(JobStatus.CANCELLED, failure, results)
         if self.stop is not None:
             minutes = deadline_minutes(job, self.settings)
-            failure = Failure(FailureReason.TIMEOUT, f"The job exceeded its time limit of {minutes:g} minutes")
+            failure = Failure(
+                FailureReason.TIMEOUT, f"The job exceeded its time limit of {minutes:g} minutes"
+            )
             return self._end(JobStatus.FAILED, failure, results)
         if "failure" in done:
             failure = Failure.from_wire(done["failure"]) if done["failure"] else None
             if failure is None:
                 return self._end(JobStatus.COMPLETED, None, results)
             return self._end(JobStatus.FAILED, failure, results)
-        tail = stderr_path.read_bytes()[-_STDERR_TAIL:].decode(errors="replace") if stderr_path.exists() else ""
+        tail = (
+            stderr_path.read_bytes()[-_STDERR_TAIL:].decode(errors="replace") if stderr_path.exists() else ""
+        )
         message = f"The job runner exited unexpectedly (exit code {returncode})"
         log.error("%s for job %s: %s", message, job.job_id, tail)
         return self._end(JobStatus.FAILED, Failure(FailureReason.KERNEL_DIED, message), results)
 
     def _end(self, status: JobStatus, failure: Failure | None, results: dict[str, Any]) -> Job | None:
         job = self.job
-        update = JobUpdate(failure=failure, results=results, progress_percent=100 if failure is None else None)
+        update = JobUpdate(
+            failure=failure, results=results, progress_percent=100 if failure is None else None
+        )
         ended = self.store.transition(job.job_id, status, self.clock(), attempt=job.attempt, update=update)
         # None: someone else ended or re-ran the job meanwhile (the reaper, a newer attempt); theirs stands.
         return ended or self.store.get(job.job_id)

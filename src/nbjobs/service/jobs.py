@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from nbjobs.clock import Clock
@@ -118,7 +119,7 @@ class JobService:
 
     def cancel(self, who: Principal, job_id: str) -> Job:
         """Cancel a job: SUBMITTED ends at once; EXECUTING goes CANCELLING and its worker stops it."""
-        job = self.get(who, job_id)
+        self.get(who, job_id)  # visibility first: others' jobs answer as unknown ones
         now = self.clock()
         cancelled = self.store.transition(
             job_id,
@@ -152,6 +153,4 @@ class JobService:
 
 
 def _with_parameters(inputs: JobInputs, params: dict[str, Any]) -> JobInputs:
-    from dataclasses import replace
-
     return replace(inputs, notebook_parameters=params)

@@ -136,7 +136,9 @@ class MemoryJobStore:
         return [j for j in self._jobs.values() if j.status in RUNNING and j.lease_expires < now]
 
     def running_on(self, worker_prefix: str) -> list[Job]:
-        return [j for j in self._jobs.values() if j.status in RUNNING and j.worker_id.startswith(worker_prefix)]
+        return [
+            j for j in self._jobs.values() if j.status in RUNNING and j.worker_id.startswith(worker_prefix)
+        ]
 
     def put_blob(self, job_id: str, kind: str, data: bytes, now: int, *, attempt: int | None = None) -> bool:
         with self._lock:
@@ -182,4 +184,8 @@ class MemoryJobStore:
 def _changes(update: JobUpdate | None) -> dict[str, object]:
     if update is None:
         return {}
-    return {f.name: getattr(update, f.name) for f in dataclasses.fields(update) if getattr(update, f.name) is not None}
+    return {
+        f.name: getattr(update, f.name)
+        for f in dataclasses.fields(update)
+        if getattr(update, f.name) is not None
+    }

@@ -83,8 +83,15 @@ def _update_values(update_: JobUpdate | None) -> dict[str, Any]:
         return {}
     values: dict[str, Any] = {}
     for name in (
-        "results", "progress_message", "progress_percent", "start_time", "end_time",
-        "cancel_requested", "worker_id", "lease_expires", "attempt",
+        "results",
+        "progress_message",
+        "progress_percent",
+        "start_time",
+        "end_time",
+        "cancel_requested",
+        "worker_id",
+        "lease_expires",
+        "attempt",
     ):
         value = getattr(update_, name)
         if value is not None:
@@ -169,9 +176,7 @@ class SqlJobStore:
         return job_from_row(row) if row else None
 
     def heartbeat(self, job_id: str, attempt: int, now: int, lease_ms: int) -> Job | None:
-        stmt = (
-            _cas(job_id, RUNNING, attempt).values(lease_expires=now + lease_ms).returning(*jobs.c)
-        )
+        stmt = _cas(job_id, RUNNING, attempt).values(lease_expires=now + lease_ms).returning(*jobs.c)
         with self.engine.begin() as conn:
             row = conn.execute(stmt).first()
         return job_from_row(row) if row else None
@@ -240,8 +245,10 @@ class SqlJobStore:
         offset: int = 0,
         newest_first: bool = False,
     ) -> list[Job]:
-        order = (jobs.c.date_created.desc(), jobs.c.job_id.desc()) if newest_first else (
-            jobs.c.date_created, jobs.c.job_id
+        order = (
+            (jobs.c.date_created.desc(), jobs.c.job_id.desc())
+            if newest_first
+            else (jobs.c.date_created, jobs.c.job_id)
         )
         stmt = select(jobs).where(*_filters(username, statuses)).order_by(*order).limit(limit).offset(offset)
         with self.engine.connect() as conn:
@@ -253,9 +260,7 @@ class SqlJobStore:
             return int(conn.execute(stmt).scalar_one())
 
     def expired(self, now: int) -> list[Job]:
-        stmt = select(jobs).where(
-            jobs.c.status.in_([str(s) for s in RUNNING]), jobs.c.lease_expires < now
-        )
+        stmt = select(jobs).where(jobs.c.status.in_([str(s) for s in RUNNING]), jobs.c.lease_expires < now)
         with self.engine.connect() as conn:
             return [job_from_row(r) for r in conn.execute(stmt)]
 
