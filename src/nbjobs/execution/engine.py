@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import psutil
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
@@ -117,16 +120,29 @@ def execute(request: ExecutionRequest, listener: Listener) -> Outcome:
         return Outcome(Failure(FailureReason.KERNEL_NOT_FOUND, message), _saved(nb, injected_at, request))
 
     cap = OutputCap(request.max_cell_output_bytes, request.max_notebook_output_bytes)
+    # IPC sockets, not loopback TCP: no port another local user could reach, and no ZMQ reconnect delay.
+    # The socket path must be absolute (runner and kernel have different cwds) and short (108 bytes).
+    sockets = tempfile.mkdtemp(prefix="nbjobs-k-")
+    km = AsyncKernelManager(
+        kernel_name=kernel_name,
+        transport="ipc",
+        ip=os.path.join(sockets, "k"),
+        client_class="nbjobs.execution.ready.ReadyClient",
+    )
     client = _CappedClient(
         nb,
         cap,
+        km=km,
         kernel_name=kernel_name,
         timeout=request.cell_timeout_seconds,
         shutdown_kernel="immediate",
         coalesce_streams=True,
         resources={"metadata": {"path": request.cwd}},
     )
-    failure, executed = _run_cells(client, nb, request, listener)
+    try:
+        failure, executed = _run_cells(client, nb, request, listener)
+    finally:
+        shutil.rmtree(sockets, ignore_errors=True)
     if failure is not None and failure.reason == FailureReason.CELL_ERROR and failure.cell_index is not None:
         at = failure.cell_index
         nb = add_error_marker(nb, at, execution_count=_count_of(nb, at))
