@@ -79,8 +79,10 @@ class ConfigurationError(NbJobsError):
 class ItemNotFound(NotFound):
     """Item does not exist or is inaccessible."""
 
+    code = 400  # what ArcGIS portals answer for an unknown or another user's item
+
     def __init__(self, item_id: str) -> None:
-        super().__init__(f"Item does not exist or is inaccessible: {item_id}")
+        super().__init__("Item does not exist or is inaccessible.", details=[f"itemId: {item_id}"])
         self.item_id = item_id
 
 

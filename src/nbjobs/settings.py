@@ -29,6 +29,8 @@ class Settings:
     max_cell_output_bytes: int = 5 * 1024 * 1024
     max_notebook_output_bytes: int = 50 * 1024 * 1024
     default_kernel_name: str = "python3"
+    warm_pool_size: int = 2
+    warm_pool_ttl_seconds: float = 3600.0
     # The environment kernels start from: the server's own, minus anything nbjobs-specific or secret.
     kernel_env: tuple[tuple[str, str], ...] = ()
     # Leases and housekeeping
@@ -91,6 +93,8 @@ _ENV = {
     "NBJOBS_KILL_GRACE_SECONDS": ("kill_grace_seconds", float),
     "NBJOBS_LEASE_SECONDS": ("lease_seconds", float),
     "NBJOBS_POLL_SECONDS": ("poll_seconds", float),
+    "NBJOBS_WARM_POOL_SIZE": ("warm_pool_size", int),
+    "NBJOBS_WARM_POOL_TTL_SECONDS": ("warm_pool_ttl_seconds", float),
     "NBJOBS_REAPER_INTERVAL_SECONDS": ("reaper_interval_seconds", float),
     "NBJOBS_HEARTBEAT_SECONDS": ("heartbeat_seconds", float),
     "NBJOBS_ASYNC_JOBS_CLEAN_AGE_HOURS": ("async_jobs_clean_age_hours", int),

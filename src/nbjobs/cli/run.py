@@ -11,8 +11,9 @@ from typing import Any
 import click
 
 from nbjobs.errors import InvalidParameters
-from nbjobs.execution.engine import ExecutionRequest, execute, kill_process_tree
+from nbjobs.execution.engine import ExecutionRequest, execute
 from nbjobs.execution.parameters import parse_cli_value, parse_parameters
+from nbjobs.execution.processes import kill_process_tree
 from nbjobs.models import Failure, FailureReason
 
 

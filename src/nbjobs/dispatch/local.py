@@ -45,6 +45,7 @@ class LocalPool:
         assert burst, "only burst mode runs in the caller's thread; use start() for the pool"
         done = []
         try:
+            self.supervisor.pool.fill()
             while (job := self.run_one()) is not None:
                 done.append(job)
         finally:
@@ -52,6 +53,8 @@ class LocalPool:
         return done
 
     def start(self, workers: int) -> None:
+        if workers > 0:
+            self.supervisor.pool.start()
         for slot in range(workers):
             thread = threading.Thread(
                 target=self._loop, args=(slot,), name=f"nbjobs-worker-{slot}", daemon=True

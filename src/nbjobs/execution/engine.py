@@ -6,24 +6,18 @@ This is the only place that drives nbclient. The runner process wraps it for job
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
-import signal
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import psutil
-from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
 
 from nbjobs.errors import InvalidNotebook, InvalidParameters
-from nbjobs.execution.kernel_setup import stream_cap_code
+from nbjobs.execution.kernel_setup import job_context_code, stream_cap_code
+from nbjobs.execution.kernels import WarmKernel, kernel_exists, kernel_pid, new_kernel_manager
 from nbjobs.execution.notebooks import (
     OutputCap,
     add_error_marker,
@@ -33,6 +27,7 @@ from nbjobs.execution.notebooks import (
     write_notebook,
 )
 from nbjobs.execution.parameters import inject_parameters, parse_parameters, remove_injected_cell
+from nbjobs.execution.processes import kill_process_tree
 from nbjobs.models import Failure, FailureReason
 
 
@@ -100,8 +95,12 @@ class _CappedClient(NotebookClient):
         return outs[-1]
 
 
-def execute(request: ExecutionRequest, listener: Listener) -> Outcome:
-    """Run the notebook to its end or first error and return what happened; never raises for bad input."""
+def execute(request: ExecutionRequest, listener: Listener, warm: WarmKernel | None = None) -> Outcome:
+    """Run the notebook to its end or first error and return what happened; never raises for bad input.
+
+    With ``warm``, a kernel started ahead is used when it is the kernel the notebook needs and still
+    alive; otherwise it is discarded and a fresh kernel is started (the cold path).
+    """
     try:
         nb = read_notebook(request.notebook)
     except InvalidNotebook as exc:
@@ -113,22 +112,18 @@ def execute(request: ExecutionRequest, listener: Listener) -> Outcome:
         return Outcome(Failure(FailureReason.INVALID_PARAMETERS, exc.message), None)
 
     kernel_name = request.kernel_name or kernel_name_of(nb, request.default_kernel_name)
-    try:
-        KernelSpecManager().get_kernel_spec(kernel_name)
-    except NoSuchKernel:
+    if warm is not None and (warm.kernel_name != kernel_name or not warm.alive()):
+        warm.discard()
+        warm = None
+    if warm is None and not kernel_exists(kernel_name):
         message = f"No such kernel named '{kernel_name}' is installed on this server"
         return Outcome(Failure(FailureReason.KERNEL_NOT_FOUND, message), _saved(nb, injected_at, request))
 
     cap = OutputCap(request.max_cell_output_bytes, request.max_notebook_output_bytes)
-    # IPC sockets, not loopback TCP: no port another local user could reach, and no ZMQ reconnect delay.
-    # The socket path must be absolute (runner and kernel have different cwds) and short (108 bytes).
-    sockets = tempfile.mkdtemp(prefix="nbjobs-k-")
-    km = AsyncKernelManager(
-        kernel_name=kernel_name,
-        transport="ipc",
-        ip=os.path.join(sockets, "k"),
-        client_class="nbjobs.execution.ready.ReadyClient",
-    )
+    if warm is not None:
+        km, sockets = warm.km, warm.sockets
+    else:
+        km, sockets = new_kernel_manager(kernel_name)
     client = _CappedClient(
         nb,
         cap,
@@ -139,8 +134,10 @@ def execute(request: ExecutionRequest, listener: Listener) -> Outcome:
         coalesce_streams=True,
         resources={"metadata": {"path": request.cwd}},
     )
+    if warm is not None:
+        client.kc = warm.kc
     try:
-        failure, executed = _run_cells(client, nb, request, listener)
+        failure, executed = _run_cells(client, nb, request, listener, warm=warm is not None)
     finally:
         shutil.rmtree(sockets, ignore_errors=True)
     if failure is not None and failure.reason == FailureReason.CELL_ERROR and failure.cell_index is not None:
@@ -158,21 +155,24 @@ def execute(request: ExecutionRequest, listener: Listener) -> Outcome:
 
 
 def _run_cells(
-    client: _CappedClient, nb: NotebookNode, request: ExecutionRequest, listener: Listener
+    client: _CappedClient, nb: NotebookNode, request: ExecutionRequest, listener: Listener, *, warm: bool
 ) -> tuple[Failure | None, int]:
     code_cells = code_cell_indexes(nb)
     total = max(len(code_cells), 1)
     executed = 0
-    kernel_pid = 0
+    pid = 0
     start_kwargs: dict[str, Any] = {"cwd": request.cwd}
     if request.env is not None:
         start_kwargs["env"] = dict(request.env)
     try:
         with client.setup_kernel(**start_kwargs):
-            kernel_pid = _kernel_pid(client)
-            listener.kernel_started(kernel_pid)
+            pid = kernel_pid(client.km)
+            listener.kernel_started(pid)
             if nb.metadata.get("kernelspec", {}).get("language", "python") == "python":
-                _run_silently(client, stream_cap_code(request.max_cell_output_bytes))
+                setup = stream_cap_code(request.max_cell_output_bytes)
+                if warm:  # started before its job: give it the job's cwd and environment first
+                    setup = job_context_code(request.cwd, request.env) + "\n" + setup
+                _run_silently(client, setup)
             for index, cell in enumerate(nb.cells):
                 if cell.cell_type != "code":
                     continue
@@ -195,8 +195,8 @@ def _run_cells(
     except RuntimeError as exc:  # kernel failed to start or answer
         return Failure(FailureReason.KERNEL_DIED, f"The kernel could not be started: {exc}"), executed
     finally:
-        if kernel_pid:
-            kill_process_tree(kernel_pid)
+        if pid:
+            kill_process_tree(pid)
 
 
 def _run_silently(client: NotebookClient, code: str) -> None:
@@ -228,23 +228,3 @@ def _saved(nb: NotebookNode, injected_at: int | None, request: ExecutionRequest)
     if injected_at is not None and not request.save_injected_parameters:
         nb = remove_injected_cell(nb, injected_at)
     return write_notebook(nb)
-
-
-def _kernel_pid(client: NotebookClient) -> int:
-    km = client.km
-    provisioner = getattr(km, "provisioner", None)
-    pid = getattr(provisioner, "pid", None) or getattr(getattr(provisioner, "process", None), "pid", None)
-    return int(pid or 0)
-
-
-def kill_process_tree(pid: int, sig: int = signal.SIGKILL) -> None:
-    """Signal ``pid``'s process group and every descendant (even ones that left the group)."""
-    try:
-        descendants = psutil.Process(pid).children(recursive=True)
-    except psutil.Error:
-        descendants = []
-    with contextlib.suppress(OSError):
-        os.killpg(pid, sig)
-    for proc in descendants:
-        with contextlib.suppress(psutil.Error):
-            proc.send_signal(sig)

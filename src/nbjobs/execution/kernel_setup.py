@@ -45,3 +45,12 @@ del _nbjobs_cap_streams
 def stream_cap_code(max_cell_bytes: int) -> str:
     """Python source that caps each cell's stdout and stderr at slightly more than ``max_cell_bytes``."""
     return _TEMPLATE.format(limit=int(max_cell_bytes) + 4096)
+
+
+def job_context_code(cwd: str, env: dict[str, str] | None) -> str:
+    """Python source that gives a pre-started kernel its job's working directory and environment."""
+    lines = ["import os as _nbjobs_os", f"_nbjobs_os.chdir({cwd!r})"]
+    if env is not None:
+        lines += ["_nbjobs_os.environ.clear()", f"_nbjobs_os.environ.update({dict(env)!r})"]
+    lines.append("del _nbjobs_os")
+    return "\n".join(lines)

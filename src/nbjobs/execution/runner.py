@@ -8,10 +8,12 @@ database: the supervisor is the single writer of job state.
 
 from __future__ import annotations
 
+import argparse
 import base64
 import ctypes
 import json
 import os
+import select
 import signal
 import sys
 from dataclasses import asdict
@@ -19,25 +21,24 @@ from pathlib import Path
 from typing import IO, Any
 
 from nbjobs.execution.engine import ExecutionRequest, Outcome, execute
+from nbjobs.execution.kernels import WarmKernel, kernel_exists
 
 PR_SET_PDEATHSIG = 1
 
 
-def request_to_json(request: ExecutionRequest, output_path: Path, log_path: Path) -> bytes:
+def request_to_json(request: ExecutionRequest, output_path: Path) -> bytes:
     data = asdict(request)
     data["notebook"] = base64.b64encode(request.notebook).decode()
     data["env"] = dict(request.env) if request.env is not None else None
     data["output"] = str(output_path)
-    data["log"] = str(log_path)
     return json.dumps(data).encode()
 
 
-def request_from_json(raw: bytes) -> tuple[ExecutionRequest, Path, Path]:
+def request_from_json(raw: bytes) -> tuple[ExecutionRequest, Path]:
     data = json.loads(raw)
     output = Path(data.pop("output"))
-    log = Path(data.pop("log"))
     data["notebook"] = base64.b64decode(data["notebook"])
-    return ExecutionRequest(**data), output, log
+    return ExecutionRequest(**data), output
 
 
 class _EventListener:
@@ -81,25 +82,48 @@ def outcome_event(outcome: Outcome) -> dict[str, Any]:
     }
 
 
-def main() -> int:
-    parent = int(os.environ.get("NBJOBS_SUPERVISOR_PID", "0"))
+def _wait_for_request(warm: WarmKernel | None) -> bytes:
+    """Block until the supervisor writes a request; exit if our warm kernel dies meanwhile."""
+    stdin = sys.stdin.buffer
+    while True:
+        readable, _, _ = select.select([stdin], [], [], 1.0)
+        if readable:
+            return stdin.read()
+        if warm is not None and not warm.alive():
+            warm.discard()
+            os._exit(3)  # the pool sees a dead runner and replaces it; no job gets this kernel
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = argparse.ArgumentParser(prog="nbjobs-runner")
+    args.add_argument("--kernel", default="", help="start this kernel now, before the request arrives")
+    options = args.parse_args(argv)
+    parent = int(os.environ.pop("NBJOBS_SUPERVISOR_PID", "0"))
     if parent:
         _die_with_parent(parent)
-    # A runner may be started ahead of its job (imports done, waiting here) to save ~250 ms per job.
-    raw = sys.stdin.buffer.read()
-    if not raw:  # the supervisor shut down without giving us a job
-        return 0
-    request, output, log = request_from_json(raw)
-    # Events get a private copy of stdout; fds 1 and 2 then point at the job's log, so the kernel (which
-    # inherits them) and anything it spawns can never write into the event stream or hold it open.
+    # Events get a private copy of stdout; fds 1 and 2 then point at this runner's log, so the kernel
+    # (which inherits them) and anything it spawns can never write into the event stream or hold it open.
     events = os.fdopen(os.dup(1), "w", encoding="utf-8")
-    log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    log_fd = os.open(f"runner-{os.getpid()}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
     os.close(log_fd)
+
+    warm = None
+    if options.kernel and kernel_exists(options.kernel):
+        try:
+            warm = WarmKernel.start(options.kernel, cwd=os.getcwd(), env=dict(os.environ))
+        except Exception as exc:  # the job will try a cold start and report what fails
+            print(f"warm kernel {options.kernel!r} did not start: {exc}", file=sys.stderr)
+    raw = _wait_for_request(warm)
+    if not raw:  # retired without a job
+        if warm is not None:
+            warm.discard()
+        return 0
+    request, output = request_from_json(raw)
     listener = _EventListener(events)
     signal.signal(signal.SIGUSR1, lambda *_: setattr(listener, "stop_requested", True))
-    outcome = execute(request, listener)
+    outcome = execute(request, listener, warm)
     if outcome.notebook is not None:
         tmp = output.with_suffix(".tmp")
         tmp.write_bytes(outcome.notebook)

@@ -16,7 +16,6 @@ import queue
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -24,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from nbjobs.clock import Clock
-from nbjobs.execution.engine import ExecutionRequest, kill_process_tree
+from nbjobs.execution.engine import ExecutionRequest
+from nbjobs.execution.pool import RunnerPool
+from nbjobs.execution.processes import kill_process_tree
 from nbjobs.execution.runner import request_to_json
 from nbjobs.models import Failure, FailureReason, Job, JobStatus
 from nbjobs.settings import Settings
@@ -52,58 +53,17 @@ def deadline_minutes(job: Job, settings: Settings) -> float:
 
 
 class Supervisor:
-    """Runs claimed jobs to completion; one instance may serve many jobs, one at a time per thread.
-
-    Each worker thread keeps one spare runner started ahead (its imports done, waiting for a request),
-    so a job does not pay the runner's start-up. The spare is started by the thread that will use it:
-    the runner's parent-death signal follows the thread that spawned it.
-    """
+    """Runs claimed jobs to completion, one job per calling thread, each in a runner from the pool."""
 
     def __init__(self, store: JobStore, settings: Settings, clock: Clock) -> None:
         self.store = store
         self.settings = settings
         self.clock = clock
-        self._spares: dict[int, subprocess.Popen[bytes]] = {}
-        self._lock = threading.Lock()
-
-    def take_runner(self) -> subprocess.Popen[bytes]:
-        """A started runner for the calling thread: its spare if alive, else a new one."""
-        with self._lock:
-            spare = self._spares.pop(threading.get_ident(), None)
-        if spare is not None and spare.poll() is None:
-            return spare
-        if spare is not None:
-            _close(spare)
-        return self._spawn()
-
-    def prepare_spare(self) -> None:
-        """Start the calling thread's next runner now, while its current job runs."""
-        proc = self._spawn()
-        with self._lock:
-            old = self._spares.pop(threading.get_ident(), None)
-            self._spares[threading.get_ident()] = proc
-        if old is not None:
-            _close(old)
+        self.pool = RunnerPool(settings, settings.default_kernel_name)
 
     def close(self) -> None:
-        """Stop every spare runner."""
-        with self._lock:
-            spares, self._spares = list(self._spares.values()), {}
-        for proc in spares:
-            _close(proc)
-
-    def _spawn(self) -> subprocess.Popen[bytes]:
-        scratch = self.settings.data_dir / "jobs"
-        scratch.mkdir(parents=True, exist_ok=True)
-        env = {**dict(self.settings.kernel_env), "NBJOBS_SUPERVISOR_PID": str(os.getpid())}
-        return subprocess.Popen(
-            [sys.executable, "-m", "nbjobs.execution.runner"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            cwd=scratch,
-            env=env,
-            start_new_session=True,
-        )
+        """Stop the pool's waiting runners and their kernels."""
+        self.pool.close()
 
     def run(self, job: Job) -> Job | None:
         """Execute a job this worker has claimed; returns the ended job, or None if fenced out."""
@@ -148,19 +108,19 @@ class _Run:
             max_cell_output_bytes=self.settings.max_cell_output_bytes,
             max_notebook_output_bytes=self.settings.max_notebook_output_bytes,
         )
-        stderr_path = self.workdir / "runner.log"
-        proc = self.sup.take_runner()
+        runner = self.sup.pool.take(job.runtime.kernel_name)
+        stderr_path = runner.log_path
+        proc = runner.proc
         self.proc = proc
         self.store.set_processes(job.job_id, job.attempt, proc.pid, 0)
         reader = threading.Thread(target=self._read, args=(proc,), daemon=True)
         reader.start()
         try:
             assert proc.stdin is not None
-            proc.stdin.write(request_to_json(request, output, stderr_path))
+            proc.stdin.write(request_to_json(request, output))
             proc.stdin.close()
         except BrokenPipeError:
             pass
-        self.sup.prepare_spare()
         self._watch(proc)
         if self.kernel_pid:
             kill_process_tree(self.kernel_pid)
@@ -169,9 +129,12 @@ class _Run:
         reader.join(timeout=5)
         if proc.stdout is not None:
             proc.stdout.close()
-        if self.fenced:
-            return None
-        return self._finish(output, stderr_path, proc.returncode)
+        try:
+            if self.fenced:
+                return None
+            return self._finish(output, stderr_path, proc.returncode)
+        finally:
+            stderr_path.unlink(missing_ok=True)
 
     def _watch(self, proc: subprocess.Popen[bytes]) -> None:
         settings = self.settings
@@ -334,15 +297,3 @@ class _Run:
         env["HOME"] = env.get("HOME", str(cwd))
         return env
 
-
-def _close(proc: subprocess.Popen[bytes]) -> None:
-    """Retire a runner that never got a job: EOF on stdin makes it exit; kill it if it does not."""
-    try:
-        if proc.stdin is not None:
-            proc.stdin.close()
-        proc.wait(timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
-        kill_process_tree(proc.pid)
-        proc.wait()
-    if proc.stdout is not None:
-        proc.stdout.close()

@@ -7,7 +7,7 @@ import logging
 import psutil
 
 from nbjobs.clock import Clock
-from nbjobs.execution.engine import kill_process_tree
+from nbjobs.execution.processes import kill_process_tree
 from nbjobs.models import Failure, FailureReason, Job, JobStatus
 from nbjobs.store.base import JobStore, JobUpdate
 

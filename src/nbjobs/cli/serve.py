@@ -1,0 +1,96 @@
+"""``nbjobs serve``: the server with its embedded worker pool, over HTTPS by default."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from nbjobs.errors import NbJobsError
+from nbjobs.settings import load_settings
+
+
+@click.command()
+@click.option("--host", help="Interface to listen on. [env NBJOBS_HOST; default 127.0.0.1]")
+@click.option("--port", type=int, help="TCP port. [env NBJOBS_PORT; default 8443]")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the SQLite database and job scratch space live. [env NBJOBS_DATA_DIR; default ./var]",
+)
+@click.option(
+    "--workers",
+    type=int,
+    help="Notebook jobs run at once by the local pool (0: none). [env NBJOBS_WORKERS; default CPU count]",
+)
+@click.option(
+    "--cert",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="TLS certificate (PEM). [env NBJOBS_CERT_FILE; default: a self-signed one in the data dir]",
+)
+@click.option(
+    "--key",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="TLS private key (PEM) for --cert. [env NBJOBS_KEY_FILE]",
+)
+@click.option(
+    "--insecure-http",
+    is_flag=True,
+    default=None,
+    help="Serve plain HTTP (local use only: the ArcGIS client wants HTTPS). [env NBJOBS_INSECURE_HTTP]",
+)
+def serve(
+    host: str | None,
+    port: int | None,
+    data_dir: Path | None,
+    workers: int | None,
+    cert: Path | None,
+    key: Path | None,
+    insecure_http: bool | None,
+) -> None:
+    """Start the server: the ArcGIS-compatible API plus a local pool of notebook workers."""
+    import uvicorn
+
+    from nbjobs.app import NbJobs
+    from nbjobs.web.app import create_app
+    from nbjobs.web.tls import ensure_self_signed
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings(
+            host=host,
+            port=port,
+            data_dir=data_dir,
+            workers=workers,
+            cert_file=cert,
+            key_file=key,
+            insecure_http=insecure_http,
+        )
+        if (settings.cert_file is None) != (settings.key_file is None):
+            raise click.UsageError("--cert and --key go together")
+        nbjobs = NbJobs.from_settings(settings)
+        admin_password = nbjobs.users.ensure_admin(settings.admin_user, settings.admin_password)
+    except NbJobsError as exc:
+        raise click.ClickException(exc.message) from exc
+    tls: dict[str, str] = {}
+    scheme = "http"
+    if not settings.insecure_http:
+        scheme = "https"
+        cert_file, key_file = settings.cert_file, settings.key_file
+        if cert_file is None or key_file is None:
+            cert_file, key_file, created = ensure_self_signed(settings.data_dir, settings.host)
+            made = "created" if created else "using"
+            click.echo(f"{made} self-signed certificate {cert_file.resolve()}")
+        tls = {"ssl_certfile": str(cert_file), "ssl_keyfile": str(key_file)}
+    if admin_password is not None:
+        click.echo(f"created administrator {settings.admin_user!r} with password: {admin_password}")
+        click.echo("  (shown once; change it with: nbjobs users passwd)")
+    nbjobs.start()
+    url = f"{scheme}://{settings.host}:{settings.port}/{settings.context}"
+    click.echo(f"nbjobs {settings.workers} worker(s), data in {settings.data_dir.resolve()}")
+    click.echo(f"serving at {url}  (portal {url}/sharing/rest, admin {url}/admin)", nl=True)
+    try:
+        uvicorn.run(create_app(nbjobs), host=settings.host, port=settings.port, log_level="warning", **tls)
+    finally:
+        nbjobs.stop()

@@ -1,0 +1,108 @@
+"""``nbjobs users``: manage the built-in accounts in a data directory's database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from nbjobs.errors import NbJobsError
+from nbjobs.store.users import ORG_USER, ROLES
+
+_data_dir = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The server's data directory. [env NBJOBS_DATA_DIR; default ./var]",
+)
+
+
+def _services(data_dir: Path | None):  # noqa: ANN202
+    from nbjobs.clock import now_ms
+    from nbjobs.service.tokens import TokenService
+    from nbjobs.service.users import UserService
+    from nbjobs.settings import load_settings
+    from nbjobs.store.sql import open_store
+    from nbjobs.store.users import SqlTokenStore, SqlUserStore
+
+    settings = load_settings(data_dir=data_dir)
+    store = open_store(settings)
+    user_store = SqlUserStore(store.engine)
+    return (
+        UserService(user_store, now_ms),
+        TokenService(SqlTokenStore(store.engine), user_store, now_ms),
+        store,
+    )
+
+
+def _password_option(help_text: str):  # noqa: ANN202
+    return click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True, help=help_text)
+
+
+@click.group()
+def users() -> None:
+    """Add, list, change and disable users."""
+
+
+@users.command("add")
+@click.argument("name")
+@_password_option("The new user's password (prompted when omitted).")
+@click.option("--role", type=click.Choice(ROLES), default=ORG_USER, show_default=True)
+@_data_dir
+def add(name: str, password: str, role: str, data_dir: Path | None) -> None:
+    """Create user NAME (an org_user gets the notebook privileges)."""
+    service, _, store = _services(data_dir)
+    try:
+        user = service.add(name, password, role=role)
+    except NbJobsError as exc:
+        raise click.ClickException(exc.message) from exc
+    finally:
+        store.close()
+    click.echo(f"added {user.username} ({user.role})")
+
+
+@users.command("list")
+@_data_dir
+def list_users(data_dir: Path | None) -> None:
+    """List users: name, role, state."""
+    service, _, store = _services(data_dir)
+    try:
+        for user in service.list():
+            state = "disabled" if user.disabled else "enabled"
+            click.echo(f"{user.username}\t{user.role}\t{state}")
+    finally:
+        store.close()
+
+
+@users.command("passwd")
+@click.argument("name")
+@_password_option("The new password (prompted when omitted).")
+@_data_dir
+def passwd(name: str, password: str, data_dir: Path | None) -> None:
+    """Set the password of user NAME and revoke the tokens issued to it."""
+    service, tokens, store = _services(data_dir)
+    try:
+        service.set_password(name, password)
+        tokens.revoke_user(name)
+    except NbJobsError as exc:
+        raise click.ClickException(exc.message) from exc
+    finally:
+        store.close()
+    click.echo(f"password of {name} changed")
+
+
+@users.command("disable")
+@click.argument("name")
+@click.option("--enable", is_flag=True, help="Enable the user again instead.")
+@_data_dir
+def disable(name: str, enable: bool, data_dir: Path | None) -> None:
+    """Disable user NAME (its tokens stop working at once), or --enable it again."""
+    service, tokens, store = _services(data_dir)
+    try:
+        service.set_disabled(name, not enable)
+        if not enable:
+            tokens.revoke_user(name)
+    except NbJobsError as exc:
+        raise click.ClickException(exc.message) from exc
+    finally:
+        store.close()
+    click.echo(f"{name} {'enabled' if enable else 'disabled'}")

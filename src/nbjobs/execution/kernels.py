@@ -1,0 +1,86 @@
+"""Starting kernels: the manager every job uses, and the warm kernel a spare runner holds ready.
+
+Kernels talk over IPC sockets in a private temp dir, not loopback TCP: no port another local user
+could reach, no ZMQ reconnect delay. The socket path must be absolute (runner and kernel have
+different working directories) and short (a Unix socket path has 108 bytes).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+from jupyter_client.manager import AsyncKernelManager
+from jupyter_core.utils import run_sync
+from nbclient import NotebookClient
+from nbformat.v4 import new_notebook
+
+from nbjobs.execution.processes import kill_process_tree
+
+READY_CLIENT = "nbjobs.execution.ready.ReadyClient"
+
+
+def kernel_exists(name: str) -> bool:
+    """True when a kernelspec called ``name`` is installed."""
+    try:
+        KernelSpecManager().get_kernel_spec(name)
+    except NoSuchKernel:
+        return False
+    return True
+
+
+def new_kernel_manager(kernel_name: str) -> tuple[AsyncKernelManager, str]:
+    """A kernel manager on IPC sockets, and the directory holding them (remove it when done)."""
+    sockets = tempfile.mkdtemp(prefix="nbjobs-k-")
+    km = AsyncKernelManager(
+        kernel_name=kernel_name, transport="ipc", ip=os.path.join(sockets, "k"), client_class=READY_CLIENT
+    )
+    return km, sockets
+
+
+def kernel_pid(km: AsyncKernelManager) -> int:
+    """The OS process id of the kernel ``km`` started, or 0."""
+    provisioner = getattr(km, "provisioner", None)
+    pid = getattr(provisioner, "pid", None) or getattr(getattr(provisioner, "process", None), "pid", None)
+    return int(pid or 0)
+
+
+@dataclass
+class WarmKernel:
+    """A kernel started ahead of its job, with a connected, ready client (the pool's unit)."""
+
+    kernel_name: str
+    km: AsyncKernelManager
+    kc: object
+    sockets: str
+    pid: int
+    used: bool = field(default=False)
+
+    @classmethod
+    def start(cls, kernel_name: str, cwd: str, env: Mapping[str, str]) -> WarmKernel:
+        """Start ``kernel_name`` now and wait until both its channels answer."""
+        km, sockets = new_kernel_manager(kernel_name)
+        starter = NotebookClient(new_notebook(), km=km, kernel_name=kernel_name)
+        try:
+            starter.start_new_kernel(cwd=cwd, env=dict(env))
+            kc = starter.start_new_kernel_client()
+        except BaseException:
+            shutil.rmtree(sockets, ignore_errors=True)
+            raise
+        return cls(kernel_name, km, kc, sockets, kernel_pid(km))
+
+    def alive(self) -> bool:
+        try:
+            return bool(run_sync(self.km.is_alive)())
+        except Exception:
+            return False
+
+    def discard(self) -> None:
+        """Kill the kernel and remove its sockets."""
+        if self.pid:
+            kill_process_tree(self.pid)
+        shutil.rmtree(self.sockets, ignore_errors=True)

@@ -1,0 +1,149 @@
+"""The warm pool: runner processes started ahead, each holding a fresh kernel that is ready to run.
+
+A job takes one runner (and so one kernel), uses it once, and the runner exits with its kernel;
+the pool refills in the background. Nothing is ever reused between jobs. Size 0 means every job
+starts cold; an empty pool falls back to a cold start. Runners idle longer than the TTL are
+recycled, and a runner whose kernel dies while waiting exits, so the pool notices and replaces it.
+
+Runners are spawned by one long-lived filler thread (or, in burst mode, by the caller): Linux's
+parent-death signal, which kills a runner when the server dies, follows the *thread* that spawned it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+from nbjobs.execution.processes import kill_process_tree
+from nbjobs.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runner:
+    """A started runner process, waiting on stdin for its one request."""
+
+    proc: subprocess.Popen[bytes]
+    kernel_name: str
+    started: float
+    log_path: Path
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def close(self) -> None:
+        """Retire a runner that never got a job: EOF on stdin makes it exit; kill it if it does not."""
+        try:
+            if self.proc.stdin is not None and not self.proc.stdin.closed:
+                self.proc.stdin.close()
+            self.proc.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            kill_process_tree(self.proc.pid)
+            self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self.log_path.unlink(missing_ok=True)
+
+
+class RunnerPool:
+    """Up to ``size`` warm runners for one kernel; ``take`` never blocks on the pool."""
+
+    def __init__(self, settings: Settings, kernel_name: str) -> None:
+        self.settings = settings
+        self.kernel_name = kernel_name
+        self.size = settings.warm_pool_size
+        self.ttl = settings.warm_pool_ttl_seconds
+        self.scratch = settings.data_dir / "jobs"
+        self._ready: deque[Runner] = deque()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._filler: threading.Thread | None = None
+
+    def spawn(self, kernel_name: str) -> Runner:
+        """Start a runner that starts ``kernel_name`` at once (in the calling thread)."""
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        env = {**dict(self.settings.kernel_env), "NBJOBS_SUPERVISOR_PID": str(os.getpid())}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "nbjobs.execution.runner", "--kernel", kernel_name],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            cwd=self.scratch,
+            env=env,
+            start_new_session=True,
+        )
+        return Runner(proc, kernel_name, time.monotonic(), self.scratch / f"runner-{proc.pid}.log")
+
+    def take(self, kernel_name: str) -> Runner:
+        """A warm runner for ``kernel_name`` if one is ready, else a cold one started now."""
+        runner = None
+        with self._lock:
+            while self._ready:
+                candidate = self._ready.popleft()
+                if candidate.alive and candidate.kernel_name == kernel_name:
+                    runner = candidate
+                    break
+                self._retire_later(candidate)
+        self._wake.set()
+        return runner if runner is not None else self.spawn(kernel_name)
+
+    def idle(self) -> int:
+        """How many runners wait in the pool now."""
+        with self._lock:
+            return len(self._ready)
+
+    def fill(self) -> None:
+        """Replace dead and expired runners and top the pool up to its size (in the calling thread)."""
+        now = time.monotonic()
+        with self._lock:
+            keep = [r for r in self._ready if r.alive and now - r.started < self.ttl]
+            gone = [r for r in self._ready if r not in keep]
+            self._ready = deque(keep)
+            missing = self.size - len(keep)
+        for runner in gone:
+            log.info("replacing pool runner %s (%s)", runner.proc.pid, "expired" if runner.alive else "died")
+            runner.close()
+        for _ in range(max(missing, 0)):
+            if self._stopping.is_set():
+                return
+            runner = self.spawn(self.kernel_name)
+            with self._lock:
+                self._ready.append(runner)
+
+    def start(self) -> None:
+        """Keep the pool filled from a background thread until ``close``."""
+        if self.size <= 0 or self._filler is not None:
+            return
+        self._filler = threading.Thread(target=self._fill_loop, name="nbjobs-pool-filler", daemon=True)
+        self._filler.start()
+
+    def close(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._filler is not None:
+            self._filler.join(timeout=10)
+        with self._lock:
+            runners, self._ready = list(self._ready), deque()
+        for runner in runners:
+            runner.close()
+
+    def _fill_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self.fill()
+            except Exception:
+                log.exception("could not refill the kernel pool; retrying")
+            self._wake.wait(1.0)
+            self._wake.clear()
+
+    def _retire_later(self, runner: Runner) -> None:
+        threading.Thread(target=runner.close, daemon=True).start()

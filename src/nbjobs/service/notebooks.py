@@ -1,0 +1,90 @@
+"""executeNotebook: run a stored notebook item as a job, and write the result back to the item."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from nbjobs.clock import Clock
+from nbjobs.errors import InvalidRequest
+from nbjobs.models import Job, JobInputs, JobStatus, Runtime
+from nbjobs.service.items import ItemService
+from nbjobs.service.jobs import DEFAULT_RUNTIME, JobService
+from nbjobs.service.users import CREATE_NOTEBOOKS, require_privilege
+from nbjobs.store.base import OUTPUT
+from nbjobs.store.items import ItemStore
+from nbjobs.store.users import User
+
+log = logging.getLogger(__name__)
+
+RUNTIMES = (DEFAULT_RUNTIME,)
+
+
+class NotebookExecution:
+    """The executeNotebook use case over the job and item services."""
+
+    def __init__(self, jobs: JobService, items: ItemService, item_store: ItemStore, clock: Clock) -> None:
+        self.jobs = jobs
+        self.items = items
+        self.item_store = item_store
+        self.clock = clock
+
+    def execute(
+        self,
+        user: User,
+        item_id: str,
+        *,
+        update_portal_item: bool = True,
+        parameters: Any = None,
+        save_injected_parameters: bool = False,
+        timeout_minutes: int | None = None,
+        runtime_id: str = "",
+    ) -> Job:
+        """Submit the item's notebook as an executeNotebook job owned by ``user``."""
+        require_privilege(user, CREATE_NOTEBOOKS)
+        who = user.principal()
+        if not item_id:
+            raise InvalidRequest("itemId is required.")
+        runtime = runtime_by_id(runtime_id)
+        _, notebook = self.items.data(who, item_id)
+        inputs = JobInputs(
+            item_id=item_id,
+            execution_timeout_minutes=timeout_minutes,
+            update_portal_item=update_portal_item,
+            save_injected_parameters=save_injected_parameters,
+        )
+        job = self.jobs.submit(who, notebook, inputs=inputs, parameters=parameters or {}, runtime=runtime)
+        if update_portal_item:
+            self.item_store.add_pending_update(job.job_id, item_id, self.clock())
+        return job
+
+    def on_job_end(self, job: Job) -> None:
+        """Hook for the core: a job ended; write its notebook back if that was asked."""
+        self.sync_item_updates(only=job.job_id)
+
+    def sync_item_updates(self, only: str | None = None) -> int:
+        """Write the executed notebooks of COMPLETED jobs back to their items; returns how many."""
+        written = 0
+        for job_id, item_id in self.item_store.pending_updates():
+            if only is not None and job_id != only:
+                continue
+            job = self.jobs.store.get(job_id)
+            if job is not None and not job.ended:
+                continue
+            if job is not None and job.status == JobStatus.COMPLETED:
+                output = self.jobs.store.get_blob(job_id, OUTPUT)
+                if output and self.items.write_back(item_id, output):
+                    written += 1
+                    log.info("job %s wrote its executed notebook to item %s", job_id, item_id)
+            self.item_store.drop_pending_update(job_id)
+        return written
+
+
+def runtime_by_id(runtime_id: str) -> Runtime:
+    """The runtime with this id (empty: the default), else InvalidRequest."""
+    if not runtime_id:
+        return DEFAULT_RUNTIME
+    for runtime in RUNTIMES:
+        if runtime.runtime_id == runtime_id:
+            return runtime
+    raise InvalidRequest(f"Runtime '{runtime_id}' does not exist.")

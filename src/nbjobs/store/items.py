@@ -1,0 +1,147 @@
+"""Portal items (stored notebooks): the record, the store protocol and the SQL implementation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy import Engine, delete, insert, select, update
+
+from nbjobs.store.tables import item_updates, items
+
+
+@dataclass(frozen=True)
+class Item:
+    """Metadata of one stored notebook; its bytes are read separately with ``get_data``."""
+
+    item_id: str
+    owner: str
+    title: str
+    type: str
+    created: int
+    modified: int
+    size: int = 0
+    filename: str = ""
+    description: str = ""
+    snippet: str = ""
+    tags: tuple[str, ...] = ()
+    type_keywords: tuple[str, ...] = field(default_factory=tuple)
+
+
+class ItemStore(Protocol):
+    def add(self, item: Item, data: bytes) -> None:
+        """Insert an item and its data in one transaction."""
+
+    def get(self, item_id: str) -> Item | None:
+        """The item, or None."""
+
+    def get_data(self, item_id: str) -> bytes | None:
+        """The item's file, or None."""
+
+    def save(self, item: Item, data: bytes | None = None) -> None:
+        """Replace an item's metadata, and its data when ``data`` is given."""
+
+    def delete(self, item_id: str) -> bool:
+        """Delete an item; False if it did not exist."""
+
+    def list(self, owner: str | None = None) -> list[Item]:
+        """Items, newest first, optionally of one owner."""
+
+    def add_pending_update(self, job_id: str, item_id: str, now: int) -> None:
+        """Remember that ``job_id``'s executed notebook should be written back to ``item_id``."""
+
+    def pending_updates(self) -> list[tuple[str, str]]:
+        """(job_id, item_id) pairs still to write back."""
+
+    def drop_pending_update(self, job_id: str) -> None:
+        """Forget a pending write-back (done, or its job can no longer produce one)."""
+
+
+_META = [c for c in items.c if c.name != "data"]
+
+
+def _item_from_row(row: Any) -> Item:
+    m = row._mapping
+    return Item(
+        item_id=m["item_id"],
+        owner=m["owner"],
+        title=m["title"],
+        type=m["type"],
+        created=m["created"],
+        modified=m["modified"],
+        size=m["size"],
+        filename=m["filename"],
+        description=m["description"],
+        snippet=m["snippet"],
+        tags=tuple(m["tags"] or ()),
+        type_keywords=tuple(m["type_keywords"] or ()),
+    )
+
+
+def _item_row(item: Item) -> dict[str, Any]:
+    return {
+        "item_id": item.item_id,
+        "owner": item.owner,
+        "title": item.title,
+        "type": item.type,
+        "created": item.created,
+        "modified": item.modified,
+        "size": item.size,
+        "filename": item.filename,
+        "description": item.description,
+        "snippet": item.snippet,
+        "tags": list(item.tags),
+        "type_keywords": list(item.type_keywords),
+    }
+
+
+class SqlItemStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def add(self, item: Item, data: bytes) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(items).values(**_item_row(item), data=data))
+
+    def get(self, item_id: str) -> Item | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(*_META).where(items.c.item_id == item_id)).first()
+        return _item_from_row(row) if row else None
+
+    def get_data(self, item_id: str) -> bytes | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(items.c.data).where(items.c.item_id == item_id)).first()
+        return bytes(row[0]) if row else None
+
+    def save(self, item: Item, data: bytes | None = None) -> None:
+        values = _item_row(item)
+        del values["item_id"]
+        if data is not None:
+            values["data"] = data
+        with self.engine.begin() as conn:
+            conn.execute(update(items).where(items.c.item_id == item.item_id).values(**values))
+
+    def delete(self, item_id: str) -> bool:
+        with self.engine.begin() as conn:
+            conn.execute(delete(item_updates).where(item_updates.c.item_id == item_id))
+            return conn.execute(delete(items).where(items.c.item_id == item_id)).rowcount == 1
+
+    def list(self, owner: str | None = None) -> list[Item]:
+        stmt = select(*_META).order_by(items.c.created.desc(), items.c.item_id)
+        if owner is not None:
+            stmt = stmt.where(items.c.owner == owner)
+        with self.engine.connect() as conn:
+            return [_item_from_row(r) for r in conn.execute(stmt)]
+
+    def add_pending_update(self, job_id: str, item_id: str, now: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(item_updates).values(job_id=job_id, item_id=item_id, created=now))
+
+    def pending_updates(self) -> list[tuple[str, str]]:
+        stmt = select(item_updates.c.job_id, item_updates.c.item_id).order_by(item_updates.c.created)
+        with self.engine.connect() as conn:
+            return [(r[0], r[1]) for r in conn.execute(stmt)]
+
+    def drop_pending_update(self, job_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(item_updates).where(item_updates.c.job_id == job_id))

@@ -1,0 +1,109 @@
+"""In-memory user, token and item stores: the fakes unit tests use in place of the SQL ones."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+
+from nbjobs.errors import UserExists
+from nbjobs.store.items import Item
+from nbjobs.store.users import Token, User
+
+
+class MemoryUserStore:
+    def __init__(self) -> None:
+        self._users: dict[str, User] = {}
+
+    def add(self, user: User) -> None:
+        if self.get(user.username) is not None:
+            raise UserExists(f"User '{user.username}' already exists.")
+        self._users[user.username] = user
+
+    def get(self, username: str) -> User | None:
+        if username in self._users:
+            return self._users[username]
+        return next((u for u in self._users.values() if u.username.lower() == username.lower()), None)
+
+    def list(self) -> list[User]:
+        return sorted(self._users.values(), key=lambda u: u.username)
+
+    def save(self, user: User) -> None:
+        self._users[user.username] = user
+
+    def count(self) -> int:
+        return len(self._users)
+
+
+class MemoryTokenStore:
+    def __init__(self) -> None:
+        self._tokens: dict[str, Token] = {}
+
+    def add(self, token: Token) -> None:
+        self._tokens[token.token_hash] = token
+
+    def get(self, token_hash: str) -> Token | None:
+        return self._tokens.get(token_hash)
+
+    def revoke(self, token_hash: str) -> bool:
+        token = self._tokens.get(token_hash)
+        if token is None:
+            return False
+        self._tokens[token_hash] = dataclasses.replace(token, revoked=True)
+        return True
+
+    def revoke_user(self, username: str) -> int:
+        mine = [t for t in self._tokens.values() if t.username == username and not t.revoked]
+        for token in mine:
+            self._tokens[token.token_hash] = dataclasses.replace(token, revoked=True)
+        return len(mine)
+
+    def delete_expired(self, now: int) -> int:
+        old = [h for h, t in self._tokens.items() if t.expires < now]
+        for h in old:
+            del self._tokens[h]
+        return len(old)
+
+
+class MemoryItemStore:
+    def __init__(self) -> None:
+        self._items: dict[str, Item] = {}
+        self._data: dict[str, bytes] = {}
+        self._pending: dict[str, tuple[str, int]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, item: Item, data: bytes) -> None:
+        with self._lock:
+            self._items[item.item_id] = item
+            self._data[item.item_id] = data
+
+    def get(self, item_id: str) -> Item | None:
+        return self._items.get(item_id)
+
+    def get_data(self, item_id: str) -> bytes | None:
+        return self._data.get(item_id)
+
+    def save(self, item: Item, data: bytes | None = None) -> None:
+        with self._lock:
+            if item.item_id in self._items:
+                self._items[item.item_id] = item
+                if data is not None:
+                    self._data[item.item_id] = data
+
+    def delete(self, item_id: str) -> bool:
+        with self._lock:
+            self._pending = {j: p for j, p in self._pending.items() if p[0] != item_id}
+            self._data.pop(item_id, None)
+            return self._items.pop(item_id, None) is not None
+
+    def list(self, owner: str | None = None) -> list[Item]:
+        found = [i for i in self._items.values() if owner is None or i.owner == owner]
+        return sorted(found, key=lambda i: (-i.created, i.item_id))
+
+    def add_pending_update(self, job_id: str, item_id: str, now: int) -> None:
+        self._pending[job_id] = (item_id, now)
+
+    def pending_updates(self) -> list[tuple[str, str]]:
+        return [(j, p[0]) for j, p in sorted(self._pending.items(), key=lambda kv: kv[1][1])]
+
+    def drop_pending_update(self, job_id: str) -> None:
+        self._pending.pop(job_id, None)

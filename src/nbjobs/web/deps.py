@@ -1,0 +1,54 @@
+"""FastAPI dependencies: the running nbjobs, the parameter bag and the signed-in user."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends
+from starlette.requests import Request
+
+from nbjobs.app import NbJobs
+from nbjobs.errors import TokenRequired
+from nbjobs.store.users import User
+from nbjobs.web.params import Params, read_params
+from nbjobs.web.render import TOKEN_COOKIE
+
+
+def get_nbjobs(request: Request) -> NbJobs:
+    return request.app.state.nbjobs
+
+
+def token_of(request: Request, params: Params) -> str:
+    """The token from X-Esri-Authorization or Authorization (Bearer), the token parameter, or the
+    browser cookie (GET only: a cross-site form cannot carry a token it cannot read)."""
+    for header in ("x-esri-authorization", "authorization"):
+        value = request.headers.get(header, "")
+        scheme, _, credential = value.partition(" ")
+        if scheme.lower() == "bearer" and credential.strip():
+            return credential.strip()
+    if params.text("token"):
+        return params.text("token")
+    if request.method == "GET":
+        return request.cookies.get(TOKEN_COOKIE, "")
+    return ""
+
+
+async def optional_user(request: Request, params: Annotated[Params, Depends(read_params)]) -> User | None:
+    """The token's user; None without a token; InvalidToken (498) for a bad one."""
+    token = token_of(request, params)
+    if not token:
+        return None
+    return get_nbjobs(request).tokens.authenticate(token)
+
+
+async def current_user(user: Annotated[User | None, Depends(optional_user)]) -> User:
+    """The signed-in user, else TokenRequired (499)."""
+    if user is None:
+        raise TokenRequired("Token Required.")
+    return user
+
+
+Nb = Annotated[NbJobs, Depends(get_nbjobs)]
+Form = Annotated[Params, Depends(read_params)]
+SignedIn = Annotated[User, Depends(current_user)]
+MaybeSignedIn = Annotated[User | None, Depends(optional_user)]
