@@ -7,6 +7,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Float,
     Column,
     ForeignKey,
     Index,
@@ -114,4 +115,25 @@ item_updates = Table(
     Column("job_id", String(40), primary_key=True),
     Column("item_id", String(32), nullable=False),
     Column("created", BigInteger, nullable=False),
+)
+
+runtimes = Table(
+    "runtimes",
+    metadata,
+    Column("runtime_id", String(64), primary_key=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("version", String(32), nullable=False),
+    Column("python", Text, nullable=False),  # "" = the server's own interpreter
+    Column("kernel_name", String(128), nullable=False),
+    Column("max_cpu", Float, nullable=False),  # CPUs; 0 = no limit
+    Column("max_memory", BigInteger, nullable=False),  # in max_memory_unit; 0 = no limit
+    Column("max_memory_unit", String(4), nullable=False),
+    Column("max_swap_memory", BigInteger, nullable=False),
+    Column("max_wall_minutes", Float, nullable=False),  # 0 = the server maximum
+    Column("max_output_bytes", BigInteger, nullable=False),  # 0 = the server default
+    Column("requires_advanced_privileges", Boolean, nullable=False),
+    Column("disabled", Boolean, nullable=False),
+    Column("is_default", Boolean, nullable=False),
+    Column("created", BigInteger, nullable=False),
+    Column("updated", BigInteger, nullable=False),
 )
