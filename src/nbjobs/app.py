@@ -15,12 +15,17 @@ from nbjobs.service.items import ItemService
 from nbjobs.service.jobs import JobService
 from nbjobs.service.notebooks import NotebookExecution
 from nbjobs.service.recovery import reap_expired, recover_host
+from nbjobs.service.scheduler import NotebookLauncher, Scheduler
+from nbjobs.service.tasks import TaskService
 from nbjobs.service.tokens import TokenService
 from nbjobs.service.users import UserService
+from nbjobs.service.webhooks import WebhookService
 from nbjobs.settings import Settings
 from nbjobs.store.items import SqlItemStore
 from nbjobs.store.sql import SqlJobStore, open_store
+from nbjobs.store.tasks import SqlTaskStore
 from nbjobs.store.users import SqlTokenStore, SqlUserStore
+from nbjobs.store.webhooks import SqlReceiverStore
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +45,9 @@ class NbJobs:
     tokens: TokenService
     items: ItemService
     notebooks: NotebookExecution
+    tasks: TaskService
+    scheduler: Scheduler
+    webhooks: WebhookService
     _stop: threading.Event = field(default_factory=threading.Event)
     _housekeeper: threading.Thread | None = None
 
@@ -62,6 +70,19 @@ class NbJobs:
         item_store = SqlItemStore(store.engine)
         items = ItemService(item_store, clock, max_bytes=settings.max_upload_bytes)
         notebooks = NotebookExecution(service, items, item_store, clock)
+        task_store = SqlTaskStore(store.engine)
+        tasks = TaskService(task_store, items, users, clock, max_active=settings.max_active_tasks)
+        scheduler = Scheduler(task_store, store, NotebookLauncher(users, notebooks), clock)
+        webhooks = WebhookService(
+            SqlReceiverStore(store.engine),
+            items,
+            users,
+            tokens,
+            notebooks,
+            clock,
+            max_body_bytes=settings.webhook_max_body_bytes,
+            rate_per_minute=settings.webhook_rate_per_minute,
+        )
         return cls(
             settings,
             store,
@@ -74,6 +95,9 @@ class NbJobs:
             tokens=tokens,
             items=items,
             notebooks=notebooks,
+            tasks=tasks,
+            scheduler=scheduler,
+            webhooks=webhooks,
         )
 
     def recover(self) -> int:
@@ -84,9 +108,10 @@ class NbJobs:
         return len(changed)
 
     def housekeeping(self) -> None:
-        """One round of the background duties: reap lost leases, purge old ended jobs."""
+        """One round of the background duties: reap lost leases, purge old ended jobs, fire due tasks."""
         reap_expired(self.store, self.clock)
         self.service.purge_expired()
+        self.scheduler.tick()
 
     def start(self) -> None:
         self.recover()
@@ -102,7 +127,11 @@ class NbJobs:
         self.store.close()
 
     def _housekeeping_loop(self) -> None:
-        interval = min(self.settings.reaper_interval_seconds, self.settings.cleanup_interval_seconds)
+        interval = min(
+            self.settings.reaper_interval_seconds,
+            self.settings.cleanup_interval_seconds,
+            self.settings.schedule_interval_seconds,
+        )
         while not self._stop.wait(interval):
             try:
                 self.housekeeping()

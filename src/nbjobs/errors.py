@@ -122,3 +122,68 @@ class UserExists(InvalidRequest):
     """A user with that name already exists."""
 
     code = 409
+
+
+# -- automation: scheduled tasks and webhook receivers (issue 6) ------------------------------------
+
+
+class TaskNotFound(NotFound):
+    """Task does not exist or is inaccessible."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"Task '{task_id}' does not exist or is inaccessible.")
+        self.task_id = task_id
+
+
+class RunNotFound(NotFound):
+    """Run does not exist or is inaccessible."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"Run '{run_id}' does not exist or is inaccessible.")
+        self.run_id = run_id
+
+
+class UnsupportedTaskType(InvalidRequest):
+    """Unsupported task type: this server runs only 'ExecuteNotebook' tasks."""
+
+
+class TaskLimitReached(InvalidRequest):
+    """You have reached the maximum number of active tasks."""
+
+
+class ReceiverNotFound(NotFound):
+    """Webhook receiver does not exist or is inaccessible."""
+
+    def __init__(self, receiver_id: str) -> None:
+        super().__init__(f"Webhook receiver '{receiver_id}' does not exist or is inaccessible.")
+        self.receiver_id = receiver_id
+
+
+class WebhookRejected(NbJobsError):
+    """The webhook event was rejected."""
+
+    code = 403
+
+
+class SignatureMissing(WebhookRejected):
+    """The webhook event carries no signature header this receiver accepts."""
+
+    code = 401
+
+
+class SignatureMismatch(WebhookRejected):
+    """The webhook event signature does not match the payload."""
+
+
+class ReceiverDisabled(WebhookRejected):
+    """The webhook receiver is disabled."""
+
+
+class RunAsUserDisabled(WebhookRejected):
+    """The user this webhook receiver runs notebooks as is disabled."""
+
+
+class RateLimited(WebhookRejected):
+    """Too many webhook events for this receiver; try again later."""
+
+    code = 429

@@ -50,6 +50,11 @@ class Settings:
     token_minutes: int = 60
     max_token_minutes: int = 14 * 24 * 60
     max_upload_bytes: int = 100 * 1024 * 1024
+    # Scheduled tasks and webhook receivers (issue 6)
+    schedule_interval_seconds: float = 5.0
+    max_active_tasks: int = 20  # per user, as ArcGIS (activeTasksAvailable)
+    webhook_max_body_bytes: int = 10 * 1024 * 1024
+    webhook_rate_per_minute: int = 60  # per receiver and server process; 0 = no limit
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -108,6 +113,10 @@ _ENV = {
     "NBJOBS_ADMIN_PASSWORD": ("admin_password", str),
     "NBJOBS_TOKEN_MINUTES": ("token_minutes", int),
     "NBJOBS_MAX_UPLOAD_BYTES": ("max_upload_bytes", int),
+    "NBJOBS_SCHEDULE_INTERVAL_SECONDS": ("schedule_interval_seconds", float),
+    "NBJOBS_MAX_ACTIVE_TASKS": ("max_active_tasks", int),
+    "NBJOBS_WEBHOOK_MAX_BODY_BYTES": ("webhook_max_body_bytes", int),
+    "NBJOBS_WEBHOOK_RATE_PER_MINUTE": ("webhook_rate_per_minute", int),
 }
 
 

@@ -137,7 +137,7 @@ def execute(request: ExecutionRequest, listener: Listener, warm: WarmKernel | No
     if warm is not None:
         client.kc = warm.kc
     try:
-        failure, executed = _run_cells(client, nb, request, listener, warm=warm is not None)
+        failure, executed = _run_cells(client, nb, request, listener, warm=warm)
     finally:
         shutil.rmtree(sockets, ignore_errors=True)
     if failure is not None and failure.reason == FailureReason.CELL_ERROR and failure.cell_index is not None:
@@ -155,7 +155,12 @@ def execute(request: ExecutionRequest, listener: Listener, warm: WarmKernel | No
 
 
 def _run_cells(
-    client: _CappedClient, nb: NotebookNode, request: ExecutionRequest, listener: Listener, *, warm: bool
+    client: _CappedClient,
+    nb: NotebookNode,
+    request: ExecutionRequest,
+    listener: Listener,
+    *,
+    warm: WarmKernel | None,
 ) -> tuple[Failure | None, int]:
     code_cells = code_cell_indexes(nb)
     total = max(len(code_cells), 1)
@@ -169,10 +174,12 @@ def _run_cells(
             pid = kernel_pid(client.km)
             listener.kernel_started(pid)
             if nb.metadata.get("kernelspec", {}).get("language", "python") == "python":
-                setup = stream_cap_code(request.max_cell_output_bytes)
-                if warm:  # started before its job: give it the job's cwd and environment first
-                    setup = job_context_code(request.cwd, request.env) + "\n" + setup
-                _run_silently(client, setup)
+                setup = []
+                if warm is not None:  # started before its job: give it the job's cwd and environment
+                    setup.append(job_context_code(request.cwd, request.env))
+                if warm is None or warm.stream_cap != request.max_cell_output_bytes:
+                    setup.append(stream_cap_code(request.max_cell_output_bytes))
+                _run_silently(client, "\n".join(setup))
             for index, cell in enumerate(nb.cells):
                 if cell.cell_type != "code":
                     continue

@@ -68,13 +68,17 @@ class RunnerPool:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._filler: threading.Thread | None = None
+        self._in_flight = 0
 
     def spawn(self, kernel_name: str) -> Runner:
         """Start a runner that starts ``kernel_name`` at once (in the calling thread)."""
         self.scratch.mkdir(parents=True, exist_ok=True)
         env = {**dict(self.settings.kernel_env), "NBJOBS_SUPERVISOR_PID": str(os.getpid())}
         proc = subprocess.Popen(
-            [sys.executable, "-m", "nbjobs.execution.runner", "--kernel", kernel_name],
+            [
+                sys.executable, "-m", "nbjobs.execution.runner", "--kernel", kernel_name,
+                "--stream-cap", str(self.settings.max_cell_output_bytes),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             cwd=self.scratch,
@@ -93,8 +97,16 @@ class RunnerPool:
                     runner = candidate
                     break
                 self._retire_later(candidate)
-        self._wake.set()
+            self._in_flight += 1
+        # No refill yet: starting a runner and its kernel costs ~0.5 CPU-seconds, which would compete with
+        # the job that just took one. ``release`` (the job ended) or the filler's next round refills.
         return runner if runner is not None else self.spawn(kernel_name)
+
+    def release(self) -> None:
+        """A job that took a runner has ended: refill now."""
+        with self._lock:
+            self._in_flight = max(self._in_flight - 1, 0)
+        self._wake.set()
 
     def idle(self) -> int:
         """How many runners wait in the pool now."""
@@ -123,6 +135,7 @@ class RunnerPool:
         """Keep the pool filled from a background thread until ``close``."""
         if self.size <= 0 or self._filler is not None:
             return
+        self._wake.set()  # fill at once
         self._filler = threading.Thread(target=self._fill_loop, name="nbjobs-pool-filler", daemon=True)
         self._filler.start()
 
@@ -138,12 +151,16 @@ class RunnerPool:
 
     def _fill_loop(self) -> None:
         while not self._stopping.is_set():
+            woken = self._wake.wait(1.0)
+            self._wake.clear()
+            with self._lock:
+                busy = self._in_flight > 0
+            if busy and not woken:
+                continue  # periodic rounds wait for idle moments; a job's end (release) always refills
             try:
                 self.fill()
             except Exception:
                 log.exception("could not refill the kernel pool; retrying")
-            self._wake.wait(1.0)
-            self._wake.clear()
 
     def _retire_later(self, runner: Runner) -> None:
         threading.Thread(target=runner.close, daemon=True).start()

@@ -97,6 +97,7 @@ def _wait_for_request(warm: WarmKernel | None) -> bytes:
 def main(argv: list[str] | None = None) -> int:
     args = argparse.ArgumentParser(prog="nbjobs-runner")
     args.add_argument("--kernel", default="", help="start this kernel now, before the request arrives")
+    args.add_argument("--stream-cap", type=int, default=0, help="per-cell stdout/stderr cap to install now")
     options = args.parse_args(argv)
     parent = int(os.environ.pop("NBJOBS_SUPERVISOR_PID", "0"))
     if parent:
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     warm = None
     if options.kernel and kernel_exists(options.kernel):
         try:
-            warm = WarmKernel.start(options.kernel, cwd=os.getcwd(), env=dict(os.environ))
+            warm = WarmKernel.start(options.kernel, os.getcwd(), dict(os.environ), options.stream_cap)
         except Exception as exc:  # the job will try a cold start and report what fails
             print(f"warm kernel {options.kernel!r} did not start: {exc}", file=sys.stderr)
     raw = _wait_for_request(warm)

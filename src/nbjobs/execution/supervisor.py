@@ -34,6 +34,9 @@ from nbjobs.store.base import OUTPUT, JobStore, JobUpdate
 log = logging.getLogger(__name__)
 
 _STDERR_TAIL = 4000
+# Progress is written at most this often (the final state always is): a 20-cell notebook would
+# otherwise pay 20 database commits on its critical path.
+_PROGRESS_INTERVAL = 0.2
 
 
 @dataclass
@@ -71,6 +74,7 @@ class Supervisor:
         try:
             return _Run(self, job, workdir).run()
         finally:
+            self.pool.release()
             shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -88,6 +92,9 @@ class _Run:
         self.stop: _Stop | None = None
         self.fenced = False
         self.reader_finished = False
+        self.progress: tuple[int, str] | None = None  # the latest reported, written at most every 0.2 s
+        self.progress_written = 0.0
+        self.progress_pending = False
         self.proc: subprocess.Popen[bytes] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------
@@ -122,13 +129,19 @@ class _Run:
         except BrokenPipeError:
             pass
         self._watch(proc)
-        if self.kernel_pid:
-            kill_process_tree(self.kernel_pid)
-        kill_process_tree(proc.pid)
-        proc.wait()
-        reader.join(timeout=5)
-        if proc.stdout is not None:
-            proc.stdout.close()
+        if self.done is not None:
+            # The runner already swept its kernel's process tree before reporting "done": a group kill
+            # is enough, and reaping the two processes need not hold up the job's end.
+            for pgid in (self.kernel_pid, proc.pid):
+                with contextlib.suppress(OSError):
+                    if pgid:
+                        os.killpg(pgid, signal.SIGKILL)
+            threading.Thread(target=_reap, args=(proc, reader), daemon=True).start()
+        else:
+            if self.kernel_pid:
+                kill_process_tree(self.kernel_pid)
+            kill_process_tree(proc.pid)
+            _reap(proc, reader)
         try:
             if self.fenced:
                 return None
@@ -141,15 +154,20 @@ class _Run:
         job = self.job
         deadline = time.monotonic() + deadline_minutes(job, settings) * 60
         next_beat = time.monotonic() + settings.heartbeat_seconds
+        next_check = 0.0
         lease_ms = int(settings.lease_seconds * 1000)
         exited_at = 0.0
-        while proc.poll() is None or not self._drained():
-            self._pump(timeout=min(settings.poll_seconds, 0.25))
+        while True:
+            self._pump(timeout=min(settings.poll_seconds, _PROGRESS_INTERVAL))
+            if self.done is not None:
+                return  # the runner reported its end and its output is on disk; no need to see it exit
             if proc.poll() is not None:
                 exited_at = exited_at or time.monotonic()
-                if time.monotonic() - exited_at > 2:  # something still holds the pipe; stop waiting
-                    break
+                # Crashed without a "done": drain what it said, but don't wait on a pipe a straggler holds.
+                if self._drained() or time.monotonic() - exited_at > 2:
+                    return
                 continue
+            self._flush_progress()
             now = time.monotonic()
             if now >= next_beat:
                 next_beat = now + settings.heartbeat_seconds
@@ -158,7 +176,10 @@ class _Run:
                     self.fenced = True
                     self._kill_all(proc)
                     continue
-            if self.stop is None:
+            if self.stop is not None:
+                self._advance_stop(proc)
+            elif now >= next_check:
+                next_check = now + settings.poll_seconds
                 current = self.store.get(job.job_id)
                 if current is None or current.attempt != job.attempt or current.ended:
                     self.fenced = True  # deleted, re-run, or ended by someone else
@@ -167,8 +188,6 @@ class _Run:
                     self._begin_stop(FailureReason.CANCELLED)
                 elif now >= deadline:
                     self._begin_stop(FailureReason.TIMEOUT)
-            else:
-                self._advance_stop(proc)
 
     def _drained(self) -> bool:
         return self.events.empty() and self.reader_finished
@@ -206,11 +225,19 @@ class _Run:
             if self.stop is not None:  # a cancel arrived while the kernel was starting
                 self._signal_kernel(signal.SIGINT)
         elif kind == "progress" and self.stop is None:
-            self.store.set_progress(
-                job.job_id, job.attempt, self.clock(), int(event["percent"]), str(event["message"])
-            )
+            self.progress = (int(event["percent"]), str(event["message"]))
+            self.progress_pending = True
+            self._flush_progress()
         elif kind == "done":
             self.done = event
+
+    def _flush_progress(self) -> None:
+        """Write the latest progress if it is new and the last write is old enough."""
+        now = time.monotonic()
+        if self.progress_pending and self.progress and now - self.progress_written >= _PROGRESS_INTERVAL:
+            self.progress_written, self.progress_pending = now, False
+            job = self.job
+            self.store.set_progress(job.job_id, job.attempt, self.clock(), *self.progress)
 
     # -- staged stop --------------------------------------------------------------------------------
     def _begin_stop(self, reason: FailureReason) -> None:
@@ -284,8 +311,12 @@ class _Run:
 
     def _end(self, status: JobStatus, failure: Failure | None, results: dict[str, Any]) -> Job | None:
         job = self.job
+        percent, message = self.progress or (None, None)
         update = JobUpdate(
-            failure=failure, results=results, progress_percent=100 if failure is None else None
+            failure=failure,
+            results=results,
+            progress_percent=100 if failure is None else percent,
+            progress_message=message,
         )
         ended = self.store.transition(job.job_id, status, self.clock(), attempt=job.attempt, update=update)
         # None: someone else ended or re-ran the job meanwhile (the reaper, a newer attempt); theirs stands.
@@ -297,3 +328,10 @@ class _Run:
         env["HOME"] = env.get("HOME", str(cwd))
         return env
 
+
+def _reap(proc: subprocess.Popen[bytes], reader: threading.Thread) -> None:
+    """Collect an ended runner: its exit status and the end of its event pipe."""
+    proc.wait()
+    reader.join(timeout=5)
+    if proc.stdout is not None:
+        proc.stdout.close()

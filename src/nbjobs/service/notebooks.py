@@ -39,8 +39,11 @@ class NotebookExecution:
         save_injected_parameters: bool = False,
         timeout_minutes: int | None = None,
         runtime_id: str = "",
+        task_id: str = "",
+        run_id: str = "",
     ) -> Job:
-        """Submit the item's notebook as an executeNotebook job owned by ``user``."""
+        """Submit the item's notebook as an executeNotebook job owned by ``user`` (``task_id``/``run_id``
+        mark a run of a scheduled task)."""
         require_privilege(user, CREATE_NOTEBOOKS)
         who = user.principal()
         if not item_id:
@@ -52,6 +55,8 @@ class NotebookExecution:
             execution_timeout_minutes=timeout_minutes,
             update_portal_item=update_portal_item,
             save_injected_parameters=save_injected_parameters,
+            task_id=task_id,
+            run_id=run_id,
         )
         job = self.jobs.submit(who, notebook, inputs=inputs, parameters=parameters or {}, runtime=runtime)
         if update_portal_item:

@@ -7,8 +7,8 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
-    Float,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 metadata = MetaData()
@@ -136,4 +137,81 @@ runtimes = Table(
     Column("is_default", Boolean, nullable=False),
     Column("created", BigInteger, nullable=False),
     Column("updated", BigInteger, nullable=False),
+)
+
+# -- automation (issue 6) ---------------------------------------------------------------------------
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("task_id", String(32), primary_key=True),
+    Column("owner", String(128), nullable=False),
+    Column("item_id", String(32), nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("title", String(255), nullable=False),
+    Column("minute", String(128), nullable=False),
+    Column("hour", String(128), nullable=False),
+    Column("day_of_month", String(128), nullable=False),
+    Column("month", String(128), nullable=False),
+    Column("day_of_week", String(128), nullable=False),
+    Column("time_zone", String(64), nullable=False),
+    Column("parameters", JSON, nullable=False),
+    Column("start_date", BigInteger, nullable=False),  # 0 = from creation
+    Column("end_date", BigInteger, nullable=False),  # 0 = no end
+    Column("max_occurrences", Integer, nullable=False),  # 0 = unlimited
+    Column("overlap", String(16), nullable=False),  # skip | queue
+    Column("state", String(16), nullable=False),  # active | paused | completed | failed
+    Column("occurrences", Integer, nullable=False),
+    Column("consecutive_failures", Integer, nullable=False),
+    Column("next_fire", BigInteger, nullable=False),  # 0 = none
+    Column("last_start", BigInteger, nullable=False),
+    Column("created", BigInteger, nullable=False),
+    Column("updated", BigInteger, nullable=False),
+    Index("ix_tasks_owner_created", "owner", "created"),
+    Index("ix_tasks_state_next_fire", "state", "next_fire"),
+)
+
+# One row per occasion of a task. The unique (task_id, scheduled_for) key is what makes an occasion
+# fire once, however many schedulers tick.
+task_runs = Table(
+    "task_runs",
+    metadata,
+    Column("run_id", String(32), primary_key=True),
+    Column("task_id", String(32), nullable=False),
+    Column("scheduled_for", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),  # scheduled | executing | succeeded | failed | skipped
+    Column("result", Text, nullable=False),
+    Column("job_id", String(40), nullable=False),
+    Column("created", BigInteger, nullable=False),
+    Column("updated", BigInteger, nullable=False),
+    UniqueConstraint("task_id", "scheduled_for", name="uq_task_runs_occasion"),
+    Index("ix_task_runs_status", "status"),
+)
+
+webhook_receivers = Table(
+    "webhook_receivers",
+    metadata,
+    Column("receiver_id", String(36), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("item_id", String(32), nullable=False),
+    Column("username", String(128), nullable=False),
+    Column("secret", String(64), nullable=False),  # needed to verify HMACs; never rendered
+    Column("signature_headers", JSON, nullable=False),
+    Column("parameters", JSON, nullable=False),
+    Column("disabled", Boolean, nullable=False),
+    Column("created", BigInteger, nullable=False),
+    Column("updated", BigInteger, nullable=False),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("delivery_id", String(32), primary_key=True),
+    Column("receiver_id", String(36), nullable=False),
+    Column("received", BigInteger, nullable=False),
+    Column("source", String(255), nullable=False),
+    Column("signature_ok", Boolean, nullable=False),
+    Column("job_id", String(40), nullable=False),
+    Column("reason", Text, nullable=False),
+    Index("ix_webhook_deliveries_receiver", "receiver_id", "received"),
 )

@@ -1,0 +1,87 @@
+"""Submit → COMPLETED latency: nbjobs over HTTPS (warm pool and cold) vs papermill and nbclient.
+
+    .venv/bin/python bench/latency.py [--runs 30]
+
+All measured in one run on this machine; every run of every path uses a fresh kernel. papermill's
+CLI is a new process per run; papermill's Python API and nbclient run in this (warm) process. For
+nbjobs the clock starts before the executeNotebook POST and stops when a GET of the job says
+COMPLETED (polled every 10 ms); "warm" waits for the pool to refill between runs (a job arriving at a
+server that is not saturated), "cold" runs the server with NBJOBS_WARM_POOL_SIZE=0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import nbformat
+from common import BIN, Server, summary, trivial_notebook, twenty_cell_notebook
+
+
+def nbjobs_times(tmp: Path, nb: nbformat.NotebookNode, runs: int, *, pool: int) -> list[float]:
+    data_dir = tmp / f"server-{pool}-{len(nb.cells)}"
+    data_dir.mkdir()
+    server = Server.start(data_dir, workers=1, pool=pool)
+    try:
+        item = server.add_notebook(nb, "bench")
+        server.run_job(item)  # first job: imports, caches
+        times = []
+        for _ in range(runs):
+            if pool:
+                time.sleep(1.2)  # let the pool refill: measure a job that finds a ready kernel
+            times.append(server.run_job(item))
+        return times
+    finally:
+        server.stop()
+
+
+def timed(fn: Callable[[], None], runs: int) -> list[float]:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=30)
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    import papermill
+    from nbclient import NotebookClient
+
+    rows: list[tuple[str, str, list[float]]] = []
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        for label, nb in (("trivial", trivial_notebook()), ("20-cell", twenty_cell_notebook())):
+            src = tmp / f"{label}.ipynb"
+            nbformat.write(nb, src)
+            out = tmp / "out.ipynb"
+            rows.append((label, "nbjobs HTTPS, warm pool", nbjobs_times(tmp, nb, args.runs, pool=1)))
+            rows.append((label, "nbjobs HTTPS, cold (pool 0)", nbjobs_times(tmp, nb, args.runs, pool=0)))
+            rows.append((label, "papermill CLI", timed(lambda src=src, out=out: subprocess.run(
+                [str(BIN / "papermill"), str(src), str(out), "-p", "x", "2", "--no-progress-bar"],
+                check=True, capture_output=True), args.runs)))  # fmt: skip
+            rows.append((label, "papermill Python API", timed(lambda src=src, out=out: papermill.execute_notebook(
+                str(src), str(out), parameters={"x": 2}, progress_bar=False), args.runs)))  # fmt: skip
+            rows.append((label, "nbclient, cold kernel", timed(lambda nb=nb, out=out: nbformat.write(
+                NotebookClient(nbformat.from_dict(nb), kernel_name="python3").execute(), out), args.runs)))  # fmt: skip
+    print(f"submit -> COMPLETED, {args.runs} runs per row, fresh kernel per run (ms)")
+    print(f"{'notebook':9} {'path':30} {'p50':>7} {'p95':>7} {'max':>7} {'CLI/x':>7} {'API/x':>7}")
+    for label in ("trivial", "20-cell"):
+        mine = {name: summary(times) for lab, name, times in rows if lab == label}
+        cli, api = mine["papermill CLI"][0], mine["papermill Python API"][0]
+        for name, (p50, p95, worst) in mine.items():
+            print(f"{label:9} {name:30} {p50:7.1f} {p95:7.1f} {worst:7.1f} {cli / p50:7.1f} {api / p50:7.1f}")
+    print("CLI/x and API/x: papermill CLI (resp. Python API) p50 divided by the row's p50.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,438 @@
+"""Scheduled tasks and their runs: records, the store protocol and the SQL implementation.
+
+The occasion key is (task_id, scheduled_for): ``fire`` advances the task's ``next_fire`` by compare-and-set
+and inserts the run in one transaction, and the unique key refuses a second run for the same occasion, so
+any number of schedulers can tick at once and each occasion fires once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from sqlalchemy import Engine, and_, case, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from nbjobs.store.tables import task_runs, tasks
+
+
+class TaskState(StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class RunStatus(StrEnum):
+    SCHEDULED = "scheduled"  # waiting: queued behind a running run, or about to start
+    EXECUTING = "executing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+OPEN_RUNS = frozenset({RunStatus.SCHEDULED, RunStatus.EXECUTING})
+
+
+@dataclass(frozen=True)
+class Task:
+    """A schedule that fires runs of one notebook item as its owner."""
+
+    task_id: str
+    owner: str
+    item_id: str
+    type: str
+    title: str
+    minute: str
+    hour: str
+    day_of_month: str
+    month: str
+    day_of_week: str
+    time_zone: str
+    parameters: dict[str, Any]
+    start_date: int
+    end_date: int
+    max_occurrences: int
+    overlap: str
+    state: TaskState
+    created: int
+    updated: int
+    occurrences: int = 0
+    consecutive_failures: int = 0
+    next_fire: int = 0
+    last_start: int = 0
+
+    @property
+    def active(self) -> bool:
+        return self.state == TaskState.ACTIVE
+
+
+@dataclass(frozen=True)
+class TaskRun:
+    """One occasion of a task and, once started, the job that ran it."""
+
+    run_id: str
+    task_id: str
+    scheduled_for: int
+    status: RunStatus
+    created: int
+    updated: int
+    result: str = ""
+    job_id: str = ""
+
+
+@dataclass(frozen=True)
+class Firing:
+    """What ``fire`` writes: the task's new schedule position and the run of the occasion."""
+
+    next_fire: int
+    state: TaskState
+    counted: bool  # whether this occasion counts towards maxOccurrences (skipped ones do not)
+    run: TaskRun = field(repr=False)
+
+
+class TaskStore(Protocol):
+    def add(self, task: Task) -> None:
+        """Insert a new task."""
+
+    def get(self, task_id: str) -> Task | None:
+        """The task, or None."""
+
+    def save(self, task: Task) -> None:
+        """Replace a task's definition and state (not its counters, which the scheduler owns)."""
+
+    def delete(self, task_id: str) -> bool:
+        """Delete a task and its runs; False if it did not exist."""
+
+    def list(
+        self,
+        owner: str | None = None,
+        *,
+        item_id: str | None = None,
+        states: frozenset[TaskState] | None = None,
+    ) -> list[Task]:
+        """Tasks, oldest first, filtered by owner, item and state."""
+
+    def count_active(self, owner: str) -> int:
+        """How many active tasks ``owner`` has."""
+
+    def due(self, now: int, limit: int = 100) -> list[Task]:
+        """Active tasks whose next fire time has come."""
+
+    def fire(self, task_id: str, expected_next_fire: int, firing: Firing) -> bool:
+        """Advance the task from ``expected_next_fire`` and insert the occasion's run, atomically; False
+        when another scheduler got there first (the task moved on, or the occasion already has a run)."""
+
+    def runs(self, task_id: str, limit: int = 30) -> list[TaskRun]:
+        """The task's runs, newest first."""
+
+    def get_run(self, run_id: str) -> TaskRun | None:
+        """The run, or None."""
+
+    def open_runs(self, task_id: str | None = None, limit: int = 500) -> list[TaskRun]:
+        """Runs still scheduled or executing (of one task, or all), oldest occasion first."""
+
+    def update_run(
+        self,
+        run_id: str,
+        now: int,
+        *,
+        status: RunStatus | None = None,
+        result: str | None = None,
+        job_id: str | None = None,
+        expected: frozenset[RunStatus] | None = None,
+    ) -> TaskRun | None:
+        """Change a run if its status is in ``expected`` (any when None); the new run, or None."""
+
+    def finish_run(
+        self, run_id: str, status: RunStatus, result: str, now: int, *, max_failures: int
+    ) -> TaskRun | None:
+        """End an open run and count the outcome on its task (a success resets the failure streak;
+        ``max_failures`` in a row fail the task). None if the run was not open (someone else ended it)."""
+
+    def delete_run(self, run_id: str) -> bool:
+        """Delete a run; False if it did not exist."""
+
+
+def _task_from_row(row: Any) -> Task:
+    m = row._mapping
+    return Task(
+        task_id=m["task_id"],
+        owner=m["owner"],
+        item_id=m["item_id"],
+        type=m["type"],
+        title=m["title"],
+        minute=m["minute"],
+        hour=m["hour"],
+        day_of_month=m["day_of_month"],
+        month=m["month"],
+        day_of_week=m["day_of_week"],
+        time_zone=m["time_zone"],
+        parameters=m["parameters"] or {},
+        start_date=m["start_date"],
+        end_date=m["end_date"],
+        max_occurrences=m["max_occurrences"],
+        overlap=m["overlap"],
+        state=TaskState(m["state"]),
+        created=m["created"],
+        updated=m["updated"],
+        occurrences=m["occurrences"],
+        consecutive_failures=m["consecutive_failures"],
+        next_fire=m["next_fire"],
+        last_start=m["last_start"],
+    )
+
+
+_DEFINITION = (
+    "owner",
+    "item_id",
+    "type",
+    "title",
+    "minute",
+    "hour",
+    "day_of_month",
+    "month",
+    "day_of_week",
+    "time_zone",
+    "parameters",
+    "start_date",
+    "end_date",
+    "max_occurrences",
+    "overlap",
+    "state",
+    "next_fire",
+    "consecutive_failures",
+    "updated",
+)
+
+
+def _task_row(task: Task) -> dict[str, Any]:
+    return {
+        "task_id": task.task_id,
+        "owner": task.owner,
+        "item_id": task.item_id,
+        "type": task.type,
+        "title": task.title,
+        "minute": task.minute,
+        "hour": task.hour,
+        "day_of_month": task.day_of_month,
+        "month": task.month,
+        "day_of_week": task.day_of_week,
+        "time_zone": task.time_zone,
+        "parameters": task.parameters,
+        "start_date": task.start_date,
+        "end_date": task.end_date,
+        "max_occurrences": task.max_occurrences,
+        "overlap": task.overlap,
+        "state": str(task.state),
+        "occurrences": task.occurrences,
+        "consecutive_failures": task.consecutive_failures,
+        "next_fire": task.next_fire,
+        "last_start": task.last_start,
+        "created": task.created,
+        "updated": task.updated,
+    }
+
+
+def _run_from_row(row: Any) -> TaskRun:
+    m = row._mapping
+    return TaskRun(
+        run_id=m["run_id"],
+        task_id=m["task_id"],
+        scheduled_for=m["scheduled_for"],
+        status=RunStatus(m["status"]),
+        created=m["created"],
+        updated=m["updated"],
+        result=m["result"],
+        job_id=m["job_id"],
+    )
+
+
+def _run_row(run: TaskRun) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id,
+        "task_id": run.task_id,
+        "scheduled_for": run.scheduled_for,
+        "status": str(run.status),
+        "result": run.result,
+        "job_id": run.job_id,
+        "created": run.created,
+        "updated": run.updated,
+    }
+
+
+class SqlTaskStore:
+    """TaskStore over SQLAlchemy Core; each method is one short transaction that starts with a write
+    when it writes at all, so SQLite never upgrades a read lock."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def add(self, task: Task) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(tasks).values(**_task_row(task)))
+
+    def get(self, task_id: str) -> Task | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(tasks).where(tasks.c.task_id == task_id)).first()
+        return _task_from_row(row) if row else None
+
+    def save(self, task: Task) -> None:
+        row = _task_row(task)
+        values = {k: row[k] for k in _DEFINITION}
+        with self.engine.begin() as conn:
+            conn.execute(update(tasks).where(tasks.c.task_id == task.task_id).values(**values))
+
+    def delete(self, task_id: str) -> bool:
+        with self.engine.begin() as conn:
+            conn.execute(delete(task_runs).where(task_runs.c.task_id == task_id))
+            return conn.execute(delete(tasks).where(tasks.c.task_id == task_id)).rowcount == 1
+
+    def list(
+        self,
+        owner: str | None = None,
+        *,
+        item_id: str | None = None,
+        states: frozenset[TaskState] | None = None,
+    ) -> list[Task]:
+        stmt = select(tasks).order_by(tasks.c.created, tasks.c.task_id)
+        if owner is not None:
+            stmt = stmt.where(tasks.c.owner == owner)
+        if item_id is not None:
+            stmt = stmt.where(tasks.c.item_id == item_id)
+        if states is not None:
+            stmt = stmt.where(tasks.c.state.in_([str(s) for s in states]))
+        with self.engine.connect() as conn:
+            return [_task_from_row(r) for r in conn.execute(stmt)]
+
+    def count_active(self, owner: str) -> int:
+        stmt = (
+            select(func.count())
+            .select_from(tasks)
+            .where(tasks.c.owner == owner, tasks.c.state == str(TaskState.ACTIVE))
+        )
+        with self.engine.connect() as conn:
+            return int(conn.execute(stmt).scalar_one())
+
+    def due(self, now: int, limit: int = 100) -> list[Task]:
+        stmt = (
+            select(tasks)
+            .where(tasks.c.state == str(TaskState.ACTIVE), tasks.c.next_fire > 0, tasks.c.next_fire <= now)
+            .order_by(tasks.c.next_fire, tasks.c.task_id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [_task_from_row(r) for r in conn.execute(stmt)]
+
+    def fire(self, task_id: str, expected_next_fire: int, firing: Firing) -> bool:
+        run = firing.run
+        advance = (
+            update(tasks)
+            .where(
+                tasks.c.task_id == task_id,
+                tasks.c.next_fire == expected_next_fire,
+                tasks.c.state == str(TaskState.ACTIVE),
+            )
+            .values(
+                next_fire=firing.next_fire,
+                state=str(firing.state),
+                occurrences=tasks.c.occurrences + (1 if firing.counted else 0),
+                last_start=run.created if firing.counted else tasks.c.last_start,
+                updated=run.created,
+            )
+        )
+        try:
+            with self.engine.begin() as conn:
+                if conn.execute(advance).rowcount != 1:
+                    return False
+                conn.execute(insert(task_runs).values(**_run_row(run)))
+        except IntegrityError:
+            return False  # the occasion already has its run: rolled back, the other scheduler won
+        return True
+
+    def runs(self, task_id: str, limit: int = 30) -> list[TaskRun]:
+        stmt = (
+            select(task_runs)
+            .where(task_runs.c.task_id == task_id)
+            .order_by(task_runs.c.scheduled_for.desc(), task_runs.c.run_id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [_run_from_row(r) for r in conn.execute(stmt)]
+
+    def get_run(self, run_id: str) -> TaskRun | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(task_runs).where(task_runs.c.run_id == run_id)).first()
+        return _run_from_row(row) if row else None
+
+    def open_runs(self, task_id: str | None = None, limit: int = 500) -> list[TaskRun]:
+        stmt = (
+            select(task_runs)
+            .where(task_runs.c.status.in_([str(s) for s in OPEN_RUNS]))
+            .order_by(task_runs.c.scheduled_for, task_runs.c.run_id)
+            .limit(limit)
+        )
+        if task_id is not None:
+            stmt = stmt.where(task_runs.c.task_id == task_id)
+        with self.engine.connect() as conn:
+            return [_run_from_row(r) for r in conn.execute(stmt)]
+
+    def update_run(
+        self,
+        run_id: str,
+        now: int,
+        *,
+        status: RunStatus | None = None,
+        result: str | None = None,
+        job_id: str | None = None,
+        expected: frozenset[RunStatus] | None = None,
+    ) -> TaskRun | None:
+        values: dict[str, Any] = {"updated": now}
+        if status is not None:
+            values["status"] = str(status)
+        if result is not None:
+            values["result"] = result
+        if job_id is not None:
+            values["job_id"] = job_id
+        stmt = update(task_runs).where(task_runs.c.run_id == run_id)
+        if expected is not None:
+            stmt = stmt.where(task_runs.c.status.in_([str(s) for s in expected]))
+        with self.engine.begin() as conn:
+            row = conn.execute(stmt.values(**values).returning(*task_runs.c)).first()
+        return _run_from_row(row) if row else None
+
+    def finish_run(
+        self, run_id: str, status: RunStatus, result: str, now: int, *, max_failures: int
+    ) -> TaskRun | None:
+        end = (
+            update(task_runs)
+            .where(task_runs.c.run_id == run_id, task_runs.c.status.in_([str(s) for s in OPEN_RUNS]))
+            .values(status=str(status), result=result, updated=now)
+            .returning(*task_runs.c)
+        )
+        with self.engine.begin() as conn:
+            row = conn.execute(end).first()
+            if row is None:
+                return None
+            run = _run_from_row(row)
+            conn.execute(_count_outcome(run.task_id, status == RunStatus.FAILED, max_failures, now))
+        return run
+
+    def delete_run(self, run_id: str) -> bool:
+        with self.engine.begin() as conn:
+            return conn.execute(delete(task_runs).where(task_runs.c.run_id == run_id)).rowcount == 1
+
+
+def _count_outcome(task_id: str, failed: bool, max_failures: int, now: int):  # noqa: ANN202
+    stmt = update(tasks).where(tasks.c.task_id == task_id)
+    if not failed:
+        return stmt.values(consecutive_failures=0, updated=now)
+    streak = tasks.c.consecutive_failures + 1
+    give_up = and_(streak >= max_failures, tasks.c.state == str(TaskState.ACTIVE))
+    return stmt.values(
+        consecutive_failures=streak,
+        state=case((give_up, str(TaskState.FAILED)), else_=tasks.c.state),
+        next_fire=case((give_up, 0), else_=tasks.c.next_fire),
+        updated=now,
+    )
