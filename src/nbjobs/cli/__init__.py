@@ -22,12 +22,14 @@ def _register() -> None:
     from nbjobs.cli.db import db
     from nbjobs.cli.run import run
     from nbjobs.cli.serve import serve
+    from nbjobs.cli.tasks import tasks
     from nbjobs.cli.users import users
 
     main.add_command(run)
     main.add_command(serve)
     main.add_command(db)
     main.add_command(users)
+    main.add_command(tasks)
 
 
 _register()

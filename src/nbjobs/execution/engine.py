@@ -207,9 +207,13 @@ def _run_cells(
 
 
 def _run_silently(client: NotebookClient, code: str) -> None:
+    """Queue set-up code ahead of the first cell without waiting for it.
+
+    The kernel runs requests in order, so the code has run before any cell does; its reply and its
+    IOPub status carry its own msg_id, which nbclient ignores while it waits on a cell's.
+    """
     assert client.kc is not None
-    msg_id = client.kc.execute(code, silent=True, store_history=False)
-    client.wait_for_reply(msg_id)
+    client.kc.execute(code, silent=True, store_history=False)
 
 
 def _cell_failure(exc: CellExecutionError, index: int) -> Failure:

@@ -40,6 +40,20 @@ class Runner:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    @property
+    def ready_path(self) -> Path:
+        return self.log_path.with_suffix(".ready")
+
+    @property
+    def warm(self) -> bool:
+        """True once the runner's kernel is started, connected and has run its set-up."""
+        return self.ready_path.exists()
+
+    def forget(self) -> None:
+        """Remove the files the runner leaves in the scratch directory."""
+        self.log_path.unlink(missing_ok=True)
+        self.ready_path.unlink(missing_ok=True)
+
     def close(self) -> None:
         """Retire a runner that never got a job: EOF on stdin makes it exit; kill it if it does not."""
         try:
@@ -51,7 +65,7 @@ class Runner:
             self.proc.wait()
         if self.proc.stdout is not None:
             self.proc.stdout.close()
-        self.log_path.unlink(missing_ok=True)
+        self.forget()
 
 
 class RunnerPool:
@@ -87,16 +101,23 @@ class RunnerPool:
         )
         return Runner(proc, kernel_name, time.monotonic(), self.scratch / f"runner-{proc.pid}.log")
 
+    def warm_count(self) -> int:
+        """How many waiting runners have their kernel ready."""
+        with self._lock:
+            return sum(1 for r in self._ready if r.alive and r.warm)
+
     def take(self, kernel_name: str) -> Runner:
         """A warm runner for ``kernel_name`` if one is ready, else a cold one started now."""
         runner = None
         with self._lock:
-            while self._ready:
-                candidate = self._ready.popleft()
-                if candidate.alive and candidate.kernel_name == kernel_name:
-                    runner = candidate
-                    break
+            for candidate in [r for r in self._ready if not r.alive or r.kernel_name != kernel_name]:
+                self._ready.remove(candidate)
                 self._retire_later(candidate)
+            # A runner whose kernel is ready first; one still warming up is next best.
+            for candidate in sorted(self._ready, key=lambda r: not r.warm):
+                self._ready.remove(candidate)
+                runner = candidate
+                break
             self._in_flight += 1
         # No refill yet: starting a runner and its kernel costs ~0.5 CPU-seconds, which would compete with
         # the job that just took one. ``release`` (the job ended) or the filler's next round refills.
@@ -110,8 +131,12 @@ class RunnerPool:
 
     def idle(self) -> int:
         """How many runners wait in the pool now."""
+        return len(self.waiting())
+
+    def waiting(self) -> list[Runner]:
+        """The runners waiting in the pool now, oldest first."""
         with self._lock:
-            return len(self._ready)
+            return list(self._ready)
 
     def fill(self) -> None:
         """Replace dead and expired runners and top the pool up to its size (in the calling thread)."""

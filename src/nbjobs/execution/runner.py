@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     if options.kernel and kernel_exists(options.kernel):
         try:
             warm = WarmKernel.start(options.kernel, os.getcwd(), dict(os.environ), options.stream_cap)
+            Path(f"runner-{os.getpid()}.ready").touch()  # the pool prefers runners that are ready
         except Exception as exc:  # the job will try a cold start and report what fails
             print(f"warm kernel {options.kernel!r} did not start: {exc}", file=sys.stderr)
     raw = _wait_for_request(warm)

@@ -147,7 +147,7 @@ class _Run:
                 return None
             return self._finish(output, stderr_path, proc.returncode)
         finally:
-            stderr_path.unlink(missing_ok=True)
+            runner.forget()
 
     def _watch(self, proc: subprocess.Popen[bytes]) -> None:
         settings = self.settings
