@@ -127,9 +127,10 @@ runtimes = Table(
     Column("python", Text, nullable=False),  # "" = the server's own interpreter
     Column("kernel_name", String(128), nullable=False),
     Column("max_cpu", Float, nullable=False),  # CPUs; 0 = no limit
-    Column("max_memory", BigInteger, nullable=False),  # in max_memory_unit; 0 = no limit
+    Column("max_memory", Float, nullable=False),  # in max_memory_unit; 0 = no limit
     Column("max_memory_unit", String(4), nullable=False),
-    Column("max_swap_memory", BigInteger, nullable=False),
+    Column("max_swap_memory", Float, nullable=False),  # 0 = no swap beyond max_memory
+    Column("max_swap_memory_unit", String(4), nullable=False),
     Column("max_wall_minutes", Float, nullable=False),  # 0 = the server maximum
     Column("max_output_bytes", BigInteger, nullable=False),  # 0 = the server default
     Column("requires_advanced_privileges", Boolean, nullable=False),
