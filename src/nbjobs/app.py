@@ -11,10 +11,15 @@ from dataclasses import dataclass, field
 
 from nbjobs.clock import Clock, now_ms
 from nbjobs.dispatch.local import LocalPool
+from nbjobs.execution.limits import detect_backend
+from nbjobs.execution.supervisor import Supervisor
+from nbjobs.service.credentials import JobCredentialIssuer
+from nbjobs.service.environments import SubprocessEnvironments
 from nbjobs.service.items import ItemService
 from nbjobs.service.jobs import JobService
 from nbjobs.service.notebooks import NotebookExecution
 from nbjobs.service.recovery import reap_expired, recover_host
+from nbjobs.service.runtimes import RuntimeService, kernel_dir
 from nbjobs.service.scheduler import NotebookLauncher, Scheduler
 from nbjobs.service.tasks import TaskService
 from nbjobs.service.tokens import TokenService
@@ -22,6 +27,7 @@ from nbjobs.service.users import UserService
 from nbjobs.service.webhooks import WebhookService
 from nbjobs.settings import Settings
 from nbjobs.store.items import SqlItemStore
+from nbjobs.store.runtimes import SqlRuntimeStore
 from nbjobs.store.sql import SqlJobStore, open_store
 from nbjobs.store.tasks import SqlTaskStore
 from nbjobs.store.users import SqlTokenStore, SqlUserStore
@@ -48,6 +54,7 @@ class NbJobs:
     tasks: TaskService
     scheduler: Scheduler
     webhooks: WebhookService
+    runtimes: RuntimeService
     _stop: threading.Event = field(default_factory=threading.Event)
     _housekeeper: threading.Thread | None = None
 
@@ -56,8 +63,14 @@ class NbJobs:
         store = open_store(settings)
         host_prefix = socket.gethostname()
         boot_prefix = f"{host_prefix}/{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        pool = LocalPool(store, settings, clock, boot_prefix)
-        service = JobService(store, settings, clock, on_submit=pool.notify)
+        runtimes = RuntimeService(
+            SqlRuntimeStore(store.engine),
+            clock,
+            kernels=kernel_dir(settings),
+            environments=SubprocessEnvironments(),
+        )
+        runtimes.ensure_default()
+        runtimes.install_kernelspecs()
         user_store = SqlUserStore(store.engine)
         users = UserService(user_store, clock)
         tokens = TokenService(
@@ -67,9 +80,16 @@ class NbJobs:
             default_minutes=settings.token_minutes,
             max_minutes=settings.max_token_minutes,
         )
+        limits = detect_backend()
+        log.info("resource limits enforced with %s", limits.name)
+        supervisor = Supervisor(
+            store, settings, clock, limits=limits, credentials=JobCredentialIssuer(users, tokens, settings)
+        )
+        pool = LocalPool(store, settings, clock, boot_prefix, supervisor)
+        service = JobService(store, settings, clock, on_submit=pool.notify)
         item_store = SqlItemStore(store.engine)
         items = ItemService(item_store, clock, max_bytes=settings.max_upload_bytes)
-        notebooks = NotebookExecution(service, items, item_store, clock)
+        notebooks = NotebookExecution(service, items, item_store, clock, runtimes)
         task_store = SqlTaskStore(store.engine)
         tasks = TaskService(task_store, items, users, clock, max_active=settings.max_active_tasks)
         scheduler = Scheduler(task_store, store, NotebookLauncher(users, notebooks), clock)
@@ -98,6 +118,7 @@ class NbJobs:
             tasks=tasks,
             scheduler=scheduler,
             webhooks=webhooks,
+            runtimes=runtimes,
         )
 
     def recover(self) -> int:

@@ -187,3 +187,34 @@ class RateLimited(WebhookRejected):
     """Too many webhook events for this receiver; try again later."""
 
     code = 429
+
+
+# -- runtimes (issue 4) -----------------------------------------------------------------------------
+
+
+class RuntimeNotFound(NotFound):
+    """Runtime does not exist."""
+
+    def __init__(self, runtime_id: str) -> None:
+        super().__init__(f"Runtime '{runtime_id}' does not exist.")
+        self.runtime_id = runtime_id
+
+
+class UnknownRuntimeId(RuntimeNotFound):
+    """notebookRuntimeId names no runtime of this server."""
+
+    code = 400  # a bad parameter of executeNotebook, as an unknown itemId is
+
+
+class RuntimeDisabled(InvalidRequest):
+    """The runtime is disabled."""
+
+    def __init__(self, name: str, runtime_id: str) -> None:
+        super().__init__(f"Runtime '{name}' ({runtime_id}) is disabled.")
+        self.runtime_id = runtime_id
+
+
+class RuntimesInvalid(NbJobsError):
+    """One or more runtimes cannot start a kernel."""
+
+    code = 500

@@ -21,6 +21,7 @@ def main() -> None:
 def _register() -> None:
     from nbjobs.cli.db import db
     from nbjobs.cli.run import run
+    from nbjobs.cli.runtimes import runtimes
     from nbjobs.cli.serve import serve
     from nbjobs.cli.tasks import tasks
     from nbjobs.cli.users import users
@@ -30,6 +31,7 @@ def _register() -> None:
     main.add_command(db)
     main.add_command(users)
     main.add_command(tasks)
+    main.add_command(runtimes)
 
 
 _register()

@@ -17,12 +17,19 @@ log = logging.getLogger(__name__)
 class LocalPool:
     """Claims SUBMITTED jobs atomically and runs each under a Supervisor (which spawns the runner)."""
 
-    def __init__(self, store: JobStore, settings: Settings, clock: Clock, worker_prefix: str) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        settings: Settings,
+        clock: Clock,
+        worker_prefix: str,
+        supervisor: Supervisor | None = None,
+    ) -> None:
         self.store = store
         self.settings = settings
         self.clock = clock
         self.worker_prefix = worker_prefix
-        self.supervisor = Supervisor(store, settings, clock)
+        self.supervisor = supervisor or Supervisor(store, settings, clock)
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -45,7 +52,7 @@ class LocalPool:
         assert burst, "only burst mode runs in the caller's thread; use start() for the pool"
         done = []
         try:
-            self.supervisor.pool.fill()
+            self.supervisor.fill()
             while (job := self.run_one()) is not None:
                 done.append(job)
         finally:
@@ -54,7 +61,7 @@ class LocalPool:
 
     def start(self, workers: int) -> None:
         if workers > 0:
-            self.supervisor.pool.start()
+            self.supervisor.start()
         for slot in range(workers):
             thread = threading.Thread(
                 target=self._loop, args=(slot,), name=f"nbjobs-worker-{slot}", daemon=True

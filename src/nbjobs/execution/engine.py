@@ -7,6 +7,7 @@ This is the only place that drives nbclient. The runner process wraps it for job
 from __future__ import annotations
 
 import shutil
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -18,6 +19,7 @@ from nbformat import NotebookNode
 from nbjobs.errors import InvalidNotebook, InvalidParameters
 from nbjobs.execution.kernel_setup import job_context_code, stream_cap_code
 from nbjobs.execution.kernels import WarmKernel, kernel_exists, kernel_pid, new_kernel_manager
+from nbjobs.execution.limits import Limits, RlimitBackend, backend_named
 from nbjobs.execution.notebooks import (
     OutputCap,
     add_error_marker,
@@ -45,6 +47,15 @@ class ExecutionRequest:
     cell_timeout_seconds: int | None = None
     max_cell_output_bytes: int = 5 * 1024 * 1024
     max_notebook_output_bytes: int = 50 * 1024 * 1024
+    memory_bytes: int = 0  # limits of the kernel and its children; 0 = none
+    swap_bytes: int = 0
+    cpus: float = 0.0
+    limit_backend: str = "rlimit"  # as the server detected it: cgroup-v2 | cgroup-v1 | rlimit
+    limit_group: str = ""  # the job's cgroup name
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(self.memory_bytes, self.swap_bytes, self.cpus)
 
 
 @dataclass(frozen=True)
@@ -172,6 +183,7 @@ def _run_cells(
     try:
         with client.setup_kernel(**start_kwargs):
             pid = kernel_pid(client.km)
+            _limit(pid, request)
             listener.kernel_started(pid)
             if nb.metadata.get("kernelspec", {}).get("language", "python") == "python":
                 setup = []
@@ -204,6 +216,18 @@ def _run_cells(
     finally:
         if pid:
             kill_process_tree(pid)
+
+
+def _limit(pid: int, request: ExecutionRequest) -> None:
+    """Put the kernel under its job's limits before it runs any of the job's code."""
+    limits = request.limits
+    if not limits or not pid:
+        return
+    try:
+        backend_named(request.limit_backend).apply(request.limit_group or str(pid), pid, limits)
+    except OSError as exc:  # cgroups went away or were never writable: keep at least the memory cap
+        print(f"cgroup limits failed ({exc}); falling back to RLIMIT_AS", file=sys.stderr)
+        RlimitBackend().apply("", pid, limits)
 
 
 def _run_silently(client: NotebookClient, code: str) -> None:

@@ -88,6 +88,9 @@ class RunnerPool:
         """Start a runner that starts ``kernel_name`` at once (in the calling thread)."""
         self.scratch.mkdir(parents=True, exist_ok=True)
         env = {**dict(self.settings.kernel_env), "NBJOBS_SUPERVISOR_PID": str(os.getpid())}
+        # Runtimes with their own environment have kernelspecs under <data dir>/jupyter/kernels.
+        kernels = str((self.settings.data_dir / "jupyter").resolve())
+        env["JUPYTER_PATH"] = os.pathsep.join(p for p in (kernels, env.get("JUPYTER_PATH", "")) if p)
         proc = subprocess.Popen(
             [
                 sys.executable, "-m", "nbjobs.execution.runner", "--kernel", kernel_name,

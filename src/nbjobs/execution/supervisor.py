@@ -9,6 +9,7 @@ and every write it makes is fenced by the attempt it claimed.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -18,16 +19,18 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nbjobs.clock import Clock
 from nbjobs.execution.engine import ExecutionRequest
+from nbjobs.execution.limits import LimitBackend, RlimitBackend
 from nbjobs.execution.pool import RunnerPool
 from nbjobs.execution.processes import kill_process_tree
 from nbjobs.execution.runner import request_to_json
-from nbjobs.models import Failure, FailureReason, Job, JobStatus
+from nbjobs.models import Failure, FailureReason, Job, JobStatus, RuntimeSpec
 from nbjobs.settings import Settings
 from nbjobs.store.base import OUTPUT, JobStore, JobUpdate
 
@@ -48,39 +51,117 @@ class _Stop:
     stage: int = 0  # 0 interrupted, 1 terminated, 2 killed kernel, 3 killed runner
 
 
-def deadline_minutes(job: Job, settings: Settings) -> float:
-    """Whole-run limit: the job's executionTimeoutInMinutes capped by the server maximum."""
+def deadline_minutes(job: Job, settings: Settings, spec: RuntimeSpec | None = None) -> float:
+    """Whole-run limit: executionTimeoutInMinutes capped by the runtime's and the server's maximum."""
+    caps = [settings.max_execute_notebook_time_minutes]
+    if spec is not None and spec.max_wall_minutes > 0:
+        caps.append(spec.max_wall_minutes)
     requested = job.inputs.execution_timeout_minutes
-    cap = settings.max_execute_notebook_time_minutes
-    return cap if not requested or requested <= 0 else min(requested, cap)
+    if requested and requested > 0:
+        caps.append(requested)
+    return min(caps)
+
+
+RuntimeLookup = Callable[[str], "RuntimeSpec | None"]
+
+
+@dataclass(frozen=True)
+class JobCredentials:
+    """What a job's kernel gets to reach this server as the job's owner, and how to take it back."""
+
+    auth: dict[str, Any]  # the NB_AUTH_FILE document ArcGIS notebooks read for GIS("home")
+    revoke: Callable[[], None]
+
+
+CredentialIssuer = Callable[[Job, float], JobCredentials]  # (job, minutes it may run) -> credentials
 
 
 class Supervisor:
-    """Runs claimed jobs to completion, one job per calling thread, each in a runner from the pool."""
+    """Runs claimed jobs to completion, one job per calling thread, each in a runner from a warm pool.
 
-    def __init__(self, store: JobStore, settings: Settings, clock: Clock) -> None:
+    ``runtimes`` resolves a job's runtime to its limits (unknown: no limits beyond the server's);
+    ``limits`` is how this machine enforces them; ``credentials`` issues the per-job token.
+    """
+
+    def __init__(
+        self,
+        store: JobStore,
+        settings: Settings,
+        clock: Clock,
+        *,
+        runtimes: RuntimeLookup | None = None,
+        limits: LimitBackend | None = None,
+        credentials: CredentialIssuer | None = None,
+    ) -> None:
         self.store = store
         self.settings = settings
         self.clock = clock
-        self.pool = RunnerPool(settings, settings.default_kernel_name)
+        self.runtimes = runtimes or (lambda runtime_id: None)
+        self.limits = limits or RlimitBackend()
+        self.credentials = credentials
+        self._pools: dict[str, RunnerPool] = {}
+        self._pools_lock = threading.Lock()
+        self._started = False
+        self.pool = self.pool_for(settings.default_kernel_name)
+
+    def pool_for(self, kernel_name: str) -> RunnerPool:
+        """The warm pool of one kernel (one per runtime), created on first use."""
+        with self._pools_lock:
+            pool = self._pools.get(kernel_name)
+            if pool is None:
+                pool = self._pools[kernel_name] = RunnerPool(self.settings, kernel_name)
+                if self._started:
+                    pool.start()
+            return pool
+
+    def start(self) -> None:
+        """Keep every pool filled in the background."""
+        with self._pools_lock:
+            self._started = True
+            pools = list(self._pools.values())
+        for pool in pools:
+            pool.start()
+
+    def fill(self) -> None:
+        """Fill every pool now, in the calling thread (burst mode)."""
+        with self._pools_lock:
+            pools = list(self._pools.values())
+        for pool in pools:
+            pool.fill()
 
     def close(self) -> None:
-        """Stop the pool's waiting runners and their kernels."""
-        self.pool.close()
+        """Stop the pools' waiting runners and their kernels."""
+        with self._pools_lock:
+            pools = list(self._pools.values())
+        for pool in pools:
+            pool.close()
+
+    def spec_of(self, job: Job) -> RuntimeSpec:
+        """The job's runtime as registered now, or a limit-free spec from what the job recorded."""
+        found = self.runtimes(job.runtime.runtime_id)
+        if found is not None:
+            return found
+        rt = job.runtime
+        return RuntimeSpec(rt.runtime_id, rt.name, rt.version, rt.kernel_name)
 
     def run(self, job: Job) -> Job | None:
         """Execute a job this worker has claimed; returns the ended job, or None if fenced out."""
         workdir = self.settings.data_dir / "jobs" / f"{job.job_id}-{job.attempt}"
+        spec = self.spec_of(job)
+        pool = self.pool_for(spec.kernel_name)
         try:
-            return _Run(self, job, workdir).run()
+            return _Run(self, job, spec, pool, workdir).run()
         finally:
-            self.pool.release()
+            pool.release()
             shutil.rmtree(workdir, ignore_errors=True)
 
 
 class _Run:
-    def __init__(self, sup: Supervisor, job: Job, workdir: Path) -> None:
+    def __init__(self, sup: Supervisor, job: Job, spec: RuntimeSpec, pool: RunnerPool, workdir: Path) -> None:
         self.sup = sup
+        self.spec = spec
+        self.pool = pool
+        self.group = f"{job.job_id}-{job.attempt}"
         self.store = sup.store
         self.settings = sup.settings
         self.clock = sup.clock
@@ -96,6 +177,7 @@ class _Run:
         self.progress_written = 0.0
         self.progress_pending = False
         self.proc: subprocess.Popen[bytes] | None = None
+        self.credentials: JobCredentials | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def run(self) -> Job | None:
@@ -104,18 +186,33 @@ class _Run:
         cwd = self.workdir / "work"
         cwd.mkdir(parents=True, exist_ok=True)
         output = self.workdir / "output.ipynb"
+        spec = self.spec
+        env = self._kernel_env(cwd)
+        if self.sup.credentials is not None:
+            self.credentials = self.sup.credentials(job, deadline_minutes(job, self.settings, spec))
+            auth = self.workdir / "nb_auth.json"
+            auth.touch(mode=0o600)
+            auth.write_text(json.dumps(self.credentials.auth))
+            env["NB_AUTH_FILE"] = str(auth)
         request = ExecutionRequest(
             notebook=notebook,
             parameters=job.inputs.notebook_parameters,
-            kernel_name="",
-            default_kernel_name=job.runtime.kernel_name,
+            # A runtime with its own environment decides the kernel; the default runtime honours the
+            # notebook's kernelspec, as Jupyter does.
+            kernel_name=spec.kernel_name if spec.python and not spec.is_default else "",
+            default_kernel_name=spec.kernel_name,
             save_injected_parameters=job.inputs.save_injected_parameters,
             cwd=str(cwd),
-            env=self._kernel_env(cwd),
+            env=env,
             max_cell_output_bytes=self.settings.max_cell_output_bytes,
-            max_notebook_output_bytes=self.settings.max_notebook_output_bytes,
+            max_notebook_output_bytes=spec.max_output_bytes or self.settings.max_notebook_output_bytes,
+            memory_bytes=spec.memory_bytes,
+            swap_bytes=spec.swap_bytes,
+            cpus=spec.max_cpu,
+            limit_backend=self.sup.limits.name,
+            limit_group=self.group,
         )
-        runner = self.sup.pool.take(job.runtime.kernel_name)
+        runner = self.pool.take(spec.kernel_name)
         stderr_path = runner.log_path
         proc = runner.proc
         self.proc = proc
@@ -142,17 +239,23 @@ class _Run:
                 kill_process_tree(self.kernel_pid)
             kill_process_tree(proc.pid)
             _reap(proc, reader)
+        oom = False
+        if request.limits:
+            oom = self.sup.limits.oom_killed(self.group)
+            self.sup.limits.release(self.group)  # also kills anything of the job's still in its group
+        if self.credentials is not None:
+            self.credentials.revoke()
         try:
             if self.fenced:
                 return None
-            return self._finish(output, stderr_path, proc.returncode)
+            return self._finish(output, stderr_path, proc.returncode, oom=oom)
         finally:
             runner.forget()
 
     def _watch(self, proc: subprocess.Popen[bytes]) -> None:
         settings = self.settings
         job = self.job
-        deadline = time.monotonic() + deadline_minutes(job, settings) * 60
+        deadline = time.monotonic() + deadline_minutes(job, settings, self.spec) * 60
         next_beat = time.monotonic() + settings.heartbeat_seconds
         next_check = 0.0
         lease_ms = int(settings.lease_seconds * 1000)
@@ -275,7 +378,7 @@ class _Run:
         kill_process_tree(proc.pid)
 
     # -- the end ------------------------------------------------------------------------------------
-    def _finish(self, output: Path, stderr_path: Path, returncode: int | None) -> Job | None:
+    def _finish(self, output: Path, stderr_path: Path, returncode: int | None, *, oom: bool) -> Job | None:
         job = self.job
         now = self.clock()
         done = self.done or {}
@@ -292,7 +395,7 @@ class _Run:
             failure = Failure(FailureReason.CANCELLED, "The job was cancelled")
             return self._end(JobStatus.CANCELLED, failure, results)
         if self.stop is not None:
-            minutes = deadline_minutes(job, self.settings)
+            minutes = deadline_minutes(job, self.settings, self.spec)
             failure = Failure(
                 FailureReason.TIMEOUT, f"The job exceeded its time limit of {minutes:g} minutes"
             )
@@ -301,13 +404,27 @@ class _Run:
             failure = Failure.from_wire(done["failure"]) if done["failure"] else None
             if failure is None:
                 return self._end(JobStatus.COMPLETED, None, results)
-            return self._end(JobStatus.FAILED, failure, results)
+            return self._end(JobStatus.FAILED, self._memory_limit(failure, oom), results)
         tail = (
             stderr_path.read_bytes()[-_STDERR_TAIL:].decode(errors="replace") if stderr_path.exists() else ""
         )
         message = f"The job runner exited unexpectedly (exit code {returncode})"
         log.error("%s for job %s: %s", message, job.job_id, tail)
-        return self._end(JobStatus.FAILED, Failure(FailureReason.KERNEL_DIED, message), results)
+        failure = self._memory_limit(Failure(FailureReason.KERNEL_DIED, message), oom)
+        return self._end(JobStatus.FAILED, failure, results)
+
+    def _memory_limit(self, failure: Failure, oom: bool) -> Failure:
+        """Name the runtime's memory limit as the reason when it is what ended the run."""
+        limit = self.spec.memory_bytes
+        if not limit:
+            return failure
+        killed = oom and failure.reason == FailureReason.KERNEL_DIED
+        refused = failure.reason == FailureReason.CELL_ERROR and failure.ename == "MemoryError"
+        if not (killed or refused):
+            return failure
+        what = "was killed" if killed else "could not allocate more"
+        message = f"The kernel exceeded the runtime's memory limit of {limit / 2**20:.0f} MiB and {what}"
+        return dataclasses.replace(failure, reason=FailureReason.MEMORY_LIMIT, message=message)
 
     def _end(self, status: JobStatus, failure: Failure | None, results: dict[str, Any]) -> Job | None:
         job = self.job

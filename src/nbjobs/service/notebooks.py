@@ -6,10 +6,11 @@ import logging
 from typing import Any
 
 from nbjobs.clock import Clock
-from nbjobs.errors import InvalidRequest
+from nbjobs.errors import InvalidRequest, UnknownRuntimeId
 from nbjobs.models import Job, JobInputs, JobStatus, Runtime
 from nbjobs.service.items import ItemService
 from nbjobs.service.jobs import DEFAULT_RUNTIME, JobService
+from nbjobs.service.runtimes import RuntimeService
 from nbjobs.service.users import CREATE_NOTEBOOKS, require_privilege
 from nbjobs.store.base import OUTPUT
 from nbjobs.store.items import ItemStore
@@ -17,17 +18,23 @@ from nbjobs.store.users import User
 
 log = logging.getLogger(__name__)
 
-RUNTIMES = (DEFAULT_RUNTIME,)
-
 
 class NotebookExecution:
     """The executeNotebook use case over the job and item services."""
 
-    def __init__(self, jobs: JobService, items: ItemService, item_store: ItemStore, clock: Clock) -> None:
+    def __init__(
+        self,
+        jobs: JobService,
+        items: ItemService,
+        item_store: ItemStore,
+        clock: Clock,
+        runtimes: RuntimeService | None = None,
+    ) -> None:
         self.jobs = jobs
         self.items = items
         self.item_store = item_store
         self.clock = clock
+        self.runtimes = runtimes  # None: only the built-in default runtime (tests of other parts)
 
     def execute(
         self,
@@ -43,13 +50,14 @@ class NotebookExecution:
         run_id: str = "",
     ) -> Job:
         """Submit the item's notebook as an executeNotebook job owned by ``user`` (``task_id``/``run_id``
-        mark a run of a scheduled task)."""
+        mark a run of a scheduled task). The runtime is ``runtime_id``, else the notebook's, else the
+        default (see ``RuntimeService.choose``)."""
         require_privilege(user, CREATE_NOTEBOOKS)
         who = user.principal()
         if not item_id:
             raise InvalidRequest("itemId is required.")
-        runtime = runtime_by_id(runtime_id)
         _, notebook = self.items.data(who, item_id)
+        runtime = self._runtime(user, runtime_id, notebook)
         inputs = JobInputs(
             item_id=item_id,
             execution_timeout_minutes=timeout_minutes,
@@ -84,12 +92,9 @@ class NotebookExecution:
             self.item_store.drop_pending_update(job_id)
         return written
 
-
-def runtime_by_id(runtime_id: str) -> Runtime:
-    """The runtime with this id (empty: the default), else InvalidRequest."""
-    if not runtime_id:
+    def _runtime(self, user: User, runtime_id: str, notebook: bytes) -> Runtime:
+        if self.runtimes is not None:
+            return self.runtimes.choose(user, runtime_id, notebook).identity
+        if runtime_id and runtime_id != DEFAULT_RUNTIME.runtime_id:
+            raise UnknownRuntimeId(runtime_id)
         return DEFAULT_RUNTIME
-    for runtime in RUNTIMES:
-        if runtime.runtime_id == runtime_id:
-            return runtime
-    raise InvalidRequest(f"Runtime '{runtime_id}' does not exist.")

@@ -16,7 +16,7 @@ from nbjobs import __version__
 from nbjobs.app import NbJobs
 from nbjobs.web.errors import install_error_handlers
 from nbjobs.web.middleware import Guard
-from nbjobs.web.routes import admin, content, jobs, portal, tasks, tokens, webhooks
+from nbjobs.web.routes import admin, content, jobs, portal, runtimes, tasks, tokens, webhooks
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def create_app(nbjobs: NbJobs, *, sync_interval: float | None = None) -> FastAPI
     app.state.oauth_key = secrets.token_bytes(32)
     root = APIRouter(prefix=f"/{settings.context}")
     for router in (portal.router, content.router, tokens.portal, tokens.admin, admin.router, jobs.router,
-                   tasks.router, webhooks.admin, webhooks.events):  # fmt: skip
+                   runtimes.router, tasks.router, webhooks.admin, webhooks.events):  # fmt: skip
         root.include_router(router)
     app.include_router(root)
 

@@ -1,4 +1,5 @@
-"""The notebook administrator root, executeNotebook, runtimes and (read-only) configuration."""
+"""The notebook administrator root, executeNotebook and (read-only) configuration; runtimes are in
+``runtimes.py``."""
 
 from __future__ import annotations
 
@@ -6,9 +7,6 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from nbjobs.errors import NotFound
-from nbjobs.models import Runtime
-from nbjobs.service.notebooks import RUNTIMES, runtime_by_id
 from nbjobs.web.deps import Form, Nb, SignedIn
 from nbjobs.web.render import Link, Operation, respond
 from nbjobs.web.routing import operation
@@ -82,69 +80,6 @@ async def execute_notebook(request: Request, nb: Nb, user: SignedIn, params: For
         title="Job submitted",
         links=[Link(job.job_id, job_url)],
     )
-
-
-def _runtime_view(runtime: Runtime) -> dict:
-    return {
-        "id": runtime.runtime_id,
-        "name": runtime.name,
-        "version": runtime.version,
-        "containerType": "kernelspec",
-        "imageId": runtime.kernel_name,
-        "imagePullString": "",
-        "dockerRuntime": "",
-        "esriProvidedRuntime": False,
-        "requiresAdvancedPrivileges": False,
-        "disabled": False,
-        "maxCpu": 0.0,
-        "maxMemory": 0.0,
-        "maxMemoryUnit": "g",
-        "maxSwapMemory": "",
-        "maxSwapMemoryUnit": "g",
-        "sharedMemorySize": 0,
-        "sharedMemorySizeUnit": "m",
-    }
-
-
-@operation(router, "/notebooks/runtimes", summary="Runtimes", tags=TAGS)
-async def runtimes(request: Request, user: SignedIn, params: Form) -> Response:
-    return respond(
-        request,
-        {"currentRuntimeVersion": RUNTIMES[0].version, "runtimes": [_runtime_view(r) for r in RUNTIMES]},
-        title="Runtimes",
-        links=[Link(r.name, r.runtime_id) for r in RUNTIMES],
-    )
-
-
-def _known_runtime(runtime_id: str) -> Runtime:
-    if not runtime_id:
-        raise NotFound(f"Runtime '{runtime_id}' does not exist.")
-    try:
-        return runtime_by_id(runtime_id)
-    except Exception:
-        raise NotFound(f"Runtime '{runtime_id}' does not exist.") from None
-
-
-@operation(router, "/notebooks/runtimes/{runtime_id}", summary="One runtime", tags=TAGS)
-async def runtime(request: Request, runtime_id: str, user: SignedIn, params: Form) -> Response:
-    found = _known_runtime(runtime_id)
-    return respond(request, _runtime_view(found), title=found.name, links=[Link("manifest", "manifest")])
-
-
-@operation(router, "/notebooks/runtimes/{runtime_id}/manifest", summary="Libraries of a runtime", tags=TAGS)
-async def runtime_manifest(request: Request, runtime_id: str, user: SignedIn, params: Form) -> Response:
-    _known_runtime(runtime_id)
-    from importlib.metadata import distributions
-
-    libraries = sorted(
-        (
-            {"name": d.metadata["Name"], "version": d.version, "build_string": "", "channel": "pypi"}
-            for d in distributions()
-            if d.metadata["Name"]
-        ),
-        key=lambda lib: lib["name"].lower(),
-    )
-    return respond(request, {"libraries": libraries}, title="Manifest")
 
 
 @operation(router, "/notebooks/configuration", summary="Notebook configuration (read-only here)", tags=TAGS)

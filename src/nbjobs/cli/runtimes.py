@@ -1,0 +1,173 @@
+"""``nbjobs runtimes``: list, add, change, remove and check the runtimes in a data directory's database."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from nbjobs.errors import NbJobsError
+
+_data_dir = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The server's data directory. [env NBJOBS_DATA_DIR; default ./var]",
+)
+
+
+def _service(data_dir: Path | None):  # noqa: ANN202
+    from nbjobs.clock import now_ms
+    from nbjobs.service.environments import SubprocessEnvironments
+    from nbjobs.service.runtimes import RuntimeService, kernel_dir
+    from nbjobs.settings import load_settings
+    from nbjobs.store.runtimes import SqlRuntimeStore
+    from nbjobs.store.sql import open_store
+
+    settings = load_settings(data_dir=data_dir)
+    store = open_store(settings)
+    service = RuntimeService(
+        SqlRuntimeStore(store.engine),
+        now_ms,
+        kernels=kernel_dir(settings),
+        environments=SubprocessEnvironments(),
+    )
+    service.ensure_default()
+    return service, store
+
+
+def _limit_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option("--python", help="Absolute path of the environment's interpreter (needs ipykernel)."),
+        click.option("--image-id", help="An installed Jupyter kernelspec name, instead of --python."),
+        click.option("--version", "runtime_version", help="The runtime's version label (default 11.0)."),
+        click.option("--max-cpu", type=float, help="CPUs (0 = no limit)."),
+        click.option("--max-memory", type=float, help="Memory, in --max-memory-unit (0 = no limit)."),
+        click.option("--max-memory-unit", type=click.Choice(["b", "k", "m", "g"], case_sensitive=False)),
+        click.option("--max-swap-memory", type=float, help="Swap beyond memory (0 = none)."),
+        click.option("--max-swap-memory-unit", type=click.Choice(["b", "k", "m", "g"], case_sensitive=False)),
+        click.option("--max-wall-minutes", type=float, help="Wall-time cap (0 = the server maximum)."),
+        click.option(
+            "--max-output-bytes", type=int, help="Output cap per notebook (0 = the server default)."
+        ),
+        click.option("--advanced/--standard", default=None, help="Require the advanced-notebooks privilege."),
+        click.option("--disabled/--enabled", default=None, help="Refuse new jobs on this runtime."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _fields(name: str | None, **opts: Any):  # noqa: ANN202
+    from nbjobs.service.runtimes import RuntimeFields
+
+    return RuntimeFields(
+        name=name,
+        python=opts["python"],
+        image_id=opts["image_id"],
+        version=opts["runtime_version"],
+        max_cpu=opts["max_cpu"],
+        max_memory=opts["max_memory"],
+        max_memory_unit=opts["max_memory_unit"],
+        max_swap_memory=opts["max_swap_memory"],
+        max_swap_memory_unit=opts["max_swap_memory_unit"],
+        max_wall_minutes=opts["max_wall_minutes"],
+        max_output_bytes=opts["max_output_bytes"],
+        requires_advanced_privileges=opts["advanced"],
+        disabled=opts["disabled"],
+    )
+
+
+@click.group()
+def runtimes() -> None:
+    """Runtimes: a kernelspec in a Python environment, plus limits."""
+
+
+@runtimes.command("list")
+@_data_dir
+def list_runtimes(data_dir: Path | None) -> None:
+    """List runtimes: id, name, kernel, python, flags."""
+    service, store = _service(data_dir)
+    try:
+        for spec in service.list():
+            flags = [
+                flag
+                for flag, on in (
+                    ("default", spec.is_default),
+                    ("advanced", spec.requires_advanced_privileges),
+                    ("disabled", spec.disabled),
+                )
+                if on
+            ]
+            python = service.python_of(spec)
+            click.echo(f"{spec.runtime_id}\t{spec.name}\t{spec.kernel_name}\t{python}\t{','.join(flags)}")
+    finally:
+        store.close()
+
+
+@runtimes.command("add")
+@click.option("--name", required=True, help="A unique name.")
+@_limit_options
+@_data_dir
+def add(name: str, data_dir: Path | None, **opts: Any) -> None:
+    """Register a runtime running in another Python environment (--python) or kernelspec (--image-id)."""
+    service, store = _service(data_dir)
+    try:
+        spec = service.register(_fields(name, **opts))
+    except NbJobsError as exc:
+        raise click.ClickException(exc.message) from exc
+    finally:
+        store.close()
+    click.echo(f"added {spec.name} ({spec.runtime_id}, kernel {spec.kernel_name})")
+
+
+@runtimes.command("update")
+@click.argument("runtime")
+@click.option("--name", help="A new unique name.")
+@_limit_options
+@_data_dir
+def update(runtime: str, name: str | None, data_dir: Path | None, **opts: Any) -> None:
+    """Change RUNTIME (an id or a name); options not given stay as they are."""
+    service, store = _service(data_dir)
+    try:
+        spec = service.update(service.lookup(runtime).runtime_id, _fields(name, **opts))
+    except NbJobsError as exc:
+        raise click.ClickException(exc.message) from exc
+    finally:
+        store.close()
+    click.echo(f"updated {spec.name} ({spec.runtime_id})")
+
+
+@runtimes.command("remove")
+@click.argument("runtime")
+@_data_dir
+def remove(runtime: str, data_dir: Path | None) -> None:
+    """Unregister RUNTIME (an id or a name); jobs keep the runtime they recorded."""
+    service, store = _service(data_dir)
+    try:
+        spec = service.unregister(service.lookup(runtime).runtime_id)
+    except NbJobsError as exc:
+        raise click.ClickException(exc.message) from exc
+    finally:
+        store.close()
+    click.echo(f"removed {spec.name} ({spec.runtime_id})")
+
+
+@runtimes.command("validate")
+@_data_dir
+def validate(data_dir: Path | None) -> None:
+    """Check that every runtime's python runs and imports ipykernel; exit 1 if one cannot."""
+    service, store = _service(data_dir)
+    try:
+        checks = service.validate()
+    finally:
+        store.close()
+    for check in checks:
+        state = (
+            f"ok\t{check.python_version.split()[0] if check.python_version else ''}" if check.ok else "FAILED"
+        )
+        detail = "" if check.ok else f"\t{check.error}"
+        click.echo(f"{check.runtime.runtime_id}\t{check.runtime.name}\t{state}{detail}")
+    if any(not c.ok for c in checks):
+        raise SystemExit(1)
