@@ -103,14 +103,18 @@ class Server:
         return server
 
     def post(self, path: str, files: dict | None = None, **data: str) -> dict:
-        return self.http.post(self.url + path, data={"f": "json", "token": self.token, **data}, files=files).json()
+        return self.http.post(
+            self.url + path, data={"f": "json", "token": self.token, **data}, files=files
+        ).json()
 
     def get(self, path: str) -> dict:
         return self.http.get(self.url + path, params={"f": "json", "token": self.token}).json()
 
     def add_notebook(self, nb: nbformat.NotebookNode, title: str) -> str:
         files = {"file": (f"{title}.ipynb", nbformat.writes(nb).encode(), "application/x-ipynb+json")}
-        answer = self.post("/sharing/rest/content/users/bench/addItem", files=files, type="Notebook", title=title)
+        answer = self.post(
+            "/sharing/rest/content/users/bench/addItem", files=files, type="Notebook", title=title
+        )
         return answer["id"]
 
     def run_job(self, item_id: str, poll: float = 0.01) -> float:

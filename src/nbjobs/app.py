@@ -83,7 +83,12 @@ class NbJobs:
         limits = detect_backend()
         log.info("resource limits enforced with %s", limits.name)
         supervisor = Supervisor(
-            store, settings, clock, limits=limits, credentials=JobCredentialIssuer(users, tokens, settings)
+            store,
+            settings,
+            clock,
+            runtimes=runtimes.find,
+            limits=limits,
+            credentials=JobCredentialIssuer(users, tokens, settings),
         )
         pool = LocalPool(store, settings, clock, boot_prefix, supervisor)
         service = JobService(store, settings, clock, on_submit=pool.notify)

@@ -101,9 +101,10 @@ class JobInputs:
     notebook_parameters: dict[str, Any] = field(default_factory=dict)
     run_id: str = ""
     task_id: str = ""
+    webhook_receiver_id: str = ""  # set on jobs a webhook receiver started
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        wire = {
             "itemId": self.item_id,
             "executionTimeoutInMinutes": self.execution_timeout_minutes,
             "updatePortalItem": self.update_portal_item,
@@ -112,6 +113,9 @@ class JobInputs:
             "runId": self.run_id,
             "taskId": self.task_id,
         }
+        if self.webhook_receiver_id:
+            wire["webhookReceiverId"] = self.webhook_receiver_id
+        return wire
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> JobInputs:
@@ -123,6 +127,7 @@ class JobInputs:
             notebook_parameters=data.get("notebookParameters") or {},
             run_id=data.get("runId", ""),
             task_id=data.get("taskId", ""),
+            webhook_receiver_id=data.get("webhookReceiverId", ""),
         )
 
 

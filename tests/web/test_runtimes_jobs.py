@@ -67,20 +67,7 @@ def run(app: NbJobs, item_id: str, runtime_id: str):
     return app.store.get(job.job_id)
 
 
-@pytest.mark.parametrize(
-    "kernelspec",
-    [
-        "",
-        pytest.param(
-            "python3",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="the runtime's kernel must win over the notebook's kernelspec (every ArcGIS notebook "
-                "says python3); the supervisor still passes kernel_name='' to the engine",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("kernelspec", ["", "python3"])  # the runtime's kernel wins over the notebook's
 def test_a_second_runtime_runs_the_notebook_in_its_own_interpreter(app: NbJobs, tmp_path: Path, kernelspec):
     python = make_venv(tmp_path / "venv", with_ipykernel=True)
     spec = app.runtimes.register(RuntimeFields(name="Other env", python=python))
@@ -101,3 +88,4 @@ def test_a_job_on_an_environment_without_ipykernel_fails_clearly(app: NbJobs, tm
     assert job.status == JobStatus.FAILED and job.failure is not None
     assert job.failure.reason == FailureReason.KERNEL_DIED
     assert job.failure.message.startswith("The kernel could not be started")
+    assert "No module named ipykernel" in job.failure.message  # the kernel's own last words

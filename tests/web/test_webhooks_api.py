@@ -94,6 +94,7 @@ def test_signed_events_start_jobs_with_payload_and_headers(
     job = alice.get(f"/admin/notebooks/jobs/{answer['jobId']}").json()
     params = job["inputs"]["notebookParameters"]
     assert job["username"] == "alice" and job["type"] == "executeNotebook"
+    assert job["inputs"]["webhookReceiverId"] == rid  # the job names the receiver that started it
     assert params["num"] == 1 and params["name"] == "esri"
     assert params["webhook_payload"] == {"action": "opened", "number": 7}
     headers = params["webhook_headers"]

@@ -404,6 +404,8 @@ class _Run:
             failure = Failure.from_wire(done["failure"]) if done["failure"] else None
             if failure is None:
                 return self._end(JobStatus.COMPLETED, None, results)
+            if failure.reason == FailureReason.KERNEL_DIED:
+                failure = _with_last_words(failure, stderr_path)
             return self._end(JobStatus.FAILED, self._memory_limit(failure, oom), results)
         tail = (
             stderr_path.read_bytes()[-_STDERR_TAIL:].decode(errors="replace") if stderr_path.exists() else ""
@@ -452,3 +454,15 @@ def _reap(proc: subprocess.Popen[bytes], reader: threading.Thread) -> None:
     reader.join(timeout=5)
     if proc.stdout is not None:
         proc.stdout.close()
+
+
+def _with_last_words(failure: Failure, log_path: Path) -> Failure:
+    """Add the last line the kernel wrote to stderr (e.g. "No module named ipykernel_launcher")."""
+    try:
+        tail = log_path.read_bytes()[-_STDERR_TAIL:].decode(errors="replace")
+    except OSError:
+        return failure
+    lines = [line.strip() for line in tail.splitlines() if line.strip() and "WARNING" not in line]
+    if not lines:
+        return failure
+    return dataclasses.replace(failure, message=f"{failure.message}: {lines[-1][:300]}")

@@ -48,6 +48,7 @@ class NotebookExecution:
         runtime_id: str = "",
         task_id: str = "",
         run_id: str = "",
+        webhook_receiver_id: str = "",
     ) -> Job:
         """Submit the item's notebook as an executeNotebook job owned by ``user`` (``task_id``/``run_id``
         mark a run of a scheduled task). The runtime is ``runtime_id``, else the notebook's, else the
@@ -65,6 +66,7 @@ class NotebookExecution:
             save_injected_parameters=save_injected_parameters,
             task_id=task_id,
             run_id=run_id,
+            webhook_receiver_id=webhook_receiver_id,
         )
         job = self.jobs.submit(who, notebook, inputs=inputs, parameters=parameters or {}, runtime=runtime)
         if update_portal_item:

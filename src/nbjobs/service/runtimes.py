@@ -107,6 +107,10 @@ class RuntimeService:
             raise RuntimeNotFound(runtime_id)
         return spec
 
+    def find(self, runtime_id: str) -> RuntimeSpec | None:
+        """The runtime with this id, or None (the supervisor's view: a job keeps its recorded identity)."""
+        return self.store.get(runtime_id) if runtime_id else None
+
     def lookup(self, key: str) -> RuntimeSpec:
         """The runtime with this id, else with this name (for people at a command line)."""
         spec = (self.store.get(key) or self.store.get_by_name(key)) if key else None

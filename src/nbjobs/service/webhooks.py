@@ -236,7 +236,11 @@ class WebhookService:
                 "webhook_headers": visible_headers(event.headers, receiver.signature_headers),
             }
             job = self.notebooks.execute(
-                user, receiver.item_id, update_portal_item=False, parameters=parameters
+                user,
+                receiver.item_id,
+                update_portal_item=False,
+                parameters=parameters,
+                webhook_receiver_id=receiver.receiver_id,
             )
         except NbJobsError as exc:
             self._log(receiver, event, signature_ok, reason=exc.message)
