@@ -73,10 +73,20 @@ class Server:
         }
         log = open(data_dir / "serve.log", "ab")  # noqa: SIM115 - lives as long as the server
         proc = subprocess.Popen(
-            [str(BIN / "nbjobs"), "serve", "--port", str(port), "--data-dir", str(data_dir),
-             "--workers", str(workers)],
-            stdout=log, stderr=subprocess.STDOUT, env=environ,
-        )  # fmt: skip
+            [
+                str(BIN / "nbjobs"),
+                "serve",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(data_dir),
+                "--workers",
+                str(workers),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=environ,
+        )
         url = f"https://127.0.0.1:{port}/arcgis"
         deadline = time.monotonic() + 60
         cert = data_dir / "nbjobs-cert.pem"
@@ -92,13 +102,30 @@ class Server:
                     raise
                 time.sleep(0.2)
         subprocess.run(
-            [str(BIN / "nbjobs"), "users", "add", "bench", "--password", PASSWORD, "--data-dir", str(data_dir)],
-            check=True, capture_output=True,
-        )  # fmt: skip
+            [
+                str(BIN / "nbjobs"),
+                "users",
+                "add",
+                "bench",
+                "--password",
+                PASSWORD,
+                "--data-dir",
+                str(data_dir),
+            ],
+            check=True,
+            capture_output=True,
+        )
         server = cls(proc, url, data_dir, http)
-        answer = http.post(url + "/sharing/rest/generateToken", data={
-            "username": "bench", "password": PASSWORD, "client": "referer", "referer": "https://localhost",
-            "f": "json"}).json()  # fmt: skip
+        answer = http.post(
+            url + "/sharing/rest/generateToken",
+            data={
+                "username": "bench",
+                "password": PASSWORD,
+                "client": "referer",
+                "referer": "https://localhost",
+                "f": "json",
+            },
+        ).json()
         server.token = answer["token"]
         return server
 
@@ -120,8 +147,12 @@ class Server:
     def run_job(self, item_id: str, poll: float = 0.01) -> float:
         """Seconds from the executeNotebook request to seeing COMPLETED."""
         start = time.perf_counter()
-        answer = self.post("/admin/notebooks/executeNotebook", itemId=item_id,
-                           notebookParameters='{"x": 2}', updatePortalItem="false")  # fmt: skip
+        answer = self.post(
+            "/admin/notebooks/executeNotebook",
+            itemId=item_id,
+            notebookParameters='{"x": 2}',
+            updatePortalItem="false",
+        )
         job_id = answer["jobId"]
         while True:
             status = self.get(f"/admin/notebooks/jobs/{job_id}")["status"]

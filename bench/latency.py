@@ -66,13 +66,44 @@ def main() -> None:
             out = tmp / "out.ipynb"
             rows.append((label, "nbjobs HTTPS, warm pool", nbjobs_times(tmp, nb, args.runs, pool=1)))
             rows.append((label, "nbjobs HTTPS, cold (pool 0)", nbjobs_times(tmp, nb, args.runs, pool=0)))
-            rows.append((label, "papermill CLI", timed(lambda src=src, out=out: subprocess.run(
-                [str(BIN / "papermill"), str(src), str(out), "-p", "x", "2", "--no-progress-bar"],
-                check=True, capture_output=True), args.runs)))  # fmt: skip
-            rows.append((label, "papermill Python API", timed(lambda src=src, out=out: papermill.execute_notebook(
-                str(src), str(out), parameters={"x": 2}, progress_bar=False), args.runs)))  # fmt: skip
-            rows.append((label, "nbclient, cold kernel", timed(lambda nb=nb, out=out: nbformat.write(
-                NotebookClient(nbformat.from_dict(nb), kernel_name="python3").execute(), out), args.runs)))  # fmt: skip
+            rows.append(
+                (
+                    label,
+                    "papermill CLI",
+                    timed(
+                        lambda src=src, out=out: subprocess.run(
+                            [str(BIN / "papermill"), str(src), str(out), "-p", "x", "2", "--no-progress-bar"],
+                            check=True,
+                            capture_output=True,
+                        ),
+                        args.runs,
+                    ),
+                )
+            )
+            rows.append(
+                (
+                    label,
+                    "papermill Python API",
+                    timed(
+                        lambda src=src, out=out: papermill.execute_notebook(
+                            str(src), str(out), parameters={"x": 2}, progress_bar=False
+                        ),
+                        args.runs,
+                    ),
+                )
+            )
+            rows.append(
+                (
+                    label,
+                    "nbclient, cold kernel",
+                    timed(
+                        lambda nb=nb, out=out: nbformat.write(
+                            NotebookClient(nbformat.from_dict(nb), kernel_name="python3").execute(), out
+                        ),
+                        args.runs,
+                    ),
+                )
+            )
     print(f"submit -> COMPLETED, {args.runs} runs per row, fresh kernel per run (ms)")
     print(f"{'notebook':9} {'path':30} {'p50':>7} {'p95':>7} {'max':>7} {'CLI/x':>7} {'API/x':>7}")
     for label in ("trivial", "20-cell"):
