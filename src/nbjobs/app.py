@@ -10,9 +10,12 @@ import uuid
 from dataclasses import dataclass, field
 
 from nbjobs.clock import Clock, now_ms
+from nbjobs.dispatch.base import Dispatcher
 from nbjobs.dispatch.local import LocalPool
+from nbjobs.dispatch.reconciler import Reconciler
 from nbjobs.execution.limits import detect_backend
 from nbjobs.execution.supervisor import Supervisor
+from nbjobs.models import JobStatus
 from nbjobs.service.credentials import JobCredentialIssuer
 from nbjobs.service.environments import SubprocessEnvironments
 from nbjobs.service.items import ItemService
@@ -27,11 +30,13 @@ from nbjobs.service.users import UserService
 from nbjobs.service.webhooks import WebhookService
 from nbjobs.settings import Settings
 from nbjobs.store.items import SqlItemStore
+from nbjobs.store.outbox import SqlOutbox
 from nbjobs.store.runtimes import SqlRuntimeStore
 from nbjobs.store.sql import SqlJobStore, open_store
 from nbjobs.store.tasks import SqlTaskStore
 from nbjobs.store.users import SqlTokenStore, SqlUserStore
 from nbjobs.store.webhooks import SqlReceiverStore
+from nbjobs.store.workers import SqlWorkerStore
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +60,10 @@ class NbJobs:
     scheduler: Scheduler
     webhooks: WebhookService
     runtimes: RuntimeService
+    supervisor: Supervisor
+    dispatcher: Dispatcher  # the local pool, or Celery when a broker URL is set
+    workers: SqlWorkerStore
+    reconciler: Reconciler | None = None  # broker mode only: re-publishes what the broker lost
     _stop: threading.Event = field(default_factory=threading.Event)
     _housekeeper: threading.Thread | None = None
 
@@ -91,7 +100,15 @@ class NbJobs:
             credentials=JobCredentialIssuer(users, tokens, settings),
         )
         pool = LocalPool(store, settings, clock, boot_prefix, supervisor)
-        service = JobService(store, settings, clock, on_submit=pool.notify)
+        dispatcher: Dispatcher = pool
+        reconciler = None
+        if settings.broker_url:  # serve publishes to the broker and runs no local workers
+            from nbjobs.dispatch.celery_dispatch import CeleryDispatcher, make_celery
+
+            outbox = SqlOutbox(store.engine)
+            dispatcher = CeleryDispatcher(make_celery(settings), outbox, clock)
+            reconciler = Reconciler(outbox, dispatcher, clock, settings.redispatch_seconds)
+        service = JobService(store, settings, clock, on_submit=dispatcher.notify)
         item_store = SqlItemStore(store.engine)
         items = ItemService(item_store, clock, max_bytes=settings.max_upload_bytes)
         notebooks = NotebookExecution(service, items, item_store, clock, runtimes)
@@ -124,24 +141,37 @@ class NbJobs:
             scheduler=scheduler,
             webhooks=webhooks,
             runtimes=runtimes,
+            supervisor=supervisor,
+            dispatcher=dispatcher,
+            workers=SqlWorkerStore(store.engine),
+            reconciler=reconciler,
         )
 
     def recover(self) -> int:
         """End what an earlier run of this server on this host left EXECUTING; returns how many."""
-        changed = recover_host(self.store, self.host_prefix + "/", self.boot_prefix, self.clock)
+        # Jobs of `nbjobs worker` processes alive on this host are theirs, not leftovers.
+        since = self.clock() - int(self.settings.lease_seconds * 1000)
+        live = [w.worker_id for w in self.workers.live(since)]
+        changed = recover_host(self.store, self.host_prefix + "/", (self.boot_prefix, *live), self.clock)
         for job in changed:
             log.warning("recovered job %s: %s", job.job_id, job.status)
+            if job.status == JobStatus.SUBMITTED:
+                self.dispatcher.notify(job)
         return len(changed)
 
     def housekeeping(self) -> None:
         """One round of the background duties: reap lost leases, purge old ended jobs, fire due tasks."""
-        reap_expired(self.store, self.clock)
+        for job in reap_expired(self.store, self.clock):
+            if job.status == JobStatus.SUBMITTED:  # re-queued by its retry_on_worker_lost policy
+                self.dispatcher.notify(job)
         self.service.purge_expired()
         self.scheduler.tick()
+        if self.reconciler is not None:
+            self.reconciler.tick()
 
     def start(self) -> None:
         self.recover()
-        self.pool.start(self.settings.workers)
+        self.dispatcher.start()
         self._housekeeper = threading.Thread(
             target=self._housekeeping_loop, name="nbjobs-housekeeper", daemon=True
         )
@@ -149,7 +179,7 @@ class NbJobs:
 
     def stop(self, grace: float | None = 30.0) -> None:
         self._stop.set()
-        self.pool.stop(grace)
+        self.dispatcher.stop(grace)
         self.store.close()
 
     def _housekeeping_loop(self) -> None:

@@ -102,6 +102,7 @@ class JobInputs:
     run_id: str = ""
     task_id: str = ""
     webhook_receiver_id: str = ""  # set on jobs a webhook receiver started
+    output_names: tuple[str, ...] = ()  # variables read back after the run (web tool outputs)
 
     def to_wire(self) -> dict[str, Any]:
         wire = {
@@ -115,6 +116,8 @@ class JobInputs:
         }
         if self.webhook_receiver_id:
             wire["webhookReceiverId"] = self.webhook_receiver_id
+        if self.output_names:
+            wire["outputNames"] = list(self.output_names)
         return wire
 
     @classmethod
@@ -128,6 +131,7 @@ class JobInputs:
             run_id=data.get("runId", ""),
             task_id=data.get("taskId", ""),
             webhook_receiver_id=data.get("webhookReceiverId", ""),
+            output_names=tuple(data.get("outputNames") or ()),
         )
 
 

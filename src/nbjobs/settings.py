@@ -55,6 +55,10 @@ class Settings:
     max_active_tasks: int = 20  # per user, as ArcGIS (activeTasksAvailable)
     webhook_max_body_bytes: int = 10 * 1024 * 1024
     webhook_rate_per_minute: int = 60  # per receiver and server process; 0 = no limit
+    # Scale-out (issue 5): with a broker URL, serve publishes jobs to Celery and `nbjobs worker` runs them
+    broker_url: str = ""  # redis://… or amqp://…; empty: the embedded local pool
+    redispatch_seconds: float = 60.0  # re-publish a SUBMITTED job nobody claimed for this long
+    drain_seconds: float = 600.0  # on SIGTERM a worker lets running jobs finish for up to this long
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -117,6 +121,9 @@ _ENV = {
     "NBJOBS_MAX_ACTIVE_TASKS": ("max_active_tasks", int),
     "NBJOBS_WEBHOOK_MAX_BODY_BYTES": ("webhook_max_body_bytes", int),
     "NBJOBS_WEBHOOK_RATE_PER_MINUTE": ("webhook_rate_per_minute", int),
+    "NBJOBS_BROKER_URL": ("broker_url", str),
+    "NBJOBS_REDISPATCH_SECONDS": ("redispatch_seconds", float),
+    "NBJOBS_DRAIN_SECONDS": ("drain_seconds", float),
 }
 
 

@@ -182,3 +182,18 @@ def test_whole_run_deadline_fails_with_timeout_and_keeps_partial_output(make_app
 
 def printed_text(nb) -> str:
     return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+
+
+def test_named_output_variables_are_read_back_as_json(make_app, golden):
+    app = make_app()
+    inputs = JobInputs(notebook_parameters={"radius": 2.0},
+                       output_names=("area", "label", "when", "rows", "shape", "missing"))  # fmt: skip
+    job = run_to_end(app, golden("outputs.ipynb"), inputs=inputs)
+    assert job.status == JobStatus.COMPLETED, job.failure
+    values = job.results["outputValues"]
+    assert abs(values["area"]["value"] - 12.566) < 0.001
+    assert values["label"] == {"value": "r=2.0"}
+    assert values["when"] == {"value": "2026-11-28"}
+    assert values["rows"] == {"value": [{"a": 1}, {"a": 2}]}
+    assert values["shape"] == {"value": {"type": "circle"}}  # objects with to_json (FeatureSet, RecordSet)
+    assert values["missing"]["error"].startswith("NameError")

@@ -1,1 +1,1 @@
-"""How claimed work reaches a supervisor: the local thread pool (embedded), Celery later."""
+"""How committed jobs reach a supervisor: the local thread pool (embedded) or Celery (distributed)."""

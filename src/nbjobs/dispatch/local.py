@@ -1,4 +1,7 @@
-"""The embedded dispatcher: N worker threads in the server process, each claiming and supervising jobs."""
+"""The embedded dispatcher: N worker threads in the server process, each claiming and supervising jobs.
+
+It implements ``dispatch.base.Dispatcher``: ``notify`` only wakes a thread, because the threads claim
+from the job table directly (the table is the queue)."""
 
 from __future__ import annotations
 
@@ -59,7 +62,9 @@ class LocalPool:
             self.supervisor.close()
         return done
 
-    def start(self, workers: int) -> None:
+    def start(self, workers: int | None = None) -> None:
+        """Start ``workers`` threads (default: the configured number)."""
+        workers = self.settings.workers if workers is None else workers
         if workers > 0:
             self.supervisor.start()
         for slot in range(workers):

@@ -6,6 +6,8 @@ This is the only place that drives nbclient. The runner process wraps it for job
 
 from __future__ import annotations
 
+import ast
+import json
 import shutil
 import sys
 from collections.abc import Mapping
@@ -17,7 +19,7 @@ from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernel
 from nbformat import NotebookNode
 
 from nbjobs.errors import InvalidNotebook, InvalidParameters
-from nbjobs.execution.kernel_setup import job_context_code, stream_cap_code
+from nbjobs.execution.kernel_setup import job_context_code, stream_cap_code, value_expression
 from nbjobs.execution.kernels import WarmKernel, kernel_exists, kernel_pid, new_kernel_manager
 from nbjobs.execution.limits import Limits, RlimitBackend, backend_named
 from nbjobs.execution.notebooks import (
@@ -52,6 +54,7 @@ class ExecutionRequest:
     cpus: float = 0.0
     limit_backend: str = "rlimit"  # as the server detected it: cgroup-v2 | cgroup-v1 | rlimit
     limit_group: str = ""  # the job's cgroup name
+    output_names: tuple[str, ...] = ()  # variables to read back after the last cell (web tool outputs)
 
     @property
     def limits(self) -> Limits:
@@ -67,6 +70,8 @@ class Outcome:
     cells_executed: int = 0
     output_truncated: bool = False
     truncated_cells: list[int] = field(default_factory=list)
+    # For each requested output name: {"value": <JSON value>} or {"error": "<why it has none>"}.
+    values: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -147,8 +152,9 @@ def execute(request: ExecutionRequest, listener: Listener, warm: WarmKernel | No
     )
     if warm is not None:
         client.kc = warm.kc
+    values: dict[str, dict[str, Any]] = {}
     try:
-        failure, executed = _run_cells(client, nb, request, listener, warm=warm)
+        failure, executed = _run_cells(client, nb, request, listener, warm=warm, values=values)
     finally:
         shutil.rmtree(sockets, ignore_errors=True)
     if failure is not None and failure.reason == FailureReason.CELL_ERROR and failure.cell_index is not None:
@@ -162,6 +168,7 @@ def execute(request: ExecutionRequest, listener: Listener, warm: WarmKernel | No
         cells_executed=executed,
         output_truncated=cap.truncated,
         truncated_cells=list(cap.truncated_cells),
+        values=values,
     )
 
 
@@ -172,6 +179,7 @@ def _run_cells(
     listener: Listener,
     *,
     warm: WarmKernel | None,
+    values: dict[str, dict[str, Any]],
 ) -> tuple[Failure | None, int]:
     code_cells = code_cell_indexes(nb)
     total = max(len(code_cells), 1)
@@ -207,6 +215,8 @@ def _run_cells(
                         FailureReason.TIMEOUT, str(exc).splitlines()[0], cell_index=index
                     ), executed
                 executed += 1
+            if request.output_names:
+                values.update(_read_values(client, request.output_names, request.max_cell_output_bytes))
             listener.progress(100, f"Executed {executed} of {len(code_cells)} cells", len(nb.cells))
             return None, executed
     except DeadKernelError:
@@ -228,6 +238,29 @@ def _limit(pid: int, request: ExecutionRequest) -> None:
     except OSError as exc:  # cgroups went away or were never writable: keep at least the memory cap
         print(f"cgroup limits failed ({exc}); falling back to RLIMIT_AS", file=sys.stderr)
         RlimitBackend().apply("", pid, limits)
+
+
+def _read_values(client: NotebookClient, names: tuple[str, ...], max_bytes: int) -> dict[str, dict[str, Any]]:
+    """Read variables back from the kernel as JSON, through ``user_expressions`` (no cell, no output)."""
+    assert client.kc is not None
+    expressions = {name: value_expression(name) for name in names if name.isidentifier()}
+    msg_id = client.kc.execute("", silent=True, store_history=False, user_expressions=expressions)
+    reply = client.wait_for_reply(msg_id) or {}
+    found = reply.get("content", {}).get("user_expressions", {})
+    values: dict[str, dict[str, Any]] = {}
+    for name in names:
+        result = found.get(name)
+        if result is None:
+            values[name] = {"error": f"'{name}' is not a valid variable name"}
+        elif result.get("status") != "ok":
+            values[name] = {"error": f"{result.get('ename', 'Error')}: {result.get('evalue', '')}"}
+        else:
+            text = ast.literal_eval(result["data"]["text/plain"])  # the repr of a JSON string
+            if len(text) > max_bytes:
+                values[name] = {"error": f"'{name}' is larger than {max_bytes} bytes as JSON"}
+            else:
+                values[name] = {"value": json.loads(text)}
+    return values
 
 
 def _run_silently(client: NotebookClient, code: str) -> None:

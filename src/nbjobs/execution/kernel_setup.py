@@ -54,3 +54,19 @@ def job_context_code(cwd: str, env: dict[str, str] | None) -> str:
         lines += ["_nbjobs_os.environ.clear()", f"_nbjobs_os.environ.update({dict(env)!r})"]
     lines.append("del _nbjobs_os")
     return "\n".join(lines)
+
+
+def value_expression(name: str) -> str:
+    """A Python expression that evaluates, in the kernel, to variable ``name`` as JSON text.
+
+    JSON-native values pass as they are; objects with ``to_json()`` (ArcGIS FeatureSet/RecordSet,
+    pandas) through it; dates as ISO strings; numpy values through ``tolist()``; anything else as str().
+    """
+    return (
+        "(lambda v, json=__import__('json'): json.dumps("
+        "json.loads(v.to_json()) if callable(getattr(v, 'to_json', None)) and not isinstance(v, type) "
+        "else v, "
+        "default=lambda o: o.isoformat() if hasattr(o, 'isoformat') "
+        "else o.tolist() if hasattr(o, 'tolist') else str(o)))"
+        f"({name})"
+    )

@@ -79,6 +79,7 @@ def outcome_event(outcome: Outcome) -> dict[str, Any]:
         "output_truncated": outcome.output_truncated,
         "truncated_cells": outcome.truncated_cells,
         "has_output": outcome.notebook is not None,
+        "values": outcome.values,
     }
 
 

@@ -211,6 +211,7 @@ class _Run:
             cpus=spec.max_cpu,
             limit_backend=self.sup.limits.name,
             limit_group=self.group,
+            output_names=tuple(job.inputs.output_names),
         )
         runner = self.pool.take(spec.kernel_name)
         stderr_path = runner.log_path
@@ -391,6 +392,8 @@ class _Run:
         }
         if done.get("truncated_cells"):
             results["truncatedCells"] = done["truncated_cells"]
+        if done.get("values"):
+            results["outputValues"] = done["values"]
         if self.stop is not None and self.stop.reason == FailureReason.CANCELLED:
             failure = Failure(FailureReason.CANCELLED, "The job was cancelled")
             return self._end(JobStatus.CANCELLED, failure, results)

@@ -49,8 +49,12 @@ def reap_expired(store: JobStore, clock: Clock) -> list[Job]:
     return changed
 
 
-def recover_host(store: JobStore, host_prefix: str, current_boot: str, clock: Clock) -> list[Job]:
-    """After a restart: end jobs an earlier boot of this host left running, and kill what they left."""
+def recover_host(
+    store: JobStore, host_prefix: str, current_boot: str | tuple[str, ...], clock: Clock
+) -> list[Job]:
+    """After a restart: end jobs an earlier boot of this host left running, and kill what they left.
+
+    ``current_boot`` is the worker-id prefix (or prefixes) of processes alive now, whose jobs stay."""
     changed = []
     for job in store.running_on(host_prefix):
         if job.worker_id.startswith(current_boot):

@@ -49,9 +49,27 @@ jobs = Table(
     Column("lease_expires", BigInteger, nullable=False, default=0),
     Column("runner_pid", Integer, nullable=False, default=0),
     Column("kernel_pid", Integer, nullable=False, default=0),
+    Column("dispatched_at", BigInteger, nullable=False, default=0, server_default="0"),  # last broker publish
     Index("ix_jobs_status_created", "status", "date_created"),
     Index("ix_jobs_username_created", "username", "date_created"),
     Index("ix_jobs_status_lease", "status", "lease_expires"),
+)
+
+# Live `nbjobs worker` processes (and servers running a local pool): the machines view and recovery.
+workers = Table(
+    "workers",
+    metadata,
+    Column("worker_id", String(255), primary_key=True),  # the prefix of the job.worker_id values it claims
+    Column("hostname", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("runtimes", JSON, nullable=False),  # [{"id", "name"}]
+    Column("queues", JSON, nullable=False),
+    Column("concurrency", Integer, nullable=False),
+    Column("state", String(16), nullable=False),  # online | draining
+    Column("version", String(32), nullable=False),
+    Column("started", BigInteger, nullable=False),
+    Column("last_heartbeat", BigInteger, nullable=False),
+    Index("ix_workers_last_heartbeat", "last_heartbeat"),
 )
 
 job_blobs = Table(
