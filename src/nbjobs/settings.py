@@ -30,6 +30,7 @@ class Settings:
     max_notebook_output_bytes: int = 50 * 1024 * 1024
     default_kernel_name: str = "python3"
     warm_pool_size: int = 2
+    max_jobs_per_user: int = 0  # running jobs per user on this server's pool; 0 = no cap
     warm_pool_ttl_seconds: float = 3600.0
     # The environment kernels start from: the server's own, minus anything nbjobs-specific or secret.
     kernel_env: tuple[tuple[str, str], ...] = ()
@@ -103,6 +104,7 @@ _ENV = {
     "NBJOBS_LEASE_SECONDS": ("lease_seconds", float),
     "NBJOBS_POLL_SECONDS": ("poll_seconds", float),
     "NBJOBS_WARM_POOL_SIZE": ("warm_pool_size", int),
+    "NBJOBS_MAX_JOBS_PER_USER": ("max_jobs_per_user", int),
     "NBJOBS_WARM_POOL_TTL_SECONDS": ("warm_pool_ttl_seconds", float),
     "NBJOBS_REAPER_INTERVAL_SECONDS": ("reaper_interval_seconds", float),
     "NBJOBS_HEARTBEAT_SECONDS": ("heartbeat_seconds", float),

@@ -224,3 +224,15 @@ def dataclass_replace(job: Job, **changes) -> Job:
     import dataclasses
 
     return dataclasses.replace(job, **changes)
+
+
+def test_claim_next_skips_users_at_their_cap_and_keeps_their_jobs_waiting(store):
+    a1, a2, b1 = make_job(1, "alice"), make_job(2, "alice"), make_job(3, "bob")
+    for job in (a1, a2, b1):
+        store.create(job, b"")
+    assert store.claim_next("w", 10, LEASE, per_user_cap=1).job_id == a1.job_id
+    assert store.claim_next("w", 10, LEASE, per_user_cap=1).job_id == b1.job_id  # alice's second waits
+    assert store.claim_next("w", 10, LEASE, per_user_cap=1) is None
+    assert store.get(a2.job_id).status == JobStatus.SUBMITTED
+    store.transition(a1.job_id, JobStatus.COMPLETED, 20)
+    assert store.claim_next("w", 30, LEASE, per_user_cap=1).job_id == a2.job_id

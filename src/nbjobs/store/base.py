@@ -66,8 +66,9 @@ class JobStore(Protocol):
         Returns the updated job, or None when the compare-and-set found nothing to change.
         """
 
-    def claim_next(self, worker_id: str, now: int, lease_ms: int) -> Job | None:
-        """Atomically move the oldest SUBMITTED job to EXECUTING for this worker (attempt + 1)."""
+    def claim_next(self, worker_id: str, now: int, lease_ms: int, *, per_user_cap: int = 0) -> Job | None:
+        """Atomically move the oldest SUBMITTED job to EXECUTING for this worker (attempt + 1),
+        skipping users who already have ``per_user_cap`` jobs running (0: no cap)."""
 
     def claim(self, job_id: str, attempt: int, worker_id: str, now: int, lease_ms: int) -> Job | None:
         """Claim one SUBMITTED job whose attempt is ``attempt - 1``; None if taken or gone."""

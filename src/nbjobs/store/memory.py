@@ -72,9 +72,15 @@ class MemoryJobStore:
             self._jobs[job_id] = job
             return job
 
-    def claim_next(self, worker_id: str, now: int, lease_ms: int) -> Job | None:
+    def claim_next(self, worker_id: str, now: int, lease_ms: int, *, per_user_cap: int = 0) -> Job | None:
         with self._lock:
             waiting = [j for j in self._jobs.values() if j.status == JobStatus.SUBMITTED]
+            if per_user_cap > 0:
+                busy: dict[str, int] = {}
+                for j in self._jobs.values():
+                    if j.status in RUNNING:
+                        busy[j.username] = busy.get(j.username, 0) + 1
+                waiting = [j for j in waiting if busy.get(j.username, 0) < per_user_cap]
             if not waiting:
                 return None
             job = min(waiting, key=lambda j: (j.date_created, j.job_id))

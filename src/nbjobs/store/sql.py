@@ -141,13 +141,25 @@ class SqlJobStore:
             row = conn.execute(stmt).first()
         return job_from_row(row) if row else None
 
-    def claim_next(self, worker_id: str, now: int, lease_ms: int) -> Job | None:
+    def claim_next(self, worker_id: str, now: int, lease_ms: int, *, per_user_cap: int = 0) -> Job | None:
+        waiting = jobs.alias("waiting")
+        running = jobs.alias("running")
+        candidate = select(waiting.c.job_id).where(waiting.c.status == str(JobStatus.SUBMITTED))
+        if per_user_cap > 0:
+            busy = (
+                select(func.count())
+                .select_from(running)
+                .where(
+                    running.c.username == waiting.c.username,
+                    running.c.status.in_([str(s) for s in RUNNING]),
+                )
+                .scalar_subquery()
+            )
+            candidate = candidate.where(busy < per_user_cap)
         candidate = (
-            select(jobs.c.job_id)
-            .where(jobs.c.status == str(JobStatus.SUBMITTED))
-            .order_by(jobs.c.date_created, jobs.c.job_id)
+            candidate.order_by(waiting.c.date_created, waiting.c.job_id)
             .limit(1)
-            .with_for_update(skip_locked=True)
+            .with_for_update(skip_locked=True, of=waiting)
             .scalar_subquery()
         )
         stmt = (
