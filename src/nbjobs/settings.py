@@ -144,7 +144,9 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
     values["kernel_env"] = tuple(sorted((k, v) for k, v in environ.items() if not _is_secret(k)))
     known = {f.name for f in fields(Settings)}
     values.update({k: v for k, v in overrides.items() if v is not None and k in known})
-    return Settings(**values).validate()  # type: ignore[arg-type]
+    settings = Settings(**values).validate()  # type: ignore[arg-type]
+    # Runners and kernels work in other directories: a relative data dir would point elsewhere there.
+    return replace(settings, data_dir=settings.data_dir.expanduser().resolve())
 
 
 _SECRET_MARKERS = ("PASSWORD", "SECRET", "TOKEN", "CREDENTIAL", "PRIVATE_KEY", "DATABASE_URL", "BROKER_URL")

@@ -48,7 +48,9 @@ def start_server(data_dir: Path, log: Path, workers: int = 2) -> subprocess.Pope
         args.append("--insecure-http")
     env = {**os.environ, "NBJOBS_POLL_SECONDS": "0.2", "NBJOBS_ADMIN_PASSWORD": "crash-test-password"}
     with log.open("ab") as out:
-        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        return subprocess.Popen(
+            args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=data_dir.parent
+        )
 
 
 def wait_until(predicate, timeout: float, what: str):

@@ -163,3 +163,9 @@ def test_recovery_ends_only_jobs_of_an_earlier_boot_of_this_host(service, store,
     assert store.get(old.job_id).failure.reason == FailureReason.WORKER_LOST
     assert store.get(current.job_id).status == JobStatus.EXECUTING
     assert store.get(elsewhere.job_id).status == JobStatus.EXECUTING
+
+
+def test_a_relative_data_dir_is_made_absolute_once(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings({"NBJOBS_DATA_DIR": "var"})
+    assert settings.data_dir == tmp_path / "var" and settings.data_dir.is_absolute()

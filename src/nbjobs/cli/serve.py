@@ -57,6 +57,7 @@ def serve(
     from nbjobs.web.tls import ensure_self_signed
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations say what they ran only on failure
     try:
         settings = load_settings(
             host=host,
