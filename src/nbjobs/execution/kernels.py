@@ -7,6 +7,7 @@ different working directories) and short (a Unix socket path has 108 bytes).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -88,7 +89,9 @@ class WarmKernel:
             return False
 
     def discard(self) -> None:
-        """Kill the kernel and remove its sockets."""
+        """Kill the kernel, close the client's sockets and remove their files."""
+        with contextlib.suppress(Exception):
+            self.kc.stop_channels()  # type: ignore[attr-defined]
         if self.pid:
             kill_process_tree(self.pid)
         shutil.rmtree(self.sockets, ignore_errors=True)

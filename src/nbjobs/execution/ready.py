@@ -20,8 +20,11 @@ class ReadyClient(AsyncKernelClient):
 
     async def wait_for_ready(self, timeout: float | None = None) -> None:  # type: ignore[override]
         deadline = time.monotonic() + (timeout if timeout is not None else float("inf"))
+        # Every request sent so far counts: a kernel slower than a second to start answers them late
+        # and in order, and matching only the newest would keep us one reply behind forever.
+        sent: set[str] = set()
         while True:
-            msg_id = self.kernel_info()
+            sent.add(self.kernel_info())
             try:
                 reply = await self.shell_channel.get_msg(timeout=1)
             except Empty:
@@ -29,8 +32,8 @@ class ReadyClient(AsyncKernelClient):
             if (
                 reply is not None
                 and reply["msg_type"] == "kernel_info_reply"
-                and reply["parent_header"].get("msg_id") == msg_id
-                and await self._idle_seen(msg_id, timeout=1.0)
+                and reply["parent_header"].get("msg_id") in sent
+                and await self._idle_seen(sent, timeout=1.0)
             ):
                 self._handle_kernel_info_reply(reply)
                 return
@@ -39,8 +42,8 @@ class ReadyClient(AsyncKernelClient):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"Kernel didn't respond in {timeout} seconds")
 
-    async def _idle_seen(self, msg_id: str, timeout: float) -> bool:
-        """True once IOPub carries the idle status of request ``msg_id`` (IOPub is subscribed)."""
+    async def _idle_seen(self, sent: set[str], timeout: float) -> bool:
+        """True once IOPub carries the idle status of one of our requests (IOPub is subscribed)."""
         end = time.monotonic() + timeout
         while (left := end - time.monotonic()) > 0:
             try:
@@ -48,7 +51,7 @@ class ReadyClient(AsyncKernelClient):
             except Empty:
                 return False
             if (
-                msg["parent_header"].get("msg_id") == msg_id
+                msg["parent_header"].get("msg_id") in sent
                 and msg["msg_type"] == "status"
                 and msg["content"].get("execution_state") == "idle"
             ):
