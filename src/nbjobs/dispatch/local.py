@@ -45,7 +45,8 @@ class LocalPool:
         """Claim and run one job in the calling thread; None when nothing was waiting."""
         lease_ms = int(self.settings.lease_seconds * 1000)
         worker = f"{self.worker_prefix}/{slot}"
-        job = self.store.claim_next(worker, self.clock(), lease_ms, per_user_cap=self.settings.max_jobs_per_user)
+        cap = self.settings.max_jobs_per_user
+        job = self.store.claim_next(worker, self.clock(), lease_ms, per_user_cap=cap)
         if job is None:
             return None
         log.info("worker %s runs job %s (attempt %s)", slot, job.job_id, job.attempt)
