@@ -137,7 +137,7 @@ def main() -> None:
     warnings.simplefilter("ignore")
     mib = 1024 * 1024
     rate1, rate2 = kernel_rate(1), kernel_rate(2)
-    print(f"stock jupyter_client kernel start+stop, back to back: {rate1:.2f}/s (1), {rate2:.2f}/s (2 at once)")
+    print(f"stock kernel start+stop cycles, back to back: {rate1:.2f}/s (1), {rate2:.2f}/s (2 at once)")
     with tempfile.TemporaryDirectory() as tmp_name:
         for workers in args.levels:
             r = run_level(Path(tmp_name), workers, args.jobs)

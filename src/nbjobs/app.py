@@ -28,6 +28,7 @@ from nbjobs.service.tasks import TaskService
 from nbjobs.service.tokens import TokenService
 from nbjobs.service.users import UserService
 from nbjobs.service.webhooks import WebhookService
+from nbjobs.service.webtools import WebToolService
 from nbjobs.settings import Settings
 from nbjobs.store.items import SqlItemStore
 from nbjobs.store.outbox import SqlOutbox
@@ -36,6 +37,7 @@ from nbjobs.store.sql import SqlJobStore, open_store
 from nbjobs.store.tasks import SqlTaskStore
 from nbjobs.store.users import SqlTokenStore, SqlUserStore
 from nbjobs.store.webhooks import SqlReceiverStore
+from nbjobs.store.webtools import SqlWebToolStore
 from nbjobs.store.workers import SqlWorkerStore
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,7 @@ class NbJobs:
     supervisor: Supervisor
     dispatcher: Dispatcher  # the local pool, or Celery when a broker URL is set
     workers: SqlWorkerStore
+    webtools: WebToolService  # notebooks published as GP services (issue 7)
     reconciler: Reconciler | None = None  # broker mode only: re-publishes what the broker lost
     _stop: threading.Event = field(default_factory=threading.Event)
     _housekeeper: threading.Thread | None = None
@@ -145,6 +148,7 @@ class NbJobs:
             dispatcher=dispatcher,
             workers=SqlWorkerStore(store.engine),
             reconciler=reconciler,
+            webtools=WebToolService(SqlWebToolStore(store.engine), items, service, clock, runtimes),
         )
 
     def recover(self) -> int:
@@ -165,6 +169,7 @@ class NbJobs:
             if job.status == JobStatus.SUBMITTED:  # re-queued by its retry_on_worker_lost policy
                 self.dispatcher.notify(job)
         self.service.purge_expired()
+        self.webtools.purge_calls(self.settings.async_jobs_clean_age_hours * 2 * 3_600_000)  # jobs gone
         self.scheduler.tick()
         if self.reconciler is not None:
             self.reconciler.tick()

@@ -218,3 +218,34 @@ class RuntimesInvalid(NbJobsError):
     """One or more runtimes cannot start a kernel."""
 
     code = 500
+
+
+# -- web tools (issue 7) ----------------------------------------------------------------------------
+
+
+class ServiceNotFound(NotFound):
+    """Service not found."""
+
+    def __init__(self, service_name: str) -> None:
+        super().__init__(f"Service {service_name}/GPServer not found")
+        self.service_name = service_name
+
+
+class GPTaskNotFound(NotFound):
+    """Task not found."""
+
+    def __init__(self, service_name: str, task_name: str) -> None:
+        super().__init__(f"Task '{task_name}' not found in service {service_name}/GPServer")
+        self.task_name = task_name
+
+
+class WebToolExists(InvalidRequest):
+    """A web tool has already been published from this notebook."""
+
+    code = 409
+
+
+class WebToolFailed(NbJobsError):
+    """Error executing tool."""
+
+    code = 500  # what a synchronous GP execute answers when the tool fails

@@ -60,6 +60,8 @@ class Settings:
     broker_url: str = ""  # redis://… or amqp://…; empty: the embedded local pool
     redispatch_seconds: float = 60.0  # re-publish a SUBMITTED job nobody claimed for this long
     drain_seconds: float = 600.0  # on SIGTERM a worker lets running jobs finish for up to this long
+    # Web tools (issue 7): how long a synchronous `execute` waits before answering with the job to poll
+    webtool_execute_wait_seconds: float = 30.0
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -126,6 +128,7 @@ _ENV = {
     "NBJOBS_BROKER_URL": ("broker_url", str),
     "NBJOBS_REDISPATCH_SECONDS": ("redispatch_seconds", float),
     "NBJOBS_DRAIN_SECONDS": ("drain_seconds", float),
+    "NBJOBS_WEBTOOL_EXECUTE_WAIT_SECONDS": ("webtool_execute_wait_seconds", float),
 }
 
 

@@ -25,6 +25,8 @@ def _register() -> None:
     from nbjobs.cli.serve import serve
     from nbjobs.cli.tasks import tasks
     from nbjobs.cli.users import users
+    from nbjobs.cli.webtools import webtools
+    from nbjobs.cli.worker import worker
 
     main.add_command(run)
     main.add_command(serve)
@@ -32,6 +34,8 @@ def _register() -> None:
     main.add_command(users)
     main.add_command(tasks)
     main.add_command(runtimes)
+    main.add_command(worker)
+    main.add_command(webtools)
 
 
 _register()

@@ -89,7 +89,10 @@ def serve(
         click.echo("  (shown once; change it with: nbjobs users passwd)")
     nbjobs.start()
     url = f"{scheme}://{settings.host}:{settings.port}/{settings.context}"
-    click.echo(f"nbjobs {settings.workers} worker(s), data in {settings.data_dir.resolve()}")
+    runs = f"{settings.workers} worker(s)"
+    if settings.broker_url:
+        runs = "jobs go to the broker (run `nbjobs worker`)"
+    click.echo(f"nbjobs {runs}, data in {settings.data_dir.resolve()}")
     click.echo(f"serving at {url}  (portal {url}/sharing/rest, admin {url}/admin)", nl=True)
     try:
         uvicorn.run(create_app(nbjobs), host=settings.host, port=settings.port, log_level="warning", **tls)

@@ -42,6 +42,7 @@ def make_celery(settings: Settings) -> Celery:
     """A Celery app for ``settings.broker_url`` with the delivery settings nbjobs relies on."""
     try:
         from celery import Celery
+        from celery.app import defaults as celery_defaults
     except ImportError as exc:
         raise ConfigurationError(
             "NBJOBS_BROKER_URL is set but Celery is not installed; install the extra: "
@@ -81,7 +82,7 @@ def make_celery(settings: Settings) -> Celery:
         "worker_hijack_root_logger": False,
         "worker_redirect_stdouts": False,
     }
-    if url.startswith(("redis://", "rediss://")) and "worker_disable_prefetch" in app.conf:
+    if url.startswith(("redis://", "rediss://")) and "worker_disable_prefetch" in celery_defaults.DEFAULTS:
         # Celery >= 5.6 on Redis: fetch only when a pool slot is free (memo F3).
         conf["worker_disable_prefetch"] = True
     app.conf.update(conf)
@@ -120,13 +121,19 @@ class CeleryDispatcher:
         return len(sent)
 
     def depth(self, queue: str) -> int | None:
-        """Messages waiting in ``queue``; None when the broker cannot tell (down, or no such queue)."""
+        """Messages waiting in ``queue`` (0 if it does not exist); None when the broker cannot tell."""
         try:
             with self.app.connection_for_write() as conn:
                 conn.ensure_connection(max_retries=1)
-                return int(conn.default_channel.queue_declare(queue=queue, passive=True).message_count)
+                try:
+                    declared = conn.default_channel.queue_declare(queue=queue, passive=True)
+                except Exception as exc:  # py-amqp and kombu's virtual transports raise different types
+                    if "NOT_FOUND" in str(exc):
+                        return 0  # Redis drops an empty list; AMQP has no such queue yet
+                    raise
+                return int(declared.message_count)
         except Exception as exc:
-            log.debug("cannot read the depth of %s: %s", queue, exc)
+            log.info("cannot read the depth of %s: %s", queue, exc)
             return None
 
     def start(self) -> None:

@@ -234,3 +234,38 @@ webhook_deliveries = Table(
     Column("reason", Text, nullable=False),
     Index("ix_webhook_deliveries_receiver", "receiver_id", "received"),
 )
+
+# -- web tools (issue 7) ----------------------------------------------------------------------------
+
+# A notebook published as a GP service: its parameters and a snapshot of the notebook taken at publish.
+webtools = Table(
+    "webtools",
+    metadata,
+    Column("service_name", String(32), primary_key=True),  # also the web tool's item id
+    Column("owner", String(128), nullable=False),
+    Column("notebook_id", String(32), nullable=False, unique=True),  # one web tool per notebook
+    Column("title", String(255), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("task_name", String(255), nullable=False),
+    Column("access", String(16), nullable=False),  # private | org
+    Column("params", JSON, nullable=False),  # {"inputs": [...], "outputs": [...]}
+    Column("runtime_id", String(64), nullable=False),
+    Column("snapshot_id", String(128), nullable=False),
+    Column("snapshot", LargeBinary, nullable=False),
+    Column("created", BigInteger, nullable=False),
+    Column("modified", BigInteger, nullable=False),
+    Index("ix_webtools_owner_created", "owner", "created"),
+)
+
+# Which web tool task a job runs, and the GP inputs it was called with (for …/jobs/<id>/inputs/<p>).
+webtool_calls = Table(
+    "webtool_calls",
+    metadata,
+    Column("job_id", String(40), primary_key=True),
+    Column("service_name", String(32), nullable=False),
+    Column("task_name", String(255), nullable=False),
+    Column("inputs", JSON, nullable=False),
+    Column("created", BigInteger, nullable=False),
+    Index("ix_webtool_calls_service", "service_name"),
+    Index("ix_webtool_calls_created", "created"),
+)

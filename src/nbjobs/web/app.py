@@ -16,7 +16,19 @@ from nbjobs import __version__
 from nbjobs.app import NbJobs
 from nbjobs.web.errors import install_error_handlers
 from nbjobs.web.middleware import Guard
-from nbjobs.web.routes import admin, content, jobs, portal, runtimes, tasks, tokens, webhooks
+from nbjobs.web.routes import (
+    admin,
+    content,
+    gp,
+    jobs,
+    machines,
+    portal,
+    runtimes,
+    tasks,
+    tokens,
+    webhooks,
+    webtools,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +61,8 @@ def create_app(nbjobs: NbJobs, *, sync_interval: float | None = None) -> FastAPI
     app.state.oauth_key = secrets.token_bytes(32)
     root = APIRouter(prefix=f"/{settings.context}")
     for router in (portal.router, content.router, tokens.portal, tokens.admin, admin.router, jobs.router,
-                   runtimes.router, tasks.router, webhooks.admin, webhooks.events):  # fmt: skip
+                   runtimes.router, tasks.router, webhooks.admin, webhooks.events,
+                   machines.router, webtools.router, gp.router):  # fmt: skip
         root.include_router(router)
     app.include_router(root)
 
