@@ -55,6 +55,7 @@ class ExecutionRequest:
     limit_backend: str = "rlimit"  # as the server detected it: cgroup-v2 | cgroup-v1 | rlimit
     limit_group: str = ""  # the job's cgroup name
     output_names: tuple[str, ...] = ()  # variables to read back after the last cell (web tool outputs)
+    run_as: str = ""  # OS user the kernel runs as ("" = the server's own)
 
     @property
     def limits(self) -> Limits:
@@ -139,7 +140,7 @@ def execute(request: ExecutionRequest, listener: Listener, warm: WarmKernel | No
     if warm is not None:
         km, sockets = warm.km, warm.sockets
     else:
-        km, sockets = new_kernel_manager(kernel_name)
+        km, sockets = new_kernel_manager(kernel_name, request.run_as)
     client = _CappedClient(
         nb,
         cap,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 from nbformat.v4 import new_notebook
+from traitlets import Unicode
 
 from nbjobs.execution.kernel_setup import stream_cap_code
 from nbjobs.execution.processes import kill_process_tree
@@ -35,11 +37,27 @@ def kernel_exists(name: str) -> bool:
     return True
 
 
-def new_kernel_manager(kernel_name: str) -> tuple[AsyncKernelManager, str]:
+class RunAsKernelManager(AsyncKernelManager):
+    """Starts the kernel through ``nbjobs.execution.dropuser`` when ``run_as`` names an OS user."""
+
+    run_as = Unicode("")
+
+    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+        cmd = super().format_kernel_cmd(extra_arguments)
+        if not self.run_as:
+            return cmd
+        return [sys.executable, "-m", "nbjobs.execution.dropuser", self.run_as, "--", *cmd]
+
+
+def new_kernel_manager(kernel_name: str, run_as: str = "") -> tuple[AsyncKernelManager, str]:
     """A kernel manager on IPC sockets, and the directory holding them (remove it when done)."""
     sockets = tempfile.mkdtemp(prefix="nbjobs-k-")
-    km = AsyncKernelManager(
-        kernel_name=kernel_name, transport="ipc", ip=os.path.join(sockets, "k"), client_class=READY_CLIENT
+    km = RunAsKernelManager(
+        kernel_name=kernel_name,
+        transport="ipc",
+        ip=os.path.join(sockets, "k"),
+        client_class=READY_CLIENT,
+        run_as=run_as,
     )
     return km, sockets
 
@@ -63,12 +81,14 @@ class WarmKernel:
     stream_cap: int = 0  # the per-cell stream cap already installed in the kernel (0: none)
 
     @classmethod
-    def start(cls, kernel_name: str, cwd: str, env: Mapping[str, str], stream_cap: int = 0) -> WarmKernel:
+    def start(
+        cls, kernel_name: str, cwd: str, env: Mapping[str, str], stream_cap: int = 0, run_as: str = ""
+    ) -> WarmKernel:
         """Start ``kernel_name`` now, wait until both its channels answer, and pay its first-run costs.
 
         With ``stream_cap``, the per-cell output cap is installed now rather than when the job starts.
         """
-        km, sockets = new_kernel_manager(kernel_name)
+        km, sockets = new_kernel_manager(kernel_name, run_as)
         starter = NotebookClient(new_notebook(), km=km, kernel_name=kernel_name)
         try:
             starter.start_new_kernel(cwd=cwd, env=dict(env))

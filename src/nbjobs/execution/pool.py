@@ -86,7 +86,7 @@ class RunnerPool:
 
     def spawn(self, kernel_name: str) -> Runner:
         """Start a runner that starts ``kernel_name`` at once (in the calling thread)."""
-        self.scratch.mkdir(parents=True, exist_ok=True)
+        self.scratch.mkdir(mode=0o711, parents=True, exist_ok=True)
         env = {**dict(self.settings.kernel_env), "NBJOBS_SUPERVISOR_PID": str(os.getpid())}
         # Runtimes with their own environment have kernelspecs under <data dir>/jupyter/kernels.
         kernels = str((self.settings.data_dir / "jupyter").resolve())
@@ -95,6 +95,7 @@ class RunnerPool:
             [
                 sys.executable, "-m", "nbjobs.execution.runner", "--kernel", kernel_name,
                 "--stream-cap", str(self.settings.max_cell_output_bytes),
+                "--run-as", self.settings.kernel_user,
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

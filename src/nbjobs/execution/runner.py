@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     args = argparse.ArgumentParser(prog="nbjobs-runner")
     args.add_argument("--kernel", default="", help="start this kernel now, before the request arrives")
     args.add_argument("--stream-cap", type=int, default=0, help="per-cell stdout/stderr cap to install now")
+    args.add_argument("--run-as", default="", help="OS user the kernel runs as")
     options = args.parse_args(argv)
     parent = int(os.environ.pop("NBJOBS_SUPERVISOR_PID", "0"))
     if parent:
@@ -114,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     warm = None
     if options.kernel and kernel_exists(options.kernel):
         try:
-            warm = WarmKernel.start(options.kernel, os.getcwd(), dict(os.environ), options.stream_cap)
+            warm = WarmKernel.start(
+                options.kernel, os.getcwd(), dict(os.environ), options.stream_cap, options.run_as
+            )
             Path(f"runner-{os.getpid()}.ready").touch()  # the pool prefers runners that are ready
         except Exception as exc:  # the job will try a cold start and report what fails
             print(f"warm kernel {options.kernel!r} did not start: {exc}", file=sys.stderr)

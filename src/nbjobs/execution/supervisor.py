@@ -13,6 +13,7 @@ import dataclasses
 import json
 import logging
 import os
+import pwd
 import queue
 import shutil
 import signal
@@ -185,6 +186,7 @@ class _Run:
         notebook = self.store.get_blob(job.job_id, "input") or b""
         cwd = self.workdir / "work"
         cwd.mkdir(parents=True, exist_ok=True)
+        _give_to(self.settings.kernel_user, cwd)
         output = self.workdir / "output.ipynb"
         spec = self.spec
         env = self._kernel_env(cwd)
@@ -193,6 +195,7 @@ class _Run:
             auth = self.workdir / "nb_auth.json"
             auth.touch(mode=0o600)
             auth.write_text(json.dumps(self.credentials.auth))
+            _give_to(self.settings.kernel_user, auth)
             env["NB_AUTH_FILE"] = str(auth)
         request = ExecutionRequest(
             notebook=notebook,
@@ -212,6 +215,7 @@ class _Run:
             limit_backend=self.sup.limits.name,
             limit_group=self.group,
             output_names=tuple(job.inputs.output_names),
+            run_as=self.settings.kernel_user,
         )
         runner = self.pool.take(spec.kernel_name)
         stderr_path = runner.log_path
@@ -447,7 +451,10 @@ class _Run:
     def _kernel_env(self, cwd: Path) -> dict[str, str]:
         env = dict(self.settings.kernel_env)
         env["NBJOBS_JOB_ID"] = self.job.job_id
-        env["HOME"] = env.get("HOME", str(cwd))
+        if self.settings.kernel_user:  # the server's home is not the kernel user's
+            env.update(HOME=str(cwd), USER=self.settings.kernel_user, LOGNAME=self.settings.kernel_user)
+        else:
+            env.setdefault("HOME", str(cwd))
         return env
 
 
@@ -469,3 +476,10 @@ def _with_last_words(failure: Failure, log_path: Path) -> Failure:
     if not lines:
         return failure
     return dataclasses.replace(failure, message=f"{failure.message}: {lines[-1][:300]}")
+
+
+def _give_to(username: str, path: Path) -> None:
+    """Hand a job's file or directory to the OS user its kernel runs as (no-op without one)."""
+    if username:
+        account = pwd.getpwnam(username)
+        os.chown(path, account.pw_uid, account.pw_gid)

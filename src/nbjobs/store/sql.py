@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
@@ -360,10 +361,21 @@ def open_store(settings: Settings, *, migrate: bool = True) -> SqlJobStore:
             upgrade(engine)
         with engine.connect() as conn:
             conn.execute(select(func.count()).select_from(jobs)).scalar_one()
+        _protect(settings, engine)
     except (OperationalError, DatabaseError) as exc:
         engine.dispose()
         raise StoreError(f"cannot open the job store at {_redact(engine)}: {exc.orig}") from exc
     return SqlJobStore(engine)
+
+
+def _protect(settings: Settings, engine: Engine) -> None:
+    """The SQLite file holds every notebook and token hash: only the server's user may read it
+    (SQLite gives its -wal and -shm files the same mode). The data dir stays traversable, not
+    listable, so kernels running as another user can reach their own job directory."""
+    if engine.url.get_backend_name() != "sqlite" or not engine.url.database:
+        return
+    os.chmod(engine.url.database, 0o600)
+    os.chmod(settings.data_dir, 0o711)
 
 
 def _redact(engine: Engine) -> str:
