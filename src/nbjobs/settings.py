@@ -31,6 +31,7 @@ class Settings:
     default_kernel_name: str = "python3"
     warm_pool_size: int = 2
     max_jobs_per_user: int = 0  # running jobs per user on this server's pool; 0 = no cap
+    kernel_user: str = ""  # OS user kernels run as (the server must be root); "" = the server's user
     warm_pool_ttl_seconds: float = 3600.0
     # The environment kernels start from: the server's own, minus anything nbjobs-specific or secret.
     kernel_env: tuple[tuple[str, str], ...] = ()
@@ -107,6 +108,7 @@ _ENV = {
     "NBJOBS_POLL_SECONDS": ("poll_seconds", float),
     "NBJOBS_WARM_POOL_SIZE": ("warm_pool_size", int),
     "NBJOBS_MAX_JOBS_PER_USER": ("max_jobs_per_user", int),
+    "NBJOBS_KERNEL_USER": ("kernel_user", str),
     "NBJOBS_WARM_POOL_TTL_SECONDS": ("warm_pool_ttl_seconds", float),
     "NBJOBS_REAPER_INTERVAL_SECONDS": ("reaper_interval_seconds", float),
     "NBJOBS_HEARTBEAT_SECONDS": ("heartbeat_seconds", float),
