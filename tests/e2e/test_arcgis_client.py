@@ -1,18 +1,22 @@
 """The Goal script, driven by Esri's own ``arcgis`` client against the real server.
 
 Login three ways (OAuth implicit, generateToken, a given token), find the notebook server, list runtimes,
-read an item, execute_notebook(future=True) to COMPLETED, list jobs, see FAILED, cancel a running job.
+upload a notebook item with gis.content.add (whole, and in parts for a large file), read and download it,
+execute_notebook(future=True) to COMPLETED, list jobs, see FAILED, cancel a running job.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from tests.conftest import NOTEBOOKS, notebook_bytes
 from tests.e2e.conftest import USER_PASSWORD, Server, Session
 
 pytestmark = [pytest.mark.kernel, pytest.mark.slow]
@@ -32,6 +36,14 @@ def _quiet_client() -> Iterator[None]:
 
 def _gis(server: Server, **kwargs):
     return arcgis_gis.GIS(server.url, verify_cert=False, **kwargs)
+
+
+def _add(gis, path: Path, **properties: object):
+    """Upload a notebook the way a user of the client does (item properties as it sends them)."""
+    item_properties = {"type": "Notebook", "title": path.stem, "tags": ["nbjobs", "e2e"], **properties}
+    item = gis.content.add(item_properties=item_properties, data=str(path))
+    assert item is not None
+    return item
 
 
 def test_login_three_ways(server: Server, alice: Session):
@@ -55,18 +67,40 @@ def test_goal_script(server: Server, alice: Session):
     assert len(nbs) == 1
     manager = nbs[0].notebooks
     assert [r.properties.name for r in manager.runtimes]
-    item = gis.content.get(alice.add_notebook("parameters.ipynb"))
-    assert item.type == "Notebook"
+    item = gis.content.get(_add(gis, NOTEBOOKS / "parameters.ipynb", description="the goal script").id)
+    assert (item.type, item.title, item.tags) == ("Notebook", "parameters", ["nbjobs", "e2e"])
+    assert item.description == "the goal script"
     result = manager.execute_notebook(item, parameters={"name": "Ada", "count": 7}, future=True).result()
     assert result["status"] == "COMPLETED", result
     assert result["inputs"]["notebookParameters"] == {"name": "Ada", "count": 7}
     jobs = nbs[0].system.jobs
     assert result["jobId"] in [j["jobId"] for j in jobs]
-    failed = manager.execute_notebook(
-        gis.content.get(alice.add_notebook("raises.ipynb")), future=True
-    ).result()
+    failed = manager.execute_notebook(_add(gis, NOTEBOOKS / "raises.ipynb"), future=True).result()
     assert failed["status"] == "FAILED"
     assert "boom" in failed["results"]["message"]
+
+
+def test_get_data_and_download(server: Server, alice: Session, tmp_path: Path):
+    gis = _gis(server, token=alice.token)
+    item = gis.content.get(_add(gis, NOTEBOOKS / "trivial.ipynb").id)
+    assert item.get_data() == json.loads(notebook_bytes("trivial.ipynb"))
+    saved = Path(item.download(save_path=str(tmp_path)))
+    assert saved.read_bytes() == notebook_bytes("trivial.ipynb")
+
+
+def test_a_large_notebook_is_uploaded_in_parts(server: Server, alice: Session, tmp_path: Path):
+    # The client switches to addItem multipart=true + addPart + commit + status above 7 MiB.
+    notebook = json.loads(notebook_bytes("trivial.ipynb"))
+    notebook["cells"].append({"cell_type": "markdown", "metadata": {}, "source": "x" * (9 * 1024 * 1024)})
+    path = tmp_path / "large.ipynb"
+    path.write_text(json.dumps(notebook))
+    gis = _gis(server, token=alice.token)
+    item = _add(gis, path, snippet="in parts")
+    assert (item.title, item.snippet, item.size) == ("large", "in parts", path.stat().st_size)
+    assert gis.content.get(item.id).get_data() == notebook
+    assert Path(item.download(save_path=str(tmp_path / "out"))).read_bytes() == path.read_bytes()
+    listed = alice.get(f"/sharing/rest/content/users/{alice.username}")["items"]
+    assert [i["id"] for i in listed].count(item.id) == 1
 
 
 def test_cancel_with_client(server: Server, alice: Session):

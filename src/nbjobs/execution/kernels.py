@@ -114,4 +114,10 @@ class WarmKernel:
             self.kc.stop_channels()  # type: ignore[attr-defined]
         if self.pid:
             kill_process_tree(self.pid)
+        process = getattr(self.km.provisioner, "process", None)
+        if process is not None:  # reap it: a killed child left unwaited is a zombie
+            with contextlib.suppress(Exception):
+                process.wait(timeout=5)
+        with contextlib.suppress(Exception):
+            self.km.context.destroy(linger=0)
         shutil.rmtree(self.sockets, ignore_errors=True)

@@ -1,4 +1,5 @@
-"""Portal items (stored notebooks): the record, the store protocol and the SQL implementation."""
+"""Portal items (stored notebooks) and uploads in parts: the records, the store protocol and the SQL
+implementation."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Engine, delete, insert, select, update
 
-from nbjobs.store.tables import item_updates, items
+from nbjobs.store.tables import item_updates, item_upload_parts, item_uploads, items
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,16 @@ class Item:
     snippet: str = ""
     tags: tuple[str, ...] = ()
     type_keywords: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class Upload:
+    """An item being uploaded in parts: not an item (nor visible) until it is committed."""
+
+    item_id: str
+    owner: str
+    created: int
+    properties: dict[str, Any] = field(default_factory=dict)  # item fields sent with addItem
 
 
 class ItemStore(Protocol):
@@ -55,6 +66,31 @@ class ItemStore(Protocol):
 
     def drop_pending_update(self, job_id: str) -> None:
         """Forget a pending write-back (done, or its job can no longer produce one)."""
+
+    def add_upload(self, upload: Upload) -> None:
+        """Start an upload in parts."""
+
+    def get_upload(self, item_id: str) -> Upload | None:
+        """The upload, or None."""
+
+    def put_part(self, item_id: str, part_num: int, data: bytes) -> bool:
+        """Store one part, replacing a part of the same number; False if the upload no longer exists."""
+
+    def part_sizes(self, item_id: str) -> dict[int, int]:
+        """Part number -> size in bytes of an upload's parts."""
+
+    def upload_data(self, item_id: str) -> bytes:
+        """The parts joined in part-number order."""
+
+    def finish_upload(self, item: Item, data: bytes) -> bool:
+        """In one transaction, drop the upload ``item.item_id`` and its parts and add the item; False (and
+        nothing changed) if the upload no longer exists."""
+
+    def drop_upload(self, item_id: str) -> None:
+        """Delete an upload and its parts."""
+
+    def drop_uploads_before(self, created: int) -> int:
+        """Delete uploads started before ``created`` (abandoned), with their parts; how many."""
 
 
 _META = [c for c in items.c if c.name != "data"]
@@ -145,3 +181,71 @@ class SqlItemStore:
     def drop_pending_update(self, job_id: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(delete(item_updates).where(item_updates.c.job_id == job_id))
+
+    def add_upload(self, upload: Upload) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(item_uploads).values(
+                    item_id=upload.item_id,
+                    owner=upload.owner,
+                    properties=upload.properties,
+                    created=upload.created,
+                )
+            )
+
+    def get_upload(self, item_id: str) -> Upload | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(item_uploads).where(item_uploads.c.item_id == item_id)).first()
+        if row is None:
+            return None
+        m = row._mapping
+        return Upload(m["item_id"], m["owner"], m["created"], dict(m["properties"] or {}))
+
+    def put_part(self, item_id: str, part_num: int, data: bytes) -> bool:
+        key = (item_upload_parts.c.item_id == item_id) & (item_upload_parts.c.part_num == part_num)
+        with self.engine.begin() as conn:
+            # Write first (SQLite: a read-then-write transaction can fail with "database is locked"), then
+            # re-check the upload inside the transaction so a part racing a commit is not left orphaned.
+            conn.execute(delete(item_upload_parts).where(key))
+            upload = select(item_uploads.c.item_id).where(item_uploads.c.item_id == item_id)
+            if conn.execute(upload).first() is None:
+                return False
+            row = {"item_id": item_id, "part_num": part_num, "size": len(data), "data": data}
+            conn.execute(insert(item_upload_parts).values(**row))
+        return True
+
+    def part_sizes(self, item_id: str) -> dict[int, int]:
+        stmt = select(item_upload_parts.c.part_num, item_upload_parts.c.size).where(
+            item_upload_parts.c.item_id == item_id
+        )
+        with self.engine.connect() as conn:
+            return {r[0]: r[1] for r in conn.execute(stmt)}
+
+    def upload_data(self, item_id: str) -> bytes:
+        stmt = (
+            select(item_upload_parts.c.data)
+            .where(item_upload_parts.c.item_id == item_id)
+            .order_by(item_upload_parts.c.part_num)
+        )
+        with self.engine.connect() as conn:
+            return b"".join(bytes(r[0]) for r in conn.execute(stmt))
+
+    def finish_upload(self, item: Item, data: bytes) -> bool:
+        with self.engine.begin() as conn:
+            gone = conn.execute(delete(item_uploads).where(item_uploads.c.item_id == item.item_id))
+            if gone.rowcount != 1:  # committed (or expired) meanwhile by another request
+                return False
+            conn.execute(delete(item_upload_parts).where(item_upload_parts.c.item_id == item.item_id))
+            conn.execute(insert(items).values(**_item_row(item), data=data))
+        return True
+
+    def drop_upload(self, item_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(item_upload_parts).where(item_upload_parts.c.item_id == item_id))
+            conn.execute(delete(item_uploads).where(item_uploads.c.item_id == item_id))
+
+    def drop_uploads_before(self, created: int) -> int:
+        old = select(item_uploads.c.item_id).where(item_uploads.c.created < created)
+        with self.engine.begin() as conn:
+            conn.execute(delete(item_upload_parts).where(item_upload_parts.c.item_id.in_(old)))
+            return conn.execute(delete(item_uploads).where(item_uploads.c.created < created)).rowcount

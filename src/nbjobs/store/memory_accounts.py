@@ -6,7 +6,7 @@ import dataclasses
 import threading
 
 from nbjobs.errors import UserExists
-from nbjobs.store.items import Item
+from nbjobs.store.items import Item, Upload
 from nbjobs.store.users import Token, User
 
 
@@ -69,6 +69,8 @@ class MemoryItemStore:
         self._items: dict[str, Item] = {}
         self._data: dict[str, bytes] = {}
         self._pending: dict[str, tuple[str, int]] = {}
+        self._uploads: dict[str, Upload] = {}
+        self._parts: dict[str, dict[int, bytes]] = {}
         self._lock = threading.Lock()
 
     def add(self, item: Item, data: bytes) -> None:
@@ -107,3 +109,47 @@ class MemoryItemStore:
 
     def drop_pending_update(self, job_id: str) -> None:
         self._pending.pop(job_id, None)
+
+    def add_upload(self, upload: Upload) -> None:
+        with self._lock:
+            self._uploads[upload.item_id] = upload
+            self._parts[upload.item_id] = {}
+
+    def get_upload(self, item_id: str) -> Upload | None:
+        return self._uploads.get(item_id)
+
+    def put_part(self, item_id: str, part_num: int, data: bytes) -> bool:
+        with self._lock:
+            if item_id not in self._uploads:
+                return False
+            self._parts[item_id][part_num] = data
+            return True
+
+    def part_sizes(self, item_id: str) -> dict[int, int]:
+        return {n: len(d) for n, d in self._parts.get(item_id, {}).items()}
+
+    def upload_data(self, item_id: str) -> bytes:
+        parts = self._parts.get(item_id, {})
+        return b"".join(parts[n] for n in sorted(parts))
+
+    def finish_upload(self, item: Item, data: bytes) -> bool:
+        with self._lock:
+            if self._uploads.pop(item.item_id, None) is None:
+                return False
+            self._parts.pop(item.item_id, None)
+            self._items[item.item_id] = item
+            self._data[item.item_id] = data
+            return True
+
+    def drop_upload(self, item_id: str) -> None:
+        with self._lock:
+            self._uploads.pop(item_id, None)
+            self._parts.pop(item_id, None)
+
+    def drop_uploads_before(self, created: int) -> int:
+        with self._lock:
+            old = [i for i, u in self._uploads.items() if u.created < created]
+            for item_id in old:
+                self._uploads.pop(item_id, None)
+                self._parts.pop(item_id, None)
+            return len(old)

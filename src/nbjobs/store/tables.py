@@ -136,6 +136,27 @@ item_updates = Table(
     Column("created", BigInteger, nullable=False),
 )
 
+# Items being uploaded in parts (addItem multipart=true, addPart, commit): they become rows of `items`
+# only at commit, so an abandoned upload never shows as an item. Parts are deleted with their upload.
+item_uploads = Table(
+    "item_uploads",
+    metadata,
+    Column("item_id", String(32), primary_key=True),
+    Column("owner", String(128), nullable=False),
+    Column("properties", JSON, nullable=False),  # item fields sent with addItem, applied at commit
+    Column("created", BigInteger, nullable=False),
+    Index("ix_item_uploads_created", "created"),
+)
+
+item_upload_parts = Table(
+    "item_upload_parts",
+    metadata,
+    Column("item_id", String(32), primary_key=True),
+    Column("part_num", Integer, primary_key=True),  # 1-based; the file is the parts in this order
+    Column("size", BigInteger, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+)
+
 runtimes = Table(
     "runtimes",
     metadata,

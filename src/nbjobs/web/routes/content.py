@@ -1,4 +1,5 @@
-"""Portal content at ``/sharing/rest/content``: notebook items, their data, update and delete."""
+"""Portal content at ``/sharing/rest/content``: notebook items (uploaded whole or in parts), their data,
+update and delete."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ router = APIRouter(prefix="/sharing/rest/content")
 TAGS = ("content",)
 _ITEM_FIELDS = ("title", "type", "tags", "typeKeywords", "description", "snippet", "text", "filename")
 _ADD_FIELDS = ("file", *_ITEM_FIELDS)
+_ADD_ITEM_FIELDS = (*_ITEM_FIELDS, "fileName", "multipart")
 
 
 async def _upload(params: Params) -> tuple[bytes | None, str]:
@@ -39,7 +41,7 @@ def _fields(params: Params, filename: str) -> ItemFields:
         snippet=params.values.get("snippet"),
         tags=params.words("tags"),
         type_keywords=params.words("typeKeywords"),
-        filename=params.values.get("filename") or filename or None,
+        filename=params.values.get("filename") or params.values.get("fileName") or filename or None,
     )
 
 
@@ -71,9 +73,9 @@ async def user_content(request: Request, username: str, nb: Nb, user: SignedIn, 
 @operation(
     router,
     "/users/{username}/addItem",
-    summary="Upload a notebook item",
+    summary="Upload a notebook item (multipart=true: start an upload in parts)",
     methods=("POST",),
-    fields=_ITEM_FIELDS,
+    fields=_ADD_ITEM_FIELDS,
     multipart=True,
     tags=TAGS,
 )
@@ -86,7 +88,7 @@ async def add_item(request: Request, username: str, nb: Nb, user: SignedIn, para
     "/users/{username}/{folder}/addItem",
     summary="Upload a notebook item into a folder",
     methods=("POST",),
-    fields=_ITEM_FIELDS,
+    fields=_ADD_ITEM_FIELDS,
     multipart=True,
     tags=TAGS,
 )
@@ -98,6 +100,13 @@ async def add_item_in_folder(
 
 async def _add(request: Request, username: str, nb: Nb, user: SignedIn, params: Params) -> Response:
     data, filename = await _upload(params)
+    if params.flag("multipart", False):
+        if data is not None:
+            raise InvalidRequest("With multipart=true send the file with addPart, then commit.")
+        item_id = nb.items.begin_upload(
+            user.principal(), username, type=params.text("type", "Notebook"), fields=_fields(params, "")
+        )
+        return respond(request, {"success": True, "id": item_id, "folder": None}, title="Upload started")
     if data is None:
         raise InvalidRequest("A notebook file is required: send it as the multipart 'file' part.")
     item = nb.items.add(
@@ -108,6 +117,52 @@ async def _add(request: Request, username: str, nb: Nb, user: SignedIn, params: 
         fields=_fields(params, filename),
     )
     return respond(request, {"success": True, "id": item.item_id, "folder": None}, title="Item added")
+
+
+@operation(
+    router,
+    "/users/{username}/items/{item_id}/addPart",
+    summary="Upload one part of an item started with addItem multipart=true",
+    methods=("POST",),
+    fields=("partNum",),
+    multipart=True,
+    tags=TAGS,
+)
+async def add_part(
+    request: Request, username: str, item_id: str, nb: Nb, user: SignedIn, params: Form
+) -> Response:
+    part_num = params.integer("partNum", None)
+    upload = params.files.get("file")
+    if part_num is None or upload is None:
+        raise InvalidRequest("addPart needs 'partNum' (1, 2, ...) and the part as the multipart 'file' part.")
+    nb.items.add_part(user.principal(), item_id, part_num, await upload.read())
+    return respond(request, {"success": True}, title="Part added")
+
+
+@operation(
+    router,
+    "/users/{username}/items/{item_id}/commit",
+    summary="Join the uploaded parts into the item",
+    methods=("POST",),
+    fields=(*_ITEM_FIELDS, "fileName", "async"),
+    tags=TAGS,
+)
+async def commit_item(
+    request: Request, username: str, item_id: str, nb: Nb, user: SignedIn, params: Form
+) -> Response:
+    # The commit is synchronous (async=true is accepted): status answers "completed" right after.
+    item_type = params.text("type") or None
+    item = nb.items.commit_upload(user.principal(), item_id, type=item_type, fields=_fields(params, ""))
+    return respond(request, {"success": True, "id": item.item_id}, title="Item committed")
+
+
+@operation(router, "/users/{username}/items/{item_id}/status", summary="An item's upload status", tags=TAGS)
+async def item_status(
+    request: Request, username: str, item_id: str, nb: Nb, user: SignedIn, params: Form
+) -> Response:
+    status = nb.items.upload_status(user.principal(), item_id)
+    body = {"itemId": item_id, "status": status, "statusMessage": status}
+    return respond(request, body, title="Item status")
 
 
 @operation(
@@ -160,10 +215,19 @@ async def item_info(request: Request, item_id: str, nb: Nb, user: SignedIn, para
     )
 
 
-@operation(router, "/items/{item_id}/data", summary="Download an item's notebook", tags=TAGS)
+@operation(
+    router,
+    "/items/{item_id}/data",
+    summary="Download an item's notebook (an attachment; inline JSON with f=json)",
+    tags=TAGS,
+)
 async def item_data(request: Request, item_id: str, nb: Nb, user: SignedIn, params: Form) -> Response:
     nb.notebooks.sync_item_updates()
     item, data = nb.items.data(user.principal(), item_id)
+    if params.format != "html":
+        # The ArcGIS client (Item.get_data) asks with f=json and saves anything sent as an attachment to a
+        # temp file, returning its path; a notebook is JSON, so answer it inline for a dict.
+        return Response(data, media_type="application/json")
     filename = re.sub(r"[^A-Za-z0-9._-]", "_", item.filename or f"{item_id}.ipynb")
     return Response(
         data,

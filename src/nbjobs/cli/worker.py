@@ -1,0 +1,125 @@
+"""``nbjobs worker``: run notebook jobs from the broker on this machine (the distributed mode)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from nbjobs.errors import NbJobsError
+
+
+@click.command()
+@click.option(
+    "--runtime",
+    "runtime_keys",
+    multiple=True,
+    metavar="NAME|ID",
+    help="A runtime whose jobs this worker runs (its queue is rt.<runtime id>). Repeat for several. "
+    "[default: the default runtime]",
+)
+@click.option(
+    "--concurrency",
+    "-c",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Jobs run at once by this worker. [env NBJOBS_WORKERS; default CPU count]",
+)
+@click.option(
+    "--broker-url",
+    help="redis://HOST:6379/0 or amqp://USER:PASS@HOST:5672//, the same as the server's. "
+    "[env NBJOBS_BROKER_URL; required]",
+)
+@click.option(
+    "--database-url",
+    help="postgresql://USER:PASS@HOST/DB, the same as the server's. [env NBJOBS_DATABASE_URL; required]",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Scratch space for running jobs and kernelspecs of runtimes. [env NBJOBS_DATA_DIR; default ./var]",
+)
+@click.option(
+    "--drain-seconds",
+    type=click.FloatRange(min=0),
+    help="On SIGTERM: stop taking jobs and let running ones finish for this long, then end them as "
+    "lost. [env NBJOBS_DRAIN_SECONDS; default 600]",
+)
+@click.option(
+    "--loglevel",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    default="INFO",
+    show_default=True,
+    help="Logging level.",
+)
+def worker(
+    runtime_keys: tuple[str, ...],
+    concurrency: int | None,
+    broker_url: str | None,
+    database_url: str | None,
+    data_dir: Path | None,
+    drain_seconds: float | None,
+    loglevel: str,
+) -> None:
+    """Run jobs of the given runtimes that the server publishes to the broker (Celery).
+
+    \b
+    Every worker and server of one deployment share NBJOBS_DATABASE_URL (PostgreSQL) and
+    NBJOBS_BROKER_URL (Redis or RabbitMQ). A job runs in a fresh kernel in its own process
+    group; cancel and deadlines reach it through the database. SIGTERM drains: the worker
+    takes no new jobs and exits when the running ones are done (or --drain-seconds passed).
+    A worker killed outright loses its jobs: they end FAILED (worker_lost) when their lease
+    expires, or run again if they were submitted with retry_on_worker_lost.
+
+    \b
+    Example:
+      NBJOBS_DATABASE_URL=postgresql://nbjobs:secret@db/nbjobs \\
+      NBJOBS_BROKER_URL=redis://queue:6379/0 \\
+      nbjobs worker --runtime "Python 3 Standard" --concurrency 4
+    """
+    from nbjobs.app import NbJobs
+    from nbjobs.dispatch.celery_dispatch import CeleryDispatcher
+    from nbjobs.dispatch.celery_worker import WorkerNode
+    from nbjobs.settings import load_settings
+
+    logging.basicConfig(
+        level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        settings = load_settings(
+            broker_url=broker_url, database_url=database_url, data_dir=data_dir, drain_seconds=drain_seconds
+        )
+        # Runners work in a directory of their own: every path handed to them must be absolute.
+        settings = settings.with_overrides(data_dir=settings.data_dir.absolute())
+        if not settings.broker_url:
+            raise click.UsageError("a broker is required: --broker-url or NBJOBS_BROKER_URL")
+        if not settings.database_url:
+            raise click.UsageError(
+                "a shared database is required: --database-url or NBJOBS_DATABASE_URL (PostgreSQL)"
+            )
+        nbjobs = NbJobs.from_settings(settings)
+        assert isinstance(nbjobs.dispatcher, CeleryDispatcher)
+        runtimes = [nbjobs.runtimes.lookup(key) for key in runtime_keys] or [nbjobs.runtimes.default()]
+    except NbJobsError as exc:
+        raise click.ClickException(exc.message) from exc
+    node = WorkerNode(
+        settings=settings,
+        store=nbjobs.store,
+        workers=nbjobs.workers,
+        supervisor=nbjobs.supervisor,
+        dispatcher=nbjobs.dispatcher,
+        clock=nbjobs.clock,
+        runtimes=runtimes,
+        concurrency=concurrency or settings.workers or 1,
+        worker_id=nbjobs.boot_prefix,
+    )
+    names = ", ".join(f"{s.name} ({q})" for s, q in zip(runtimes, node.queues, strict=True))
+    click.echo(f"nbjobs worker {node.worker_id}: {node.concurrency} slot(s) for {names}", err=True)
+    try:
+        code = node.run(loglevel=loglevel.upper())
+    finally:
+        nbjobs.store.close()
+    sys.exit(code)

@@ -1,0 +1,43 @@
+"""``/admin/system/machines``: the live workers of this deployment, in the ArcGIS machines shape."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from nbjobs.service.machines import Machine, list_machines
+from nbjobs.web.deps import Form, Nb, SignedIn
+from nbjobs.web.render import respond
+from nbjobs.web.routing import operation
+
+router = APIRouter(prefix="/admin/system")
+TAGS = ("admin",)
+
+
+def machine_view(machine: Machine) -> dict[str, Any]:
+    w = machine.worker
+    return {
+        "machineName": w.hostname,
+        "workerId": w.worker_id,
+        "pid": w.pid,
+        "state": w.state,
+        "runtimes": [dict(r) for r in w.runtimes],
+        "queues": list(w.queues),
+        "concurrency": w.concurrency,
+        "runningJobs": len(machine.running_jobs),
+        "jobIds": list(machine.running_jobs),
+        "started": w.started,
+        "lastHeartbeat": w.last_heartbeat,
+        "version": w.version,
+    }
+
+
+@operation(router, "/machines", summary="Live worker machines (administrators)", tags=TAGS)
+async def machines(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
+    lease_ms = int(nb.settings.lease_seconds * 1000)
+    found = await asyncio.to_thread(list_machines, user, nb.workers, nb.store, nb.clock, lease_ms)
+    return respond(request, {"machines": [machine_view(m) for m in found]}, title="Machines")
