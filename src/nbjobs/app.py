@@ -16,6 +16,7 @@ from nbjobs.dispatch.reconciler import Reconciler
 from nbjobs.execution.limits import detect_backend
 from nbjobs.execution.supervisor import Supervisor
 from nbjobs.models import JobStatus
+from nbjobs.service.config import ConfigService
 from nbjobs.service.credentials import JobCredentialIssuer
 from nbjobs.service.environments import SubprocessEnvironments
 from nbjobs.service.items import ItemService
@@ -30,6 +31,7 @@ from nbjobs.service.users import UserService
 from nbjobs.service.webhooks import WebhookService
 from nbjobs.service.webtools import WebToolService
 from nbjobs.settings import Settings
+from nbjobs.store.config import SqlConfigStore
 from nbjobs.store.items import SqlItemStore
 from nbjobs.store.outbox import SqlOutbox
 from nbjobs.store.runtimes import SqlRuntimeStore
@@ -66,6 +68,7 @@ class NbJobs:
     dispatcher: Dispatcher  # the local pool, or Celery when a broker URL is set
     workers: SqlWorkerStore
     webtools: WebToolService  # notebooks published as GP services (issue 7)
+    config: ConfigService  # notebooks/configuration and system/properties, with stored updates
     reconciler: Reconciler | None = None  # broker mode only: re-publishes what the broker lost
     _stop: threading.Event = field(default_factory=threading.Event)
     _housekeeper: threading.Thread | None = None
@@ -92,6 +95,7 @@ class NbJobs:
             default_minutes=settings.token_minutes,
             max_minutes=settings.max_token_minutes,
         )
+        config = ConfigService(settings, SqlConfigStore(store.engine), clock)
         limits = detect_backend()
         log.info("resource limits enforced with %s", limits.name)
         supervisor = Supervisor(
@@ -101,6 +105,7 @@ class NbJobs:
             runtimes=runtimes.find,
             limits=limits,
             credentials=JobCredentialIssuer(users, tokens, settings),
+            max_minutes=config.max_execute_minutes,
         )
         pool = LocalPool(store, settings, clock, boot_prefix, supervisor)
         dispatcher: Dispatcher = pool
@@ -111,7 +116,9 @@ class NbJobs:
             outbox = SqlOutbox(store.engine)
             dispatcher = CeleryDispatcher(make_celery(settings), outbox, clock)
             reconciler = Reconciler(outbox, dispatcher, clock, settings.redispatch_seconds)
-        service = JobService(store, settings, clock, on_submit=dispatcher.notify)
+        service = JobService(
+            store, settings, clock, on_submit=dispatcher.notify, clean_age_hours=config.clean_age_hours
+        )
         item_store = SqlItemStore(store.engine)
         items = ItemService(item_store, clock, max_bytes=settings.max_upload_bytes)
         notebooks = NotebookExecution(service, items, item_store, clock, runtimes)
@@ -149,6 +156,7 @@ class NbJobs:
             workers=SqlWorkerStore(store.engine),
             reconciler=reconciler,
             webtools=WebToolService(SqlWebToolStore(store.engine), items, service, clock, runtimes),
+            config=config,
         )
 
     def recover(self) -> int:
@@ -169,7 +177,7 @@ class NbJobs:
             if job.status == JobStatus.SUBMITTED:  # re-queued by its retry_on_worker_lost policy
                 self.dispatcher.notify(job)
         self.service.purge_expired()
-        self.webtools.purge_calls(self.settings.async_jobs_clean_age_hours * 2 * 3_600_000)  # jobs gone
+        self.webtools.purge_calls(self.config.clean_age_hours() * 2 * 3_600_000)  # jobs gone
         self.scheduler.tick()
         if self.reconciler is not None:
             self.reconciler.tick()

@@ -52,9 +52,9 @@ class _Stop:
     stage: int = 0  # 0 interrupted, 1 terminated, 2 killed kernel, 3 killed runner
 
 
-def deadline_minutes(job: Job, settings: Settings, spec: RuntimeSpec | None = None) -> float:
+def deadline_minutes(job: Job, server_max: float, spec: RuntimeSpec | None = None) -> float:
     """Whole-run limit: executionTimeoutInMinutes capped by the runtime's and the server's maximum."""
-    caps = [settings.max_execute_notebook_time_minutes]
+    caps = [server_max]
     if spec is not None and spec.max_wall_minutes > 0:
         caps.append(spec.max_wall_minutes)
     requested = job.inputs.execution_timeout_minutes
@@ -93,6 +93,7 @@ class Supervisor:
         runtimes: RuntimeLookup | None = None,
         limits: LimitBackend | None = None,
         credentials: CredentialIssuer | None = None,
+        max_minutes: Callable[[], float] | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -100,6 +101,8 @@ class Supervisor:
         self.runtimes = runtimes or (lambda runtime_id: None)
         self.limits = limits or RlimitBackend()
         self.credentials = credentials
+        # maxExecuteNotebookTimeMinutes as configured now (notebooks/configuration/update may change it)
+        self.max_minutes = max_minutes or (lambda: settings.max_execute_notebook_time_minutes)
         self._pools: dict[str, RunnerPool] = {}
         self._pools_lock = threading.Lock()
         self._started = False
@@ -191,7 +194,7 @@ class _Run:
         spec = self.spec
         env = self._kernel_env(cwd)
         if self.sup.credentials is not None:
-            self.credentials = self.sup.credentials(job, deadline_minutes(job, self.settings, spec))
+            self.credentials = self.sup.credentials(job, deadline_minutes(job, self.sup.max_minutes(), spec))
             auth = self.workdir / "nb_auth.json"
             auth.touch(mode=0o600)
             auth.write_text(json.dumps(self.credentials.auth))
@@ -260,7 +263,7 @@ class _Run:
     def _watch(self, proc: subprocess.Popen[bytes]) -> None:
         settings = self.settings
         job = self.job
-        deadline = time.monotonic() + deadline_minutes(job, settings, self.spec) * 60
+        deadline = time.monotonic() + deadline_minutes(job, self.sup.max_minutes(), self.spec) * 60
         next_beat = time.monotonic() + settings.heartbeat_seconds
         next_check = 0.0
         lease_ms = int(settings.lease_seconds * 1000)
@@ -402,7 +405,7 @@ class _Run:
             failure = Failure(FailureReason.CANCELLED, "The job was cancelled")
             return self._end(JobStatus.CANCELLED, failure, results)
         if self.stop is not None:
-            minutes = deadline_minutes(job, self.settings, self.spec)
+            minutes = deadline_minutes(job, self.sup.max_minutes(), self.spec)
             failure = Failure(
                 FailureReason.TIMEOUT, f"The job exceeded its time limit of {minutes:g} minutes"
             )

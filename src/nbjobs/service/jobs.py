@@ -45,12 +45,14 @@ class JobService:
         *,
         on_submit: Callable[[Job], None] | None = None,
         on_cancel: Callable[[Job], None] | None = None,
+        clean_age_hours: Callable[[], int] | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.clock = clock
         self._on_submit = on_submit or (lambda job: None)
         self._on_cancel = on_cancel or (lambda job: None)
+        self._clean_age_hours = clean_age_hours or (lambda: settings.async_jobs_clean_age_hours)
 
     def submit(
         self,
@@ -148,7 +150,7 @@ class JobService:
 
     def purge_expired(self) -> int:
         """Delete jobs that ended more than asyncJobsCleanAgeHours ago."""
-        age = self.settings.async_jobs_clean_age_hours * HOUR_MS
+        age = self._clean_age_hours() * HOUR_MS
         return self.store.delete_ended(ended_before=self.clock() - age)
 
 

@@ -290,3 +290,11 @@ webtool_calls = Table(
     Index("ix_webtool_calls_service", "service_name"),
     Index("ix_webtool_calls_created", "created"),
 )
+
+server_config = Table(
+    "server_config",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", JSON, nullable=False),
+    Column("updated", BigInteger, nullable=False),
+)

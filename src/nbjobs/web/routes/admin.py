@@ -7,7 +7,10 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
+from nbjobs.app import NbJobs
+from nbjobs.errors import InvalidRequest
 from nbjobs.web.deps import Form, Nb, SignedIn
+from nbjobs.web.params import Params
 from nbjobs.web.render import Link, Operation, respond
 from nbjobs.web.routing import operation
 from nbjobs.web.views import base_url
@@ -82,17 +85,68 @@ async def execute_notebook(request: Request, nb: Nb, user: SignedIn, params: For
     )
 
 
-@operation(router, "/notebooks/configuration", summary="Notebook configuration (read-only here)", tags=TAGS)
+_NOTEBOOK_CONFIG = (
+    "maxExecuteNotebookTimeMinutes",
+    "asyncJobsCleanAgeHours",
+    "webSocketSize",
+    "maxSnapshotsPerNotebookItem",
+    "allowHiddenFileDownloads",
+    "idleNotebookThreshold",
+    "containerCreatedThreshold",
+    "maxExecuteNotebookContainersPerNode",
+)
+_UPDATE_FIELDS = ("configJSON", "properties", *_NOTEBOOK_CONFIG[:-1])
+
+
+def _changes(params: Params, *names: str) -> dict:
+    """The properties to change: a JSON object in one of ``names``, else individual form fields."""
+    for name in names:
+        found = params.json_object(name)
+        if found is not None:
+            return found
+    return {k: v for k, v in params.values.items() if k in _NOTEBOOK_CONFIG}
+
+
+def _notebook_config(nb: NbJobs) -> dict:
+    current = nb.config.current()
+    return {k: current[k] for k in _NOTEBOOK_CONFIG}
+
+
+def _system_properties(nb: NbJobs) -> dict:
+    current = nb.config.current()
+    return {
+        "asyncJobsCleanupAgeHours": current["asyncJobsCleanAgeHours"],
+        "maxExecuteNotebookTimeMinutes": current["maxExecuteNotebookTimeMinutes"],
+        "maxExecuteNotebookContainersPerNode": current["maxExecuteNotebookContainersPerNode"],
+        "maxSnapshotsPerNotebookItem": current["maxSnapshotsPerNotebookItem"],
+        "allowHiddenFileDownloads": current["allowHiddenFileDownloads"],
+        "webSocketSize": current["webSocketSize"],
+        "idleNotebookThreshold": current["idleNotebookThreshold"],
+        "containerCreatedThreshold": current["containerCreatedThreshold"],
+    }
+
+
+@operation(router, "/notebooks/configuration", summary="Notebook configuration", tags=TAGS)
 async def configuration(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
-    s = nb.settings
     return respond(
         request,
-        {
-            "maxExecuteNotebookTimeMinutes": s.max_execute_notebook_time_minutes,
-            "asyncJobsCleanAgeHours": s.async_jobs_clean_age_hours,
-        },
+        _notebook_config(nb),
         title="Configuration",
+        operations=[Operation("update", "update", _UPDATE_FIELDS)],
     )
+
+
+@operation(
+    router,
+    "/notebooks/configuration/update",
+    summary="Change notebook configuration (merged into the current values)",
+    methods=("POST",),
+    fields=_UPDATE_FIELDS,
+    tags=TAGS,
+)
+async def update_configuration(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
+    nb.config.update(user.is_admin, _changes(params, "configJSON", "properties"))
+    return respond(request, {"status": "success"}, title="Configuration updated")
 
 
 @operation(router, "/system", summary="System resources", tags=TAGS)
@@ -105,14 +159,27 @@ async def system_root(request: Request, user: SignedIn, params: Form) -> Respons
     )
 
 
-@operation(router, "/system/properties", summary="System properties (read-only here)", tags=TAGS)
+@operation(router, "/system/properties", summary="System properties", tags=TAGS)
 async def system_properties(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
-    s = nb.settings
     return respond(
         request,
-        {
-            "asyncJobsCleanupAgeHours": s.async_jobs_clean_age_hours,
-            "maxExecuteNotebookTimeMinutes": s.max_execute_notebook_time_minutes,
-        },
+        _system_properties(nb),
         title="System properties",
+        operations=[Operation("update", "update", ("properties",))],
     )
+
+
+@operation(
+    router,
+    "/system/properties/update",
+    summary="Replace the system properties (absent ones revert to their defaults, as in ArcGIS)",
+    methods=("POST",),
+    fields=("properties",),
+    tags=TAGS,
+)
+async def update_system_properties(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
+    changes = params.json_object("properties")
+    if changes is None:
+        raise InvalidRequest("'properties' is required: a JSON object of the properties to set.")
+    nb.config.update(user.is_admin, changes, replace_all=True)
+    return respond(request, {"status": "success"}, title="System properties updated")
