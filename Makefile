@@ -27,7 +27,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 
 bench: $(STAMP)
-	$(BIN)/python bench/job_latency.py $(ARGS)
+	cd bench && ../$(BIN)/python latency.py $(ARGS) && ../$(BIN)/python throughput.py $(ARGS_THROUGHPUT)
 
 clean-data:
 	rm -rf var

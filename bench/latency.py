@@ -1,4 +1,4 @@
-"""Submit → COMPLETED latency: nbjobs over HTTPS (warm pool and cold) vs papermill and nbclient.
+"""Submit → COMPLETED latency: nbjobs over HTTPS (warm pool, cold, web tool execute) vs papermill, nbclient.
 
     .venv/bin/python bench/latency.py [--runs 30]
 
@@ -12,6 +12,7 @@ server that is not saturated), "cold" runs the server with NBJOBS_WARM_POOL_SIZE
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import tempfile
 import time
@@ -35,6 +36,39 @@ def nbjobs_times(tmp: Path, nb: nbformat.NotebookNode, runs: int, *, pool: int) 
             if pool:
                 time.sleep(1.2)  # let the pool refill: measure a job that finds a ready kernel
             times.append(server.run_job(item))
+        return times
+    finally:
+        server.stop()
+
+
+def webtool_times(tmp: Path, runs: int) -> list[float]:
+    """A trivial web tool (x: Long in, y = x + 1 out) called with the synchronous GP ``execute``."""
+    data_dir = tmp / "server-webtool"
+    data_dir.mkdir()
+    server = Server.start(data_dir, workers=1, pool=1)
+    try:
+        nb = trivial_notebook()
+        nb.metadata["nbjobs"] = {
+            "webtool": {
+                "inputs": [{"name": "x", "type": "Long", "required": True}],
+                "outputs": [{"name": "y", "type": "Long"}],
+            }
+        }
+        item = server.add_notebook(nb, "tool")
+        props = {"provider": "notebooks", "type": "GPServer",
+                 "jsonProperties": {"title": "Trivial", "notebookId": item,
+                                    "tasks": [{"type": "notebook", "name": "Trivial"}]}}  # fmt: skip
+        url = server.post("/admin/services/createService", serviceProperties=json.dumps(props))["url"]
+        execute = url[len(server.url) :] + "/Trivial/execute"
+        times = []
+        for i in range(runs + 1):
+            time.sleep(1.2)  # a call that finds a ready kernel, as for the executeNotebook rows
+            start = time.perf_counter()
+            answer = server.post(execute, x="41")
+            elapsed = time.perf_counter() - start
+            assert answer["results"][0]["value"] == 42, answer
+            if i:  # the first call warms caches
+                times.append(elapsed)
         return times
     finally:
         server.stop()
@@ -104,6 +138,7 @@ def main() -> None:
                     ),
                 )
             )
+        rows.append(("trivial", "web tool execute (sync), warm", webtool_times(tmp, args.runs)))
     print(f"submit -> COMPLETED, {args.runs} runs per row, fresh kernel per run (ms)")
     print(f"{'notebook':9} {'path':30} {'p50':>7} {'p95':>7} {'max':>7} {'CLI/x':>7} {'API/x':>7}")
     for label in ("trivial", "20-cell"):

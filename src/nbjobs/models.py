@@ -63,6 +63,7 @@ class FailureReason(StrEnum):
     INVALID_NOTEBOOK = "invalid_notebook"
     INVALID_PARAMETERS = "invalid_parameters"
     RUNNER_ERROR = "runner_error"
+    OUTPUT_MISSING = "output_missing"  # a registered output (web tool) the notebook never set
 
 
 # The one transition table. Every write is ``UPDATE … WHERE status IN (allowed sources)``, so a late or

@@ -32,6 +32,7 @@ class Settings:
     warm_pool_size: int = 2
     max_jobs_per_user: int = 0  # running jobs per user on this server's pool; 0 = no cap
     kernel_user: str = ""  # OS user kernels run as (the server must be root); "" = the server's user
+    keep_job_dirs: bool = False  # keep <data dir>/jobs/<job>-<attempt> after the job (for debugging)
     warm_pool_ttl_seconds: float = 3600.0
     # The environment kernels start from: the server's own, minus anything nbjobs-specific or secret.
     kernel_env: tuple[tuple[str, str], ...] = ()
@@ -109,6 +110,7 @@ _ENV = {
     "NBJOBS_WARM_POOL_SIZE": ("warm_pool_size", int),
     "NBJOBS_MAX_JOBS_PER_USER": ("max_jobs_per_user", int),
     "NBJOBS_KERNEL_USER": ("kernel_user", str),
+    "NBJOBS_KEEP_JOB_DIRS": ("keep_job_dirs", lambda v: v.strip().lower() in {"1", "true", "yes", "on"}),
     "NBJOBS_WARM_POOL_TTL_SECONDS": ("warm_pool_ttl_seconds", float),
     "NBJOBS_REAPER_INTERVAL_SECONDS": ("reaper_interval_seconds", float),
     "NBJOBS_HEARTBEAT_SECONDS": ("heartbeat_seconds", float),

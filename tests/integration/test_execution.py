@@ -189,7 +189,9 @@ def test_named_output_variables_are_read_back_as_json(make_app, golden):
     inputs = JobInputs(notebook_parameters={"radius": 2.0},
                        output_names=("area", "label", "when", "rows", "shape", "missing"))  # fmt: skip
     job = run_to_end(app, golden("outputs.ipynb"), inputs=inputs)
-    assert job.status == JobStatus.COMPLETED, job.failure
+    # one requested output was never set: the job fails and says which (the others are still read)
+    assert job.status == JobStatus.FAILED and job.failure.reason == FailureReason.OUTPUT_MISSING
+    assert job.failure.message.startswith("Output not set by the notebook: 'missing' (NameError")
     values = job.results["outputValues"]
     assert abs(values["area"]["value"] - 12.566) < 0.001
     assert values["label"] == {"value": "r=2.0"}

@@ -79,7 +79,9 @@ def test_a_kernel_user_cannot_read_the_servers_database(make_app, golden, pool, 
     assert facts["uid"] == nobody.pw_uid
     assert facts["read_database"] == "PermissionError"
     assert facts["list_data_dir"] == "PermissionError"
+    assert facts["write_data_dir"] == "PermissionError"  # outside its directory: not the server's files
     assert facts["read_auth_file"] == "ok" and facts["write_cwd"] == "ok"
+    assert facts["write_tmp"] == "ok"  # world-writable places stay writable (docs/runtimes.md)
 
 
 def test_the_servers_secrets_are_not_in_the_kernel_environment(make_app, golden, monkeypatch):
@@ -91,3 +93,14 @@ def test_the_servers_secrets_are_not_in_the_kernel_environment(make_app, golden,
         notebook_parameters={"database": str(app.settings.data_dir / "nbjobs.db")}))  # fmt: skip
     app.pool.run(burst=True)
     assert facts_of(app, job.job_id)["secret_env"] is None
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_the_job_directory_is_removed_unless_configured(make_app, golden, keep):
+    app = make_app(keep_job_dirs=keep)
+    job = app.service.submit(ADMIN, golden("probes_isolation.ipynb"), inputs=JobInputs(
+        notebook_parameters={"database": str(app.settings.data_dir / "nbjobs.db")}))  # fmt: skip
+    app.pool.run(burst=True)
+    assert facts_of(app, job.job_id)["write_cwd"] == "ok"
+    work = app.settings.data_dir / "jobs" / f"{job.job_id}-1" / "work"
+    assert (work / "mine.txt").exists() is keep

@@ -157,7 +157,8 @@ class Supervisor:
             return _Run(self, job, spec, pool, workdir).run()
         finally:
             pool.release()
-            shutil.rmtree(workdir, ignore_errors=True)
+            if not self.settings.keep_job_dirs:
+                shutil.rmtree(workdir, ignore_errors=True)
 
 
 class _Run:
@@ -413,6 +414,8 @@ class _Run:
         if "failure" in done:
             failure = Failure.from_wire(done["failure"]) if done["failure"] else None
             if failure is None:
+                failure = _missing_outputs(done.get("values") or {})
+            if failure is None:
                 return self._end(JobStatus.COMPLETED, None, results)
             if failure.reason == FailureReason.KERNEL_DIED:
                 failure = _with_last_words(failure, stderr_path)
@@ -467,6 +470,16 @@ def _reap(proc: subprocess.Popen[bytes], reader: threading.Thread) -> None:
     reader.join(timeout=5)
     if proc.stdout is not None:
         proc.stdout.close()
+
+
+def _missing_outputs(values: dict[str, dict[str, Any]]) -> Failure | None:
+    """A failure naming every requested output the notebook did not set (or that could not be read)."""
+    missing = [
+        f"'{name}' ({read.get('error', 'not set')})" for name, read in values.items() if "value" not in read
+    ]
+    if not missing:
+        return None
+    return Failure(FailureReason.OUTPUT_MISSING, "Output not set by the notebook: " + ", ".join(missing))
 
 
 def _with_last_words(failure: Failure, log_path: Path) -> Failure:

@@ -31,7 +31,7 @@ CURRENT_VERSION = 11.3
 ASYNCHRONOUS = "esriExecutionTypeAsynchronous"
 _TASK = "/{service_name}/GPServer/{task_name}"
 _JOB = _TASK + "/jobs/{job_id}"
-_FAST_POLL_SECONDS = 0.005  # a warm-pool run ends in ~50–100 ms: notice it at once
+_FAST_POLL_SECONDS = 0.02  # a warm-pool run ends in ~50–100 ms; polling faster starves it of the GIL
 _SLOW_POLL_SECONDS = 0.05
 _FAST_POLL_FOR = 2.0
 
