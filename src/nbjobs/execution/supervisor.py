@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from nbjobs.clock import Clock
+from nbjobs.execution.contract import CredentialIssuer, JobCredentials, RuntimeLookup, deadline_minutes
 from nbjobs.execution.engine import ExecutionRequest
 from nbjobs.execution.limits import LimitBackend, RlimitBackend
 from nbjobs.execution.pool import RunnerPool
@@ -50,31 +51,6 @@ class _Stop:
     reason: FailureReason
     started: float
     stage: int = 0  # 0 interrupted, 1 terminated, 2 killed kernel, 3 killed runner
-
-
-def deadline_minutes(job: Job, server_max: float, spec: RuntimeSpec | None = None) -> float:
-    """Whole-run limit: executionTimeoutInMinutes capped by the runtime's and the server's maximum."""
-    caps = [server_max]
-    if spec is not None and spec.max_wall_minutes > 0:
-        caps.append(spec.max_wall_minutes)
-    requested = job.inputs.execution_timeout_minutes
-    if requested and requested > 0:
-        caps.append(requested)
-    return min(caps)
-
-
-RuntimeLookup = Callable[[str], "RuntimeSpec | None"]
-
-
-@dataclass(frozen=True)
-class JobCredentials:
-    """What a job's kernel gets to reach this server as the job's owner, and how to take it back."""
-
-    auth: dict[str, Any]  # the NB_AUTH_FILE document ArcGIS notebooks read for GIS("home")
-    revoke: Callable[[], None]
-
-
-CredentialIssuer = Callable[[Job, float], JobCredentials]  # (job, minutes it may run) -> credentials
 
 
 class Supervisor:

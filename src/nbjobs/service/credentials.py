@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 from nbjobs.errors import NbJobsError
-from nbjobs.execution.supervisor import JobCredentials
+from nbjobs.execution.contract import JobCredentials
 from nbjobs.models import Job
 from nbjobs.service.tokens import TokenService
 from nbjobs.service.users import UserService
