@@ -236,3 +236,14 @@ def test_claim_next_skips_users_at_their_cap_and_keeps_their_jobs_waiting(store)
     assert store.get(a2.job_id).status == JobStatus.SUBMITTED
     store.transition(a1.job_id, JobStatus.COMPLETED, 20)
     assert store.claim_next("w", 30, LEASE, per_user_cap=1).job_id == a2.job_id
+
+
+def test_claim_by_id_respects_the_per_user_cap(store):
+    first, second = make_job(1, "alice"), make_job(2, "alice")
+    store.create(first, b"")
+    store.create(second, b"")
+    assert store.claim(first.job_id, 1, "w", 10, LEASE, per_user_cap=1) is not None
+    assert store.claim(second.job_id, 1, "w", 10, LEASE, per_user_cap=1) is None  # waits, still SUBMITTED
+    assert store.get(second.job_id).status == JobStatus.SUBMITTED
+    store.transition(first.job_id, JobStatus.COMPLETED, 20)
+    assert store.claim(second.job_id, 1, "w", 30, LEASE, per_user_cap=1).attempt == 1

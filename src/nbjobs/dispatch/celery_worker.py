@@ -76,9 +76,14 @@ class WorkerNode:
                 self.dispatcher.notify(job)
             return
         slot = threading.current_thread().name
-        job = self.store.claim(job_id, attempt, f"{self.worker_id}/{slot}", self.clock(), self.lease_ms)
+        cap = self.settings.max_jobs_per_user
+        job = self.store.claim(
+            job_id, attempt, f"{self.worker_id}/{slot}", self.clock(), self.lease_ms, per_user_cap=cap
+        )
         if job is None:
-            log.info("job %s attempt %s: claimed, cancelled or gone already; dropped", job_id, attempt)
+            # Claimed, cancelled or gone already -- or its user is at the cap: then it stays SUBMITTED and
+            # the reconciler publishes it again later.
+            log.info("job %s attempt %s: not claimed; message dropped", job_id, attempt)
             return
         log.info("running job %s (attempt %s) on %s", job_id, attempt, slot)
         ended = self.supervisor.run(job)

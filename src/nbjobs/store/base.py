@@ -70,8 +70,11 @@ class JobStore(Protocol):
         """Atomically move the oldest SUBMITTED job to EXECUTING for this worker (attempt + 1),
         skipping users who already have ``per_user_cap`` jobs running (0: no cap)."""
 
-    def claim(self, job_id: str, attempt: int, worker_id: str, now: int, lease_ms: int) -> Job | None:
-        """Claim one SUBMITTED job whose attempt is ``attempt - 1``; None if taken or gone."""
+    def claim(
+        self, job_id: str, attempt: int, worker_id: str, now: int, lease_ms: int, *, per_user_cap: int = 0
+    ) -> Job | None:
+        """Claim one SUBMITTED job whose attempt is ``attempt - 1``; None if taken, gone, or its user
+        already has ``per_user_cap`` jobs running (0: no cap)."""
 
     def heartbeat(self, job_id: str, attempt: int, now: int, lease_ms: int) -> Job | None:
         """Renew the lease of a running attempt; None if this attempt no longer owns the job."""

@@ -86,11 +86,19 @@ class MemoryJobStore:
             job = min(waiting, key=lambda j: (j.date_created, j.job_id))
             return self._claim(job, job.attempt + 1, worker_id, now, lease_ms)
 
-    def claim(self, job_id: str, attempt: int, worker_id: str, now: int, lease_ms: int) -> Job | None:
+    def claim(
+        self, job_id: str, attempt: int, worker_id: str, now: int, lease_ms: int, *, per_user_cap: int = 0
+    ) -> Job | None:
         with self._lock:
             job = self._jobs.get(job_id)
             if job is None or job.status != JobStatus.SUBMITTED or job.attempt != attempt - 1:
                 return None
+            if per_user_cap > 0:
+                busy = sum(
+                    1 for j in self._jobs.values() if j.username == job.username and j.status in RUNNING
+                )
+                if busy >= per_user_cap:
+                    return None
             return self._claim(job, attempt, worker_id, now, lease_ms)
 
     def _claim(self, job: Job, attempt: int, worker_id: str, now: int, lease_ms: int) -> Job:

@@ -173,17 +173,24 @@ class SqlJobStore:
             row = conn.execute(stmt).first()
         return job_from_row(row) if row else None
 
-    def claim(self, job_id: str, attempt: int, worker_id: str, now: int, lease_ms: int) -> Job | None:
-        stmt = (
-            update(jobs)
-            .where(
-                jobs.c.job_id == job_id,
-                jobs.c.status == str(JobStatus.SUBMITTED),
-                jobs.c.attempt == attempt - 1,
-            )
-            .values(**_claim_values(worker_id, now, lease_ms), attempt=attempt)
-            .returning(*jobs.c)
+    def claim(
+        self, job_id: str, attempt: int, worker_id: str, now: int, lease_ms: int, *, per_user_cap: int = 0
+    ) -> Job | None:
+        stmt = update(jobs).where(
+            jobs.c.job_id == job_id,
+            jobs.c.status == str(JobStatus.SUBMITTED),
+            jobs.c.attempt == attempt - 1,
         )
+        if per_user_cap > 0:
+            running = jobs.alias("running")
+            busy = (
+                select(func.count())
+                .select_from(running)
+                .where(running.c.username == jobs.c.username, running.c.status.in_([str(s) for s in RUNNING]))
+                .scalar_subquery()
+            )
+            stmt = stmt.where(busy < per_user_cap)
+        stmt = stmt.values(**_claim_values(worker_id, now, lease_ms), attempt=attempt).returning(*jobs.c)
         with self.engine.begin() as conn:
             row = conn.execute(stmt).first()
         return job_from_row(row) if row else None
