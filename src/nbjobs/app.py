@@ -15,7 +15,7 @@ from nbjobs.dispatch.local import LocalPool
 from nbjobs.dispatch.reconciler import Reconciler
 from nbjobs.execution.limits import detect_backend
 from nbjobs.execution.supervisor import Supervisor
-from nbjobs.models import JobStatus
+from nbjobs.models import Job, JobStatus
 from nbjobs.service.config import ConfigService
 from nbjobs.service.credentials import JobCredentialIssuer
 from nbjobs.service.environments import SubprocessEnvironments
@@ -33,6 +33,7 @@ from nbjobs.service.webtools import WebToolService
 from nbjobs.settings import Settings
 from nbjobs.store.config import SqlConfigStore
 from nbjobs.store.items import SqlItemStore
+from nbjobs.store.notify import notify_cancel
 from nbjobs.store.outbox import SqlOutbox
 from nbjobs.store.runtimes import SqlRuntimeStore
 from nbjobs.store.sql import SqlJobStore, open_store
@@ -116,8 +117,18 @@ class NbJobs:
             outbox = SqlOutbox(store.engine)
             dispatcher = CeleryDispatcher(make_celery(settings), outbox, clock)
             reconciler = Reconciler(outbox, dispatcher, clock, settings.redispatch_seconds)
+
+        def on_cancel(job: Job) -> None:
+            supervisor.wake(job.job_id)  # a job of this process's pool: look now
+            notify_cancel(store.engine, job.job_id)  # jobs on other machines (PostgreSQL)
+
         service = JobService(
-            store, settings, clock, on_submit=dispatcher.notify, clean_age_hours=config.clean_age_hours
+            store,
+            settings,
+            clock,
+            on_submit=dispatcher.notify,
+            on_cancel=on_cancel,
+            clean_age_hours=config.clean_age_hours,
         )
         item_store = SqlItemStore(store.engine)
         items = ItemService(item_store, clock, max_bytes=settings.max_upload_bytes)

@@ -116,3 +116,14 @@ def test_cancel_while_many_jobs_wait_only_touches_the_one(make_app, golden):
     app.pool.run(burst=True)
     statuses = [app.store.get(j.job_id).status for j in jobs]
     assert statuses == [JobStatus.COMPLETED, JobStatus.CANCELLED, JobStatus.COMPLETED]
+
+
+def test_a_cancel_wakes_the_supervisor_instead_of_waiting_for_its_poll(make_app, golden):
+    app = make_app(poll_seconds=30)  # the row poll alone would notice the cancel only after 30 s
+    app.pool.start(1)
+    job = app.service.submit(ADMIN, golden("sleeps.ipynb"))
+    wait_for(app, job.job_id, lambda j: j.progress_percent >= 33)
+    started = time.monotonic()
+    app.service.cancel(ADMIN, job.job_id)
+    assert wait_for(app, job.job_id, lambda j: j.ended, timeout=20).status == JobStatus.CANCELLED
+    assert time.monotonic() - started < 10

@@ -36,3 +36,24 @@ def test_jobs_complete_fail_and_cancel_on_postgres(pg_app, golden):
     assert executed.cells[-1].outputs[0].text == "6\n"  # x = 5 injected, y = x + 1 printed
     assert app.service.list(ADMIN)[1] == 3
     assert app.service.delete_all(ALICE) == 3
+
+
+def test_cancel_notifications_reach_listeners_through_postgres(postgres_url, tmp_path):
+    import threading
+
+    from nbjobs.settings import load_settings
+    from nbjobs.store.notify import CancelListener, notify_cancel
+    from nbjobs.store.sql import make_engine
+
+    engine = make_engine(load_settings({}, data_dir=tmp_path, database_url=postgres_url))
+    heard: list[str] = []
+    got = threading.Event()
+    listener = CancelListener(engine, lambda job_id: (heard.append(job_id), got.set()))
+    listener.start()
+    try:
+        assert listener.listening.wait(10)
+        notify_cancel(engine, "j" + "1" * 32)
+        assert got.wait(5) and heard == ["j" + "1" * 32]
+    finally:
+        listener.stop()
+        engine.dispose()

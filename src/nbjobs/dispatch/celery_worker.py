@@ -32,6 +32,7 @@ from nbjobs.execution.supervisor import Supervisor
 from nbjobs.models import JobStatus, RuntimeSpec
 from nbjobs.service.recovery import end_lost, recover_host
 from nbjobs.settings import Settings
+from nbjobs.store.notify import CancelListener
 from nbjobs.store.sql import SqlJobStore
 from nbjobs.store.workers import SqlWorkerStore, WorkerRecord
 
@@ -164,6 +165,10 @@ class WorkerNode:
         self.register()
         self.recover()
         self.supervisor.start()
+        listener = None
+        if self.store.engine.dialect.name == "postgresql":  # cancels reach us at once, not at the next poll
+            listener = CancelListener(self.store.engine, self.supervisor.wake)
+            listener.start()
         agent = threading.Thread(target=self._agent, name="nbjobs-worker-agent", daemon=True)
         agent.start()
         worker = app.Worker(
@@ -181,6 +186,8 @@ class WorkerNode:
         finally:
             self._stopped.set()
             agent.join(timeout=5)
+            if listener is not None:
+                listener.stop()
             signals.worker_shutting_down.disconnect(on_shutdown)
             self.supervisor.close()
             self.workers.remove(self.worker_id)

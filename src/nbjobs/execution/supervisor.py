@@ -81,6 +81,7 @@ class Supervisor:
         self.max_minutes = max_minutes or (lambda: settings.max_execute_notebook_time_minutes)
         self._pools: dict[str, RunnerPool] = {}
         self._pools_lock = threading.Lock()
+        self._running: dict[str, _Run] = {}  # job id -> its run, for wake()
         self._started = False
         self.pool = self.pool_for(settings.default_kernel_name)
 
@@ -109,6 +110,12 @@ class Supervisor:
         for pool in pools:
             pool.fill()
 
+    def wake(self, job_id: str) -> None:
+        """Something changed for ``job_id`` (a cancel): look at its row now, not at the next poll."""
+        run = self._running.get(job_id)
+        if run is not None:
+            run.check_now = True
+
     def close(self) -> None:
         """Stop the pools' waiting runners and their kernels."""
         with self._pools_lock:
@@ -130,7 +137,12 @@ class Supervisor:
         spec = self.spec_of(job)
         pool = self.pool_for(spec.kernel_name)
         try:
-            return _Run(self, job, spec, pool, workdir).run()
+            run = _Run(self, job, spec, pool, workdir)
+            self._running[job.job_id] = run
+            try:
+                return run.run()
+            finally:
+                self._running.pop(job.job_id, None)
         finally:
             pool.release()
             if not self.settings.keep_job_dirs:
@@ -159,6 +171,7 @@ class _Run:
         self.progress_pending = False
         self.proc: subprocess.Popen[bytes] | None = None
         self.credentials: JobCredentials | None = None
+        self.check_now = False  # set by Supervisor.wake (cancel notification)
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def run(self) -> Job | None:
@@ -266,7 +279,8 @@ class _Run:
                     continue
             if self.stop is not None:
                 self._advance_stop(proc)
-            elif now >= next_check:
+            elif now >= next_check or self.check_now:
+                self.check_now = False
                 next_check = now + settings.poll_seconds
                 current = self.store.get(job.job_id)
                 if current is None or current.attempt != job.attempt or current.ended:
