@@ -87,7 +87,10 @@ def test_db_upgrade_creates_then_is_a_no_op(tmp_path):
     assert second.returncode == 0 and second.stdout.strip().endswith(f"{head} -> {head}")
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["serve"], ["db"], ["db", "upgrade"]])
+@pytest.mark.parametrize(
+    "command",
+    [[], ["run"], ["serve"], ["db"], ["db", "upgrade"], ["worker"], ["users"], ["runtimes"], ["tasks"], ["webtools"]],
+)
 def test_help_is_complete(command):
     result = nbjobs(*command, "--help")
     assert result.returncode == 0 and "Usage:" in result.stdout
