@@ -89,7 +89,18 @@ def test_db_upgrade_creates_then_is_a_no_op(tmp_path):
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["run"], ["serve"], ["db"], ["db", "upgrade"], ["worker"], ["users"], ["runtimes"], ["tasks"], ["webtools"]],
+    [
+        [],
+        ["run"],
+        ["serve"],
+        ["db"],
+        ["db", "upgrade"],
+        ["worker"],
+        ["users"],
+        ["runtimes"],
+        ["tasks"],
+        ["webtools"],
+    ],
 )
 def test_help_is_complete(command):
     result = nbjobs(*command, "--help")
