@@ -8,13 +8,10 @@ from typing import Any
 
 import click
 
+from nbjobs.cli.options import data_dir_option
 from nbjobs.errors import NbJobsError
 
-_data_dir = click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="The server's data directory. [env NBJOBS_DATA_DIR; default ./var]",
-)
+_data_dir = data_dir_option
 
 
 def _service(data_dir: Path | None):  # noqa: ANN202

@@ -8,11 +8,9 @@ from pathlib import Path
 
 import click
 
-_data_dir = click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="The server's data directory. [env NBJOBS_DATA_DIR; default ./var]",
-)
+from nbjobs.cli.options import data_dir_option
+
+_data_dir = data_dir_option
 
 
 def _store(data_dir: Path | None):  # noqa: ANN202

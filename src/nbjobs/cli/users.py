@@ -6,14 +6,11 @@ from pathlib import Path
 
 import click
 
+from nbjobs.cli.options import data_dir_option
 from nbjobs.errors import NbJobsError
 from nbjobs.store.users import ORG_USER, ROLES
 
-_data_dir = click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="The server's data directory. [env NBJOBS_DATA_DIR; default ./var]",
-)
+_data_dir = data_dir_option
 
 
 def _services(data_dir: Path | None):  # noqa: ANN202
