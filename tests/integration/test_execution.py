@@ -8,8 +8,10 @@ import time
 import nbformat
 import psutil
 import pytest
+from sqlalchemy import select, update
 
 from nbjobs.models import FailureReason, JobInputs, JobStatus
+from nbjobs.store.tables import jobs
 
 from .conftest import ADMIN
 
@@ -133,10 +135,10 @@ def test_parameters_that_are_not_an_object_fail_the_stored_job(make_app, golden)
     # The service refuses them at submit; a row that holds them anyway (older client, hand edit) still ends.
     app = make_app()
     job = app.service.submit(ADMIN, golden("trivial.ipynb"))
-    with app.store.engine.begin() as conn:
-        conn.exec_driver_sql(
-            "UPDATE jobs SET inputs = json_set(inputs, '$.notebookParameters', json('[1,2]'))"
-        )
+    with app.store.engine.begin() as conn:  # portable SQL: this test also runs on PostgreSQL
+        inputs = conn.execute(select(jobs.c.inputs).where(jobs.c.job_id == job.job_id)).scalar_one()
+        inputs = {**inputs, "notebookParameters": [1, 2]}
+        conn.execute(update(jobs).where(jobs.c.job_id == job.job_id).values(inputs=inputs))
     app.pool.run(burst=True)
     ended = app.store.get(job.job_id)
     assert ended.status == JobStatus.FAILED and ended.failure.reason == FailureReason.INVALID_PARAMETERS
