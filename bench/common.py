@@ -114,6 +114,7 @@ class Server:
             ],
             check=True,
             capture_output=True,
+            env=environ,  # the same database as the server's (NBJOBS_DATABASE_URL)
         )
         server = cls(proc, url, data_dir, http)
         answer = http.post(
