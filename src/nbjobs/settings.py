@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
@@ -62,6 +63,8 @@ class Settings:
     broker_url: str = ""  # redis://… or amqp://…; empty: the embedded local pool
     redispatch_seconds: float = 60.0  # re-publish a SUBMITTED job nobody claimed for this long
     drain_seconds: float = 600.0  # on SIGTERM a worker lets running jobs finish for up to this long
+    # kombu transport options as a JSON object, e.g. {"visibility_timeout": 43200} (Redis); rarely needed
+    broker_transport_options: str = ""
     # Web tools (issue 7): how long a synchronous `execute` waits before answering with the job to poll
     webtool_execute_wait_seconds: float = 30.0
 
@@ -86,6 +89,13 @@ class Settings:
             raise ConfigurationError(f"workers must be 0 or more, got {self.workers}")
         if self.max_execute_notebook_time_minutes <= 0:
             raise ConfigurationError("maxExecuteNotebookTimeMinutes must be a positive number of minutes")
+        if self.broker_transport_options:
+            try:
+                options = json.loads(self.broker_transport_options)
+            except ValueError as exc:
+                raise ConfigurationError(f"NBJOBS_BROKER_TRANSPORT_OPTIONS is not JSON: {exc}") from exc
+            if not isinstance(options, dict):
+                raise ConfigurationError("NBJOBS_BROKER_TRANSPORT_OPTIONS must be a JSON object")
         if not self.context or "/" in self.context:
             raise ConfigurationError(f"context must be one path segment, got {self.context!r}")
         return self
@@ -132,6 +142,7 @@ _ENV = {
     "NBJOBS_BROKER_URL": ("broker_url", str),
     "NBJOBS_REDISPATCH_SECONDS": ("redispatch_seconds", float),
     "NBJOBS_DRAIN_SECONDS": ("drain_seconds", float),
+    "NBJOBS_BROKER_TRANSPORT_OPTIONS": ("broker_transport_options", str),
     "NBJOBS_WEBTOOL_EXECUTE_WAIT_SECONDS": ("webtool_execute_wait_seconds", float),
 }
 

@@ -173,7 +173,10 @@ class Cluster:
         return wait_until(check, timeout, f"job {job_id}")
 
 
-def make_cluster(tmp: Path, database_url: str, broker_url: str, **settings: Any) -> Cluster:
+def make_cluster(
+    tmp: Path, database_url: str, broker_url: str, *, start: bool = True, **settings: Any
+) -> Cluster:
+    """The API side in-process; ``start=False`` leaves it a passive view (no reaper, no reconciler)."""
     values = {
         "data_dir": tmp / "api",
         "database_url": database_url,
@@ -187,7 +190,8 @@ def make_cluster(tmp: Path, database_url: str, broker_url: str, **settings: Any)
         **settings,
     }
     api = NbJobs.from_settings(load_settings({}, **values))
-    api.start()
+    if start:
+        api.start()
     return Cluster(database_url, broker_url, tmp, api)
 
 

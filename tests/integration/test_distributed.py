@@ -147,6 +147,33 @@ def test_cancel_while_queued_and_deadline(cluster, golden):
     wait_until(lambda: not any(alive(p) for p in pids), 10, "no process of the timed-out job")
 
 
+def test_a_short_visibility_timeout_with_busy_workers_runs_each_job_once(cluster, tmp_path):
+    """Redis redelivers a message unacknowledged for ``visibility_timeout``: with a 1 s timeout and
+    3 s jobs queued behind two busy single-slot workers, every job still runs exactly once (early
+    ack, no prefetch while busy, and the compare-and-set claim for anything redelivered)."""
+    c = cluster
+    rt = c.api.runtimes.register(RuntimeFields(name="Short visibility", image_id="python3"))
+    short = {"NBJOBS_BROKER_TRANSPORT_OPTIONS": '{"visibility_timeout": 1}'}
+    workers = [c.start_worker(f"vis{i}", "--runtime", rt.name, "--concurrency", "1", **short) for i in (1, 2)]
+    jobs = [_submit_marker(c, tmp_path / f"vis{i}", pause=3, runtime=rt) for i in range(5)]
+    try:
+        for job in jobs:
+            ended = c.wait_job(job.job_id, lambda j: j.ended, timeout=90)
+            assert ended.status == JobStatus.COMPLETED and ended.attempt == 1, ended.failure
+        time.sleep(2)  # past another visibility timeout: a late redelivery would show now
+        assert [len(marker_lines(tmp_path / f"vis{i}")) for i in range(5)] == [1] * 5
+        ran_on = {c.api.store.get(j.job_id).worker_id.rsplit("/", 1)[0] for j in jobs}
+        assert ran_on == {c.record(w).worker_id for w in workers}  # both busy workers took part
+        # Nor was any message redelivered: a busy worker held none (prefetch disabled) and a started
+        # job's message was acked before it ran (early ack), so no worker had one to drop.
+        assert not any("not claimed" in w.text() for w in workers)
+    finally:
+        for w in workers:
+            w.proc.send_signal(signal.SIGTERM)
+        for w in workers:
+            assert w.proc.wait(30) == 0
+
+
 def test_the_machines_view_lists_live_workers(cluster):
     from starlette.testclient import TestClient
 

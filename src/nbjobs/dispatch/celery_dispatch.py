@@ -10,6 +10,7 @@ Celery is the optional extra ``nbjobs[celery]``, imported only when a broker URL
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -85,6 +86,8 @@ def make_celery(settings: Settings) -> Celery:
     if url.startswith(("redis://", "rediss://")) and "worker_disable_prefetch" in celery_defaults.DEFAULTS:
         # Celery >= 5.6 on Redis: fetch only when a pool slot is free (memo F3).
         conf["worker_disable_prefetch"] = True
+    if settings.broker_transport_options:  # validated as a JSON object by Settings
+        conf["broker_transport_options"] = json.loads(settings.broker_transport_options)
     app.conf.update(conf)
     return app
 
