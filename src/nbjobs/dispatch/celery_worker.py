@@ -23,7 +23,9 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from nbjobs import __version__
 from nbjobs.clock import Clock
@@ -173,7 +175,7 @@ class WorkerNode:
         agent.start()
         worker = app.Worker(
             hostname=celery_name,
-            pool="threads",
+            pool=waking_thread_pool(lambda: getattr(worker, "hub", None)),
             concurrency=self.concurrency,
             queues=self.queues,
             loglevel=loglevel,
@@ -211,3 +213,34 @@ class WorkerNode:
                     self.abandon_running("the worker was stopped before the job finished")
             except Exception:
                 log.exception("worker heartbeat failed; will retry")
+
+
+def waking_thread_pool(hub: Callable[[], Any]) -> type:
+    """Celery's thread pool, plus: when a task's slot frees, wake the consumer's event loop.
+
+    With ``worker_disable_prefetch`` (Redis) the consumer fetches only while a slot is free, and it
+    checks at the top of each event-loop turn; an idle loop sleeps up to 1 s in ``poll``. Without a
+    wake-up every job waited a mean 0.5 s in the queue after a slot freed (measured: the Celery
+    backend ran 66 % of the embedded rate on trivial jobs). ``Hub.call_soon`` is thread-safe and
+    writes to the loop's waker socket; it is called after Celery's own completion callback, which
+    is what frees the slot."""
+    from celery.concurrency.thread import TaskPool
+
+    def _nothing() -> None:
+        return None
+
+    class WakingThreadPool(TaskPool):
+        def on_apply(self, target: Any, args: Any = None, kwargs: Any = None, callback: Any = None,
+                     accept_callback: Any = None, **options: Any) -> Any:  # fmt: skip
+            def done(*result: Any) -> None:
+                try:
+                    if callback is not None:
+                        callback(*result)
+                finally:
+                    loop = hub()
+                    if loop is not None:
+                        loop.call_soon(_nothing)
+
+            return super().on_apply(target, args, kwargs, done, accept_callback, **options)
+
+    return WakingThreadPool
