@@ -71,22 +71,22 @@ class Server:
             "NBJOBS_POLL_SECONDS": "0.05",
             **env,
         }
-        log = open(data_dir / "serve.log", "ab")  # noqa: SIM115 - lives as long as the server
-        proc = subprocess.Popen(
-            [
-                str(BIN / "nbjobs"),
-                "serve",
-                "--port",
-                str(port),
-                "--data-dir",
-                str(data_dir),
-                "--workers",
-                str(workers),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=environ,
-        )
+        with open(data_dir / "serve.log", "ab") as log:  # the server keeps its own copy of the fd
+            proc = subprocess.Popen(
+                [
+                    str(BIN / "nbjobs"),
+                    "serve",
+                    "--port",
+                    str(port),
+                    "--data-dir",
+                    str(data_dir),
+                    "--workers",
+                    str(workers),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=environ,
+            )
         url = f"https://127.0.0.1:{port}/arcgis"
         deadline = time.monotonic() + 60
         cert = data_dir / "nbjobs-cert.pem"

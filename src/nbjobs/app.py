@@ -21,8 +21,9 @@ from nbjobs.service.credentials import JobCredentialIssuer
 from nbjobs.service.environments import SubprocessEnvironments
 from nbjobs.service.items import ItemService
 from nbjobs.service.jobs import JobService
+from nbjobs.service.login_limit import LoginLimiter
 from nbjobs.service.notebooks import NotebookExecution
-from nbjobs.service.recovery import reap_expired, recover_host
+from nbjobs.service.recovery import end_lost, reap_expired, recover_host
 from nbjobs.service.runtimes import RuntimeService, kernel_dir
 from nbjobs.service.scheduler import NotebookLauncher, Scheduler
 from nbjobs.service.tasks import TaskService
@@ -88,7 +89,14 @@ class NbJobs:
         runtimes.ensure_default()
         runtimes.install_kernelspecs()
         user_store = SqlUserStore(store.engine)
-        users = UserService(user_store, clock)
+        limiter = LoginLimiter(
+            clock,
+            max_failures=settings.login_max_failures,
+            max_failures_per_address=settings.login_max_failures_per_address,
+            window_seconds=settings.login_window_seconds,
+            lockout_seconds=settings.login_lockout_seconds,
+        )
+        users = UserService(user_store, clock, limiter=limiter)
         tokens = TokenService(
             SqlTokenStore(store.engine),
             user_store,
@@ -202,9 +210,27 @@ class NbJobs:
         self._housekeeper.start()
 
     def stop(self, grace: float | None = 30.0) -> None:
+        """Take no new jobs and let running ones finish for up to ``grace`` seconds (None: no limit);
+        end those still running then as lost (or re-queue them, by their policy), kill their runners
+        and kernels, and close the store. SUBMITTED jobs stay SUBMITTED for the next start."""
         self._stop.set()
+        if grace is not None and self.dispatcher is self.pool and not self.pool.drain(grace):
+            self.abandon_running("the server was stopped before the job finished")
+            # each supervisor sees its job ended at once (woken) and stops its runner and kernel
+            grace = self.settings.poll_seconds + 2 * self.settings.kill_grace_seconds + 5
         self.dispatcher.stop(grace)
         self.store.close()
+
+    def abandon_running(self, message: str) -> list[Job]:
+        """End the jobs this process is running as lost (or re-queue them, by their policy)."""
+        changed = []
+        for job in self.store.running_on(self.boot_prefix + "/"):
+            ended = end_lost(self.store, job, self.clock, message)
+            self.supervisor.wake(job.job_id)
+            if ended is not None:
+                log.warning("job %s: %s; now %s", job.job_id, message, ended.status)
+                changed.append(ended)
+        return changed
 
     def _housekeeping_loop(self) -> None:
         interval = min(

@@ -72,6 +72,10 @@ class StoreError(NbJobsError):
     """The job store is unavailable or its data is unreadable."""
 
 
+class StoreVersionError(StoreError):
+    """The database was written by a newer nbjobs: its schema revision is unknown to this one."""
+
+
 class ConfigurationError(NbJobsError):
     """The server configuration is invalid."""
 
@@ -96,6 +100,12 @@ class PayloadTooLarge(InvalidRequest):
     code = 413
 
 
+class JobLimitReached(InvalidRequest):
+    """Too many jobs: you have reached the maximum number of jobs waiting or running."""
+
+    code = 429  # try again once some of your jobs have ended
+
+
 class AuthError(NbJobsError):
     """Authentication failed."""
 
@@ -116,6 +126,13 @@ class InvalidCredentials(AuthError):
     """Invalid username or password."""
 
     code = 400
+
+
+class TooManyLogons(InvalidCredentials):
+    """Too many invalid logon attempts. Please try again later."""
+
+    def __init__(self) -> None:  # ArcGIS answers a locked sign-in like a failed one, with this detail
+        super().__init__("Unable to generate token.", details=[(self.__doc__ or "").strip()])
 
 
 class UserExists(InvalidRequest):

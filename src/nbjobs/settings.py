@@ -32,6 +32,9 @@ class Settings:
     default_kernel_name: str = "python3"
     warm_pool_size: int = 2
     max_jobs_per_user: int = 0  # running jobs per user on this server's pool; 0 = no cap
+    max_queued_jobs_per_user: int = 1000  # jobs per user not yet ended (waiting or running); 0 = no cap
+    max_parameters: int = 1000  # names in one job's notebookParameters; 0 = no cap
+    max_parameter_bytes: int = 16 * 1024 * 1024  # one job's notebookParameters as compact JSON; 0 = no cap
     kernel_user: str = ""  # OS user kernels run as (the server must be root); "" = the server's user
     keep_job_dirs: bool = False  # keep <data dir>/jobs/<job>-<attempt> after the job (for debugging)
     warm_pool_ttl_seconds: float = 3600.0
@@ -54,6 +57,12 @@ class Settings:
     token_minutes: int = 60
     max_token_minutes: int = 14 * 24 * 60
     max_upload_bytes: int = 100 * 1024 * 1024
+    max_request_bytes: int = 10 * 1024 * 1024  # any other request body (forms, JSON); also one form field
+    # Sign-in lockout (per server process): failures in a window lock the name / address for a while
+    login_max_failures: int = 10  # per username; 0 = no limit
+    login_max_failures_per_address: int = 50  # per client address; 0 = no limit
+    login_window_seconds: float = 900.0
+    login_lockout_seconds: float = 900.0
     # Scheduled tasks and webhook receivers (issue 6)
     schedule_interval_seconds: float = 5.0
     max_active_tasks: int = 20  # per user, as ArcGIS (activeTasksAvailable)
@@ -62,7 +71,7 @@ class Settings:
     # Scale-out (issue 5): with a broker URL, serve publishes jobs to Celery and `nbjobs worker` runs them
     broker_url: str = ""  # redis://… or amqp://…; empty: the embedded local pool
     redispatch_seconds: float = 60.0  # re-publish a SUBMITTED job nobody claimed for this long
-    drain_seconds: float = 600.0  # on SIGTERM a worker lets running jobs finish for up to this long
+    drain_seconds: float = 600.0  # on SIGTERM a worker (or serve) lets running jobs finish this long
     # kombu transport options as a JSON object, e.g. {"visibility_timeout": 43200} (Redis); rarely needed
     broker_transport_options: str = ""
     # Web tools (issue 7): how long a synchronous `execute` waits before answering with the job to poll
@@ -89,6 +98,16 @@ class Settings:
             raise ConfigurationError(f"workers must be 0 or more, got {self.workers}")
         if self.max_execute_notebook_time_minutes <= 0:
             raise ConfigurationError("maxExecuteNotebookTimeMinutes must be a positive number of minutes")
+        if min(self.login_max_failures, self.login_max_failures_per_address) < 0:
+            raise ConfigurationError("login max failures must be 0 (no limit) or more")
+        if self.login_window_seconds <= 0 or self.login_lockout_seconds <= 0:
+            raise ConfigurationError("login window and lockout must be positive numbers of seconds")
+        for name in _NON_NEGATIVE:
+            if getattr(self, name) < 0:
+                raise ConfigurationError(f"{name} must be 0 or more, got {getattr(self, name)}")
+        for name in ("max_upload_bytes", "max_request_bytes"):
+            if getattr(self, name) <= 0:
+                raise ConfigurationError(f"{name} must be a positive number, got {getattr(self, name)}")
         if self.broker_transport_options:
             try:
                 options = json.loads(self.broker_transport_options)
@@ -105,6 +124,16 @@ class Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
+_NON_NEGATIVE = (
+    "max_jobs_per_user",
+    "max_queued_jobs_per_user",
+    "max_parameters",
+    "max_parameter_bytes",
+    "max_cell_output_bytes",
+    "max_notebook_output_bytes",
+    "webhook_max_body_bytes",
+)
+
 _ENV = {
     "NBJOBS_DATA_DIR": ("data_dir", Path),
     "NBJOBS_DATABASE_URL": ("database_url", str),
@@ -119,6 +148,9 @@ _ENV = {
     "NBJOBS_POLL_SECONDS": ("poll_seconds", float),
     "NBJOBS_WARM_POOL_SIZE": ("warm_pool_size", int),
     "NBJOBS_MAX_JOBS_PER_USER": ("max_jobs_per_user", int),
+    "NBJOBS_MAX_QUEUED_JOBS_PER_USER": ("max_queued_jobs_per_user", int),
+    "NBJOBS_MAX_PARAMETERS": ("max_parameters", int),
+    "NBJOBS_MAX_PARAMETER_BYTES": ("max_parameter_bytes", int),
     "NBJOBS_KERNEL_USER": ("kernel_user", str),
     "NBJOBS_KEEP_JOB_DIRS": ("keep_job_dirs", lambda v: v.strip().lower() in {"1", "true", "yes", "on"}),
     "NBJOBS_WARM_POOL_TTL_SECONDS": ("warm_pool_ttl_seconds", float),
@@ -134,7 +166,13 @@ _ENV = {
     "NBJOBS_ADMIN_USER": ("admin_user", str),
     "NBJOBS_ADMIN_PASSWORD": ("admin_password", str),
     "NBJOBS_TOKEN_MINUTES": ("token_minutes", int),
+    "NBJOBS_MAX_TOKEN_MINUTES": ("max_token_minutes", int),
     "NBJOBS_MAX_UPLOAD_BYTES": ("max_upload_bytes", int),
+    "NBJOBS_MAX_REQUEST_BYTES": ("max_request_bytes", int),
+    "NBJOBS_LOGIN_MAX_FAILURES": ("login_max_failures", int),
+    "NBJOBS_LOGIN_MAX_FAILURES_PER_ADDRESS": ("login_max_failures_per_address", int),
+    "NBJOBS_LOGIN_WINDOW_SECONDS": ("login_window_seconds", float),
+    "NBJOBS_LOGIN_LOCKOUT_SECONDS": ("login_lockout_seconds", float),
     "NBJOBS_SCHEDULE_INTERVAL_SECONDS": ("schedule_interval_seconds", float),
     "NBJOBS_MAX_ACTIVE_TASKS": ("max_active_tasks", int),
     "NBJOBS_WEBHOOK_MAX_BODY_BYTES": ("webhook_max_body_bytes", int),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 from pathlib import Path
 
 import click
@@ -40,6 +42,12 @@ from nbjobs.settings import load_settings
     default=None,
     help="Serve plain HTTP (local use only: the ArcGIS client wants HTTPS). [env NBJOBS_INSECURE_HTTP]",
 )
+@click.option(
+    "--drain-seconds",
+    type=float,
+    help="On SIGTERM/SIGINT: stop serving and taking jobs, let running ones finish for this long, then "
+    "end them as lost (FAILED, worker_lost). [env NBJOBS_DRAIN_SECONDS; default 600]",
+)
 def serve(
     host: str | None,
     port: int | None,
@@ -48,8 +56,12 @@ def serve(
     cert: Path | None,
     key: Path | None,
     insecure_http: bool | None,
+    drain_seconds: float | None,
 ) -> None:
-    """Start the server: the ArcGIS-compatible API plus a local pool of notebook workers."""
+    """Start the server: the ArcGIS-compatible API plus a local pool of notebook workers.
+
+    SIGTERM (or Ctrl-C) stops it gracefully: see --drain-seconds; a second signal stops it at once
+    (what still runs is then recovered at the next start)."""
     import uvicorn
 
     from nbjobs.app import NbJobs
@@ -67,6 +79,7 @@ def serve(
             cert_file=cert,
             key_file=key,
             insecure_http=insecure_http,
+            drain_seconds=drain_seconds,
         )
         if (settings.cert_file is None) != (settings.key_file is None):
             raise click.UsageError("--cert and --key go together")
@@ -94,7 +107,25 @@ def serve(
         runs = "jobs go to the broker (run `nbjobs worker`)"
     click.echo(f"nbjobs {runs}, data in {settings.data_dir.resolve()}")
     click.echo(f"serving at {url}  (portal {url}/sharing/rest, admin {url}/admin)", nl=True)
+    # uvicorn handles SIGTERM/SIGINT itself, then restores the handlers it found and raises the signal
+    # again: with the default ones the process would die there, before the pool drains.
+    draining = threading.Event()
+
+    def stop_requested(sig: int, _frame: object) -> None:
+        # The signal uvicorn passes on once it stopped serving: the drain follows. Another one during
+        # the drain stops the process at once (its running jobs are recovered at the next start).
+        if draining.is_set():
+            signal.signal(sig, signal.SIG_DFL)
+            signal.raise_signal(sig)
+
+    previous = {sig: signal.signal(sig, stop_requested) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         uvicorn.run(create_app(nbjobs), host=settings.host, port=settings.port, log_level="warning", **tls)
     finally:
-        nbjobs.stop()
+        draining.set()
+        logging.getLogger(__name__).warning(
+            "stopping: running jobs may finish within %gs", settings.drain_seconds
+        )
+        nbjobs.stop(grace=settings.drain_seconds)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

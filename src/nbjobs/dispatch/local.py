@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from nbjobs.clock import Clock
 from nbjobs.execution.supervisor import Supervisor
@@ -75,6 +76,16 @@ class LocalPool:
             )
             thread.start()
             self._threads.append(thread)
+
+    def drain(self, timeout: float) -> bool:
+        """Stop taking jobs and wait up to ``timeout`` seconds in all for the running ones to end;
+        True when none still runs."""
+        self._stopping.set()
+        self._wake.set()
+        end = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, end - time.monotonic()))
+        return not any(thread.is_alive() for thread in self._threads)
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop taking jobs; wait up to ``timeout`` for running ones to finish."""

@@ -25,6 +25,7 @@ from nbjobs.execution.limits import Limits, RlimitBackend, backend_named
 from nbjobs.execution.notebooks import (
     OutputCap,
     add_error_marker,
+    coalesce_streams,
     code_cell_indexes,
     kernel_name_of,
     read_notebook,
@@ -148,7 +149,8 @@ def execute(request: ExecutionRequest, listener: Listener, warm: WarmKernel | No
         kernel_name=kernel_name,
         timeout=request.cell_timeout_seconds,
         shutdown_kernel="immediate",
-        coalesce_streams=True,
+        coalesce_streams=False,  # done by the hook: nbclient's own is quadratic in the line length
+        on_cell_executed=coalesce_streams,
         resources={"metadata": {"path": request.cwd}},
     )
     if warm is not None:

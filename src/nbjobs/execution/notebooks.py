@@ -189,8 +189,8 @@ class OutputCap:
         self._mark(cell_index)
         message = f"\n[nbjobs] output truncated: {notice}\n"
         if output.get("output_type") == "stream":
-            kept = _text(output.get("text", ""))[:room]
-            self._count(cell_index, len(kept))
+            kept = _fit(_text(output.get("text", "")), room)
+            self._count(cell_index, _stored_len(kept))
             return nbformat.from_dict({**output, "text": kept + message})
         return nbformat.v4.new_output("stream", name="stderr", text=message)
 
@@ -204,6 +204,42 @@ class OutputCap:
             self.truncated_cells.append(cell_index)
 
 
+def coalesce_streams(cell: NotebookNode, **_: Any) -> None:
+    """Merge a cell's stdout (and stderr) outputs into one each and apply carriage returns as a
+    terminal would: nbclient's ``coalesce_streams`` in linear time. Its carriage-return regex
+    (``.*\\r(?=[^\\n])``) is quadratic in the line length, so one 1 MB line without a newline kept
+    the runner busy for hours after the cell had ended."""
+    outputs: list[NotebookNode] = []
+    streams: dict[str, NotebookNode] = {}
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "stream":
+            name = output.get("name", "stdout")
+            if name in streams:
+                streams[name]["text"] += _text(output.get("text", ""))
+                continue
+            output["text"] = _text(output.get("text", ""))
+            streams[name] = output
+        outputs.append(output)
+    for output in streams.values():
+        output["text"] = _apply_controls(output["text"])
+    for i, output in enumerate(outputs):  # stdout before stderr when they are adjacent, as nbclient does
+        nxt = outputs[i + 1] if i + 1 < len(outputs) else None
+        if output.get("name") == "stderr" and nxt is not None and nxt.get("name") == "stdout":
+            outputs[i], outputs[i + 1] = nxt, output
+    cell["outputs"] = outputs
+
+
+def _apply_controls(text: str) -> str:
+    if "\r" in text:  # a carriage return not ending a line starts the line over
+        lines = text.split("\n")
+        for i, line in enumerate(lines):
+            cut = line.rfind("\r", 0, len(line) - 1)
+            if cut >= 0:
+                lines[i] = line[cut + 1 :]
+        text = "\n".join(lines)
+    return text
+
+
 def _text(value: Any) -> str:
     if isinstance(value, str):
         return value
@@ -212,17 +248,41 @@ def _text(value: Any) -> str:
     return json.dumps(value, default=str)
 
 
+# A line of output text is stored as its own indented JSON string: `      "text\n",` plus a newline.
+LINE_COST = 10
+
+
+def _stored_len(text: str) -> int:
+    """Bytes ``text`` takes in the saved notebook: UTF-8, JSON escapes, and one JSON string per line."""
+    return len(json.dumps(text, ensure_ascii=False).encode("utf-8")) - 2 + LINE_COST * text.count("\n")
+
+
+def _fit(text: str, room: int) -> str:
+    """The longest prefix of ``text`` whose stored size is at most ``room``."""
+    kept = text[: max(0, room)]
+    while kept and (size := _stored_len(kept)) > room:
+        kept = kept[: min(len(kept) - 1, len(kept) * room // size)]
+    return kept
+
+
+def _value_len(value: Any) -> int:
+    """Stored size of text (a string or list of lines) or of a JSON value (kept as JSON, not as text)."""
+    if isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+        return _stored_len(_text(value))
+    return len(json.dumps(value, ensure_ascii=False, default=str).encode("utf-8"))
+
+
 def _size(output: dict[str, Any]) -> int:
-    """Size of an output: stream text, the values of a data bundle, or the whole dict otherwise."""
+    """Stored size of an output: stream text, the values of a data bundle, or the whole dict otherwise."""
     kind = output.get("output_type")
     if kind == "stream":
-        return len(_text(output.get("text", "")))
+        return _stored_len(_text(output.get("text", "")))
     if kind == "error":
-        return sum(len(_text(output.get(key, ""))) for key in ("ename", "evalue", "traceback"))
+        return sum(_value_len(output.get(key, "")) for key in ("ename", "evalue", "traceback"))
     data = output.get("data")
     if isinstance(data, dict):
-        return sum(len(_text(value)) for value in data.values())
-    return len(_text(output))
+        return sum(_value_len(value) for value in data.values())
+    return _value_len(output)
 
 
 def _cap_error(output: dict[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,8 @@ from nbjobs.errors import InvalidParameters
 INJECTED_TAG = "injected-parameters"
 PARAMETERS_TAG = "parameters"
 DEFAULT_COMMENT = "# Parameters injected by nbjobs"
+# Python's parser refuses more than 200 nested brackets; stay well below so an injected cell always compiles.
+MAX_DEPTH = 100
 
 _JSON_TYPE_NAMES = {list: "array", str: "string", int: "number", float: "number", bool: "boolean"}
 
@@ -29,7 +31,9 @@ def parse_parameters(raw: str | Mapping[str, Any] | None) -> dict[str, Any]:
     if isinstance(raw, str):
         try:
             value: Any = json.loads(raw)
-        except (ValueError, RecursionError) as exc:
+        except RecursionError:
+            raise InvalidParameters(_too_deep("notebookParameters")) from None
+        except ValueError as exc:
             raise InvalidParameters(f"notebookParameters is not valid JSON: {exc}") from None
     else:
         value = raw
@@ -40,12 +44,35 @@ def parse_parameters(raw: str | Mapping[str, Any] | None) -> dict[str, Any]:
     for name, item in value.items():
         if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
             raise InvalidParameters(f"parameter name {name!r} is not a valid Python identifier")
+        if _deeper_than(item, MAX_DEPTH):
+            raise InvalidParameters(_too_deep(f"parameter '{name}'"))
         try:
             render_literal(item, name=name)
         except RecursionError:
-            raise InvalidParameters(f"parameter '{name}' is nested too deeply") from None
+            raise InvalidParameters(_too_deep(f"parameter '{name}'")) from None
         params[name] = item
     return params
+
+
+def _too_deep(what: str) -> str:
+    return f"{what} is nested too deeply: at most {MAX_DEPTH} levels of lists and objects"
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """True when ``value`` nests lists/tuples/mappings more than ``limit`` levels (no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        current, depth = stack.pop()
+        if isinstance(current, Mapping):
+            children: Any = current.values()
+        elif isinstance(current, list | tuple):
+            children = current
+        else:
+            continue
+        if depth >= limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def render_literal(value: Any, *, name: str | None = None) -> str:

@@ -32,7 +32,7 @@ from nbjobs.execution.limits import LimitBackend, RlimitBackend
 from nbjobs.execution.pool import RunnerPool
 from nbjobs.execution.processes import kill_process_tree
 from nbjobs.execution.runner import request_to_json
-from nbjobs.models import Failure, FailureReason, Job, JobStatus, RuntimeSpec
+from nbjobs.models import RUNNING, Failure, FailureReason, Job, JobStatus, RuntimeSpec
 from nbjobs.settings import Settings
 from nbjobs.store.base import OUTPUT, JobStore, JobUpdate
 
@@ -283,8 +283,8 @@ class _Run:
                 self.check_now = False
                 next_check = now + settings.poll_seconds
                 current = self.store.get(job.job_id)
-                if current is None or current.attempt != job.attempt or current.ended:
-                    self.fenced = True  # deleted, re-run, or ended by someone else
+                if current is None or current.attempt != job.attempt or current.status not in RUNNING:
+                    self.fenced = True  # deleted, re-run, re-queued or ended by someone else
                     self._kill_all(proc)
                 elif current.cancel_requested:
                     self._begin_stop(FailureReason.CANCELLED)

@@ -7,6 +7,7 @@ The running server reads the effective values through ``current()`` (cached for 
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -112,10 +113,13 @@ def _coerce(name: str, value: Any, prop: Property) -> Any:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise InvalidRequest(f"'{name}' must be a number.")
     try:
-        number = prop.kind(float(value)) if prop.kind is int else float(value)
+        as_float = float(value)
     except ValueError:
         raise InvalidRequest(f"'{name}' must be a number.") from None
-    if prop.kind is int and float(value) != int(float(value)):
+    if not math.isfinite(as_float):  # NaN and Infinity: no limit to compute with, and not JSON either
+        raise InvalidRequest(f"'{name}' must be a finite number.")
+    number = int(as_float) if prop.kind is int else as_float
+    if prop.kind is int and as_float != number:
         raise InvalidRequest(f"'{name}' must be a whole number.")
     if prop.minimum is not None and number < prop.minimum:
         raise InvalidRequest(f"'{name}' must be at least {prop.minimum:g}.")

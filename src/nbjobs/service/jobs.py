@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from nbjobs.clock import Clock
-from nbjobs.errors import CannotCancel, InvalidRequest, JobNotFound
+from nbjobs.errors import (
+    CannotCancel,
+    InvalidParameters,
+    InvalidRequest,
+    JobLimitReached,
+    JobNotFound,
+    PayloadTooLarge,
+)
 from nbjobs.execution.parameters import parse_parameters
 from nbjobs.models import (
     ENDED,
@@ -67,10 +75,12 @@ class JobService:
     ) -> Job:
         """Store a new SUBMITTED job; the notebook itself is checked when it runs, parameters now."""
         inputs = inputs or JobInputs()
+        params = parse_parameters(inputs.notebook_parameters if parameters is None else parameters)
+        check_parameter_limits(
+            params, max_count=self.settings.max_parameters, max_bytes=self.settings.max_parameter_bytes
+        )
         if parameters is not None:
-            inputs = _with_parameters(inputs, parse_parameters(parameters))
-        else:
-            parse_parameters(inputs.notebook_parameters)
+            inputs = _with_parameters(inputs, params)
         if inputs.execution_timeout_minutes is not None and inputs.execution_timeout_minutes < 0:
             raise InvalidRequest("executionTimeoutInMinutes must be 0 or a positive number of minutes")
         if retry_on_worker_lost < 0:
@@ -87,7 +97,12 @@ class JobService:
             revision=now,
             retry_on_worker_lost=retry_on_worker_lost,
         )
-        self.store.create(job, notebook)
+        cap = self.settings.max_queued_jobs_per_user
+        if not self.store.create(job, notebook, max_active=cap):
+            raise JobLimitReached(
+                f"Too many jobs: '{who.username}' already has {cap} jobs waiting or running, the most this "
+                "server accepts (NBJOBS_MAX_QUEUED_JOBS_PER_USER). Submit again when some have ended."
+            )
         self._on_submit(job)
         return job
 
@@ -152,6 +167,23 @@ class JobService:
         """Delete jobs that ended more than asyncJobsCleanAgeHours ago."""
         age = self._clean_age_hours() * HOUR_MS
         return self.store.delete_ended(ended_before=self.clock() - age)
+
+
+def check_parameter_limits(params: dict[str, Any], *, max_count: int, max_bytes: int) -> None:
+    """Refuse more than ``max_count`` parameters or more than ``max_bytes`` of them as compact JSON
+    (0: no limit); InvalidParameters / PayloadTooLarge name the limit."""
+    if max_count and len(params) > max_count:
+        raise InvalidParameters(
+            f"notebookParameters has {len(params)} parameters; this server accepts at most {max_count} "
+            "(NBJOBS_MAX_PARAMETERS)."
+        )
+    if max_bytes:
+        size = len(json.dumps(params, ensure_ascii=False, separators=(",", ":"), default=str).encode())
+        if size > max_bytes:
+            raise PayloadTooLarge(
+                f"notebookParameters is {size} bytes as JSON; this server accepts at most {max_bytes} "
+                "(NBJOBS_MAX_PARAMETER_BYTES)."
+            )
 
 
 def _with_parameters(inputs: JobInputs, params: dict[str, Any]) -> JobInputs:

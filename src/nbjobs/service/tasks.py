@@ -103,6 +103,8 @@ def normalize_parameters(raw: dict[str, Any] | None) -> dict[str, Any]:
     if isinstance(notebook, str):
         try:
             notebook = json.loads(notebook) if notebook.strip() else {}
+        except RecursionError:
+            raise InvalidRequest("notebookParameters is nested too deeply.") from None
         except ValueError:
             raise InvalidRequest("notebookParameters must be a JSON object; it is not valid JSON.") from None
     out: dict[str, Any] = {
@@ -346,9 +348,14 @@ def _check_type(task_type: str) -> None:
     )
 
 
+MAX_DATE_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last instant a schedule can compute
+
+
 def _check_dates(task: Task) -> None:
     if task.start_date < 0 or task.end_date < 0:
         raise InvalidRequest("startDate and endDate are epoch milliseconds and cannot be negative.")
+    if task.start_date > MAX_DATE_MS or task.end_date > MAX_DATE_MS:
+        raise InvalidRequest(f"startDate and endDate are epoch milliseconds up to {MAX_DATE_MS} (year 9999).")
     if task.end_date and task.start_date and task.start_date > task.end_date:
         raise InvalidRequest(
             f"startDate ({task.start_date}) is after endDate ({task.end_date}); the task would never run."

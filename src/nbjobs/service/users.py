@@ -11,6 +11,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from nbjobs.clock import Clock
 from nbjobs.errors import InvalidCredentials, InvalidRequest, PermissionDenied, UserNotFound
+from nbjobs.service.login_limit import LoginLimiter
 from nbjobs.store.users import ORG_ADMIN, ORG_USER, ROLES, User, UserStore
 
 CREATE_NOTEBOOKS = "premium:publisher:createNotebooks"
@@ -49,10 +50,18 @@ def default_privileges(role: str) -> tuple[str, ...]:
 class UserService:
     """Account management and password checks. Unknown user and wrong password fail alike."""
 
-    def __init__(self, store: UserStore, clock: Clock, hasher: PasswordHasher | None = None) -> None:
+    def __init__(
+        self,
+        store: UserStore,
+        clock: Clock,
+        hasher: PasswordHasher | None = None,
+        *,
+        limiter: LoginLimiter | None = None,
+    ) -> None:
         self.store = store
         self.clock = clock
         self.hasher = hasher or PasswordHasher()
+        self.limiter = limiter or LoginLimiter(clock)  # the default limits nothing
 
     def add(
         self,
@@ -104,8 +113,26 @@ class UserService:
         self.store.save(user)
         return user
 
-    def authenticate(self, username: str, password: str) -> User:
-        """The enabled user with this password, else InvalidCredentials."""
+    def authenticate(self, username: str, password: str, *, address: str = "") -> User:
+        """The enabled user with this password, else InvalidCredentials; TooManyLogons while the name or
+        the client ``address`` is locked out by failed attempts (checked before the password)."""
+        attempt = self.limiter.admit(username or "", address)
+        try:
+            user = self._check_password(username, password)
+        except InvalidCredentials:
+            self.limiter.failed(attempt)
+            raise
+        except BaseException:  # e.g. the store is down: not a failed guess
+            self.limiter.release(attempt)
+            raise
+        self.limiter.succeeded(attempt)
+        if user.disabled:
+            raise InvalidCredentials("Unable to generate token.", details=["This account has been disabled."])
+        if self.hasher.check_needs_rehash(user.password_hash):
+            self.store.save(dataclasses.replace(user, password_hash=self._hash(password)))
+        return user
+
+    def _check_password(self, username: str, password: str) -> User:
         user = self.store.get(username or "")
         if user is None:
             self._hash("timing-equaliser")  # an unknown name costs as much as a wrong password
@@ -114,10 +141,6 @@ class UserService:
             self.hasher.verify(user.password_hash, password or "")
         except (VerificationError, InvalidHashError):
             raise _bad_login() from None
-        if user.disabled:
-            raise InvalidCredentials("Unable to generate token.", details=["This account has been disabled."])
-        if self.hasher.check_needs_rehash(user.password_hash):
-            self.store.save(dataclasses.replace(user, password_hash=self._hash(password)))
         return user
 
     def ensure_admin(self, username: str, password: str = "") -> str | None:

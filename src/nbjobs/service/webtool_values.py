@@ -58,7 +58,7 @@ def _unwrap(raw: Any) -> Any:
     if isinstance(raw, str) and raw.lstrip().startswith("{"):
         try:
             parsed = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             return raw
         if isinstance(parsed, dict) and "value" in parsed:
             return parsed["value"]
@@ -70,6 +70,8 @@ def _json(raw: Any) -> Any:
         return raw
     try:
         return json.loads(raw)
+    except RecursionError:
+        raise _Reject("the JSON is nested too deeply") from None
     except ValueError:
         raise _Reject(f"{_short(raw)!r} is not valid JSON") from None
 
@@ -241,7 +243,7 @@ def _out_record_set(value: Any) -> dict[str, Any]:
     if isinstance(value, str):  # some to_json() return text that is itself JSON
         try:
             value = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise _Reject("expected a record set, got text that is not JSON") from None
     if isinstance(value, list) and all(isinstance(row, dict) for row in value):
         return {"features": [{"attributes": row} for row in value]}

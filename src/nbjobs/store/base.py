@@ -30,8 +30,9 @@ class JobUpdate:
 class JobStore(Protocol):
     """Durable job state. Every status change is a compare-and-set against the transition table."""
 
-    def create(self, job: Job, notebook: bytes) -> None:
-        """Insert a new SUBMITTED job and its input notebook in one transaction."""
+    def create(self, job: Job, notebook: bytes, *, max_active: int = 0) -> bool:
+        """Insert a new SUBMITTED job and its input notebook in one transaction. With ``max_active`` > 0
+        nothing is inserted (False) when its owner already has that many jobs not ended."""
 
     def get(self, job_id: str) -> Job | None:
         """The job, or None."""

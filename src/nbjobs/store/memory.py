@@ -21,12 +21,17 @@ class MemoryJobStore:
     def close(self) -> None:
         pass
 
-    def create(self, job: Job, notebook: bytes) -> None:
+    def create(self, job: Job, notebook: bytes, *, max_active: int = 0) -> bool:
         with self._lock:
             if job.job_id in self._jobs:
                 raise ValueError(f"duplicate job id {job.job_id}")
+            if max_active > 0:
+                active = sum(1 for j in self._jobs.values() if j.username == job.username and not j.ended)
+                if active >= max_active:
+                    return False
             self._jobs[job.job_id] = job
             self._blobs[(job.job_id, "input")] = notebook
+            return True
 
     def get(self, job_id: str) -> Job | None:
         return self._jobs.get(job_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import Engine, create_engine, delete, event, func, insert, literal, select, update
 from sqlalchemy.exc import DatabaseError, OperationalError
 
 from nbjobs.errors import StoreError
@@ -23,6 +23,8 @@ from nbjobs.models import (
 from nbjobs.settings import Settings
 from nbjobs.store.base import JobUpdate
 from nbjobs.store.tables import job_blobs, jobs
+
+NOT_ENDED = frozenset(JobStatus) - ENDED
 
 
 def job_from_row(row: Any) -> Job:
@@ -113,12 +115,32 @@ class SqlJobStore:
         self.engine.dispose()
 
     # -- writes -------------------------------------------------------------------------------------
-    def create(self, job: Job, notebook: bytes) -> None:
+    def create(self, job: Job, notebook: bytes, *, max_active: int = 0) -> bool:
+        row = job_to_row(job)
+        stmt: Any = insert(jobs).values(**row)
+        if max_active > 0:
+            # One conditional INSERT … SELECT: the count and the insert are one statement, atomic under
+            # SQLite's single writer; PostgreSQL serialises one user's submits with an advisory lock.
+            active = (
+                select(func.count())
+                .select_from(jobs)
+                # `IN (not ended)`, not `NOT IN (ended)`: index seeks that never visit the user's ended jobs
+                .where(jobs.c.username == job.username, jobs.c.status.in_([str(s) for s in NOT_ENDED]))
+                .scalar_subquery()
+            )
+            values = select(*(literal(v, type_=jobs.c[k].type) for k, v in row.items())).where(
+                active < max_active
+            )
+            stmt = insert(jobs).from_select(list(row), values)
         with self.engine.begin() as conn:
-            conn.execute(insert(jobs).values(**job_to_row(job)))
+            if max_active > 0 and conn.dialect.name == "postgresql":
+                conn.execute(select(func.pg_advisory_xact_lock(func.hashtext("nbjobs-user:" + job.username))))
+            if conn.execute(stmt.returning(jobs.c.job_id)).first() is None:
+                return False  # nothing inserted: the owner has max_active jobs not ended
             conn.execute(
                 insert(job_blobs).values(job_id=job.job_id, kind="input", data=notebook, updated=job.revision)
             )
+        return True
 
     def transition(
         self,
@@ -372,6 +394,9 @@ def open_store(settings: Settings, *, migrate: bool = True) -> SqlJobStore:
     except (OperationalError, DatabaseError) as exc:
         engine.dispose()
         raise StoreError(f"cannot open the job store at {_redact(engine)}: {exc.orig}") from exc
+    except StoreError:  # e.g. a schema revision newer than this code: nothing was changed
+        engine.dispose()
+        raise
     return SqlJobStore(engine)
 
 

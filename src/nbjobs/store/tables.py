@@ -53,6 +53,9 @@ jobs = Table(
     Index("ix_jobs_status_created", "status", "date_created"),
     Index("ix_jobs_username_created", "username", "date_created"),
     Index("ix_jobs_status_lease", "status", "lease_expires"),
+    Index("ix_jobs_created", "date_created", "job_id"),  # 0009: the unfiltered list, either order
+    Index("ix_jobs_username_status", "username", "status"),  # 0009: per-user count of jobs not ended
+    Index("ix_jobs_status_end", "status", "end_time"),  # 0009: the clean-up of old ended jobs
 )
 
 # Live `nbjobs worker` processes (and servers running a local pool): the machines view and recovery.

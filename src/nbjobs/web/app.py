@@ -71,7 +71,13 @@ def create_app(nbjobs: NbJobs, *, sync_interval: float | None = None) -> FastAPI
         return RedirectResponse(f"/{settings.context}/admin")
 
     install_error_handlers(app, settings.context)
-    app.add_middleware(Guard, max_body=settings.max_upload_bytes, context=settings.context)
+    app.add_middleware(
+        Guard,
+        max_body=settings.max_upload_bytes,
+        context=settings.context,
+        max_request=settings.max_request_bytes,
+        max_webhook=settings.webhook_max_body_bytes,
+    )
     return app
 
 

@@ -33,8 +33,9 @@ def token_of(request: Request, params: Params) -> str:
     return ""
 
 
-async def optional_user(request: Request, params: Annotated[Params, Depends(read_params)]) -> User | None:
-    """The token's user; None without a token; InvalidToken (498) for a bad one."""
+def optional_user(request: Request, params: Annotated[Params, Depends(read_params)]) -> User | None:
+    """The token's user; None without a token; InvalidToken (498) for a bad one. A plain function:
+    FastAPI runs it in its thread pool, so the database lookup never blocks the event loop."""
     token = token_of(request, params)
     if not token:
         return None

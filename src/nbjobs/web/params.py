@@ -12,6 +12,9 @@ from starlette.requests import Request
 from nbjobs.errors import InvalidRequest
 
 FORMATS = ("html", "json", "pjson")
+INT64 = 2**63
+MAX_FIELDS = 1000  # form fields per request
+MAX_FILES = 10  # uploaded files per request
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
@@ -41,7 +44,9 @@ class Params:
             return False
         raise InvalidRequest(f"Invalid value for '{name}': {raw!r} (expected true or false).")
 
-    def integer(self, name: str, default: int | None, *, minimum: int | None = None) -> int | None:
+    def integer(
+        self, name: str, default: int | None, *, minimum: int | None = None, maximum: int | None = None
+    ) -> int | None:
         raw = self.text(name)
         if raw == "":
             return default
@@ -57,6 +62,10 @@ class Params:
             value = int(as_float)
         if minimum is not None and value < minimum:
             raise InvalidRequest(f"Invalid value for '{name}': {raw!r} (must be at least {minimum}).")
+        if maximum is not None and value > maximum:
+            raise InvalidRequest(f"Invalid value for '{name}': {raw!r} (must be at most {maximum}).")
+        if not -INT64 <= value < INT64:  # what every integer column (and ArcGIS's Java long) holds
+            raise InvalidRequest(f"Invalid value for '{name}': {raw!r} (out of the 64-bit integer range).")
         return value
 
     def json_object(self, name: str) -> dict[str, Any] | None:
@@ -65,6 +74,8 @@ class Params:
             return None
         try:
             value = json.loads(raw)
+        except RecursionError:
+            raise InvalidRequest(f"Invalid value for '{name}': JSON nested too deeply.") from None
         except ValueError:
             raise InvalidRequest(f"Invalid value for '{name}': not valid JSON.") from None
         if not isinstance(value, dict):
@@ -80,8 +91,10 @@ class Params:
         if raw.startswith("["):
             try:
                 parsed = json.loads(raw)
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise InvalidRequest(f"Invalid value for '{name}': not valid JSON.") from None
+            if not isinstance(parsed, list) or any(isinstance(v, list | dict) for v in parsed):
+                raise InvalidRequest(f"Invalid value for '{name}': expected a JSON array of words.")
             return tuple(str(v).strip() for v in parsed if str(v).strip())
         return tuple(w.strip() for w in raw.split(",") if w.strip())
 
@@ -103,7 +116,9 @@ async def read_params(request: Request) -> Params:
         content_type.startswith("application/x-www-form-urlencoded")
         or content_type.startswith("multipart/form-data")
     ):
-        form = await request.form(max_files=10, max_fields=1000)
+        # One form field may be as large as an ordinary request body (the Guard bounds the body itself).
+        max_field = request.app.state.nbjobs.settings.max_request_bytes
+        form = await request.form(max_files=MAX_FILES, max_fields=MAX_FIELDS, max_part_size=max_field)
         for key, value in form.multi_items():
             if isinstance(value, UploadFile):
                 params.files[key] = value

@@ -29,7 +29,7 @@ _EXECUTE_FIELDS = (
 
 
 @operation(router, "", summary="Administrator root", tags=TAGS)
-async def admin_root(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
+def admin_root(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
     return respond(
         request,
         {
@@ -45,7 +45,7 @@ async def admin_root(request: Request, nb: Nb, user: SignedIn, params: Form) -> 
 
 
 @operation(router, "/notebooks", summary="Open notebooks (none: nbjobs runs headless jobs)", tags=TAGS)
-async def notebooks_root(request: Request, user: SignedIn, params: Form) -> Response:
+def notebooks_root(request: Request, user: SignedIn, params: Form) -> Response:
     return respond(
         request,
         {"total": 0, "notebooks": [], "start": 1, "num": 0, "nextStart": -1},
@@ -63,7 +63,7 @@ async def notebooks_root(request: Request, user: SignedIn, params: Form) -> Resp
     fields=_EXECUTE_FIELDS,
     tags=TAGS,
 )
-async def execute_notebook(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
+def execute_notebook(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
     update = params.flag("updatePortalItem", True)
     save = params.flag("saveInjectedParameters", False)
     timeout = params.integer("executionTimeoutInMinutes", None, minimum=0)
@@ -127,7 +127,7 @@ def _system_properties(nb: NbJobs) -> dict:
 
 
 @operation(router, "/notebooks/configuration", summary="Notebook configuration", tags=TAGS)
-async def configuration(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
+def configuration(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
     return respond(
         request,
         _notebook_config(nb),
@@ -144,13 +144,13 @@ async def configuration(request: Request, nb: Nb, user: SignedIn, params: Form) 
     fields=_UPDATE_FIELDS,
     tags=TAGS,
 )
-async def update_configuration(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
+def update_configuration(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
     nb.config.update(user.is_admin, _changes(params, "configJSON", "properties"))
     return respond(request, {"status": "success"}, title="Configuration updated")
 
 
 @operation(router, "/system", summary="System resources", tags=TAGS)
-async def system_root(request: Request, user: SignedIn, params: Form) -> Response:
+def system_root(request: Request, user: SignedIn, params: Form) -> Response:
     return respond(
         request,
         {"resources": ["jobs", "properties"]},
@@ -160,7 +160,7 @@ async def system_root(request: Request, user: SignedIn, params: Form) -> Respons
 
 
 @operation(router, "/system/properties", summary="System properties", tags=TAGS)
-async def system_properties(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
+def system_properties(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
     return respond(
         request,
         _system_properties(nb),
@@ -177,7 +177,7 @@ async def system_properties(request: Request, nb: Nb, user: SignedIn, params: Fo
     fields=("properties",),
     tags=TAGS,
 )
-async def update_system_properties(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
+def update_system_properties(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
     changes = params.json_object("properties")
     if changes is None:
         raise InvalidRequest("'properties' is required: a JSON object of the properties to set.")

@@ -3,6 +3,7 @@ update and delete."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from fastapi import APIRouter
@@ -46,7 +47,7 @@ def _fields(params: Params, filename: str) -> ItemFields:
 
 
 @operation(router, "/users/{username}", summary="A user's items", tags=TAGS)
-async def user_content(request: Request, username: str, nb: Nb, user: SignedIn, params: Form) -> Response:
+def user_content(request: Request, username: str, nb: Nb, user: SignedIn, params: Form) -> Response:
     base = base_url(request, nb.settings)
     items = [item_view(i, base) for i in nb.items.list(user.principal(), username)]
     body = {
@@ -103,13 +104,15 @@ async def _add(request: Request, username: str, nb: Nb, user: SignedIn, params: 
     if params.flag("multipart", False):
         if data is not None:
             raise InvalidRequest("With multipart=true send the file with addPart, then commit.")
-        item_id = nb.items.begin_upload(
-            user.principal(), username, type=params.text("type", "Notebook"), fields=_fields(params, "")
-        )
+        item_id = await asyncio.to_thread(
+            nb.items.begin_upload,
+            user.principal(), username, type=params.text("type", "Notebook"), fields=_fields(params, ""),
+        )  # fmt: skip
         return respond(request, {"success": True, "id": item_id, "folder": None}, title="Upload started")
     if data is None:
         raise InvalidRequest("A notebook file is required: send it as the multipart 'file' part.")
-    item = nb.items.add(
+    item = await asyncio.to_thread(
+        nb.items.add,
         user.principal(),
         username,
         data,
@@ -135,7 +138,8 @@ async def add_part(
     upload = params.files.get("file")
     if part_num is None or upload is None:
         raise InvalidRequest("addPart needs 'partNum' (1, 2, ...) and the part as the multipart 'file' part.")
-    nb.items.add_part(user.principal(), item_id, part_num, await upload.read())
+    data = await upload.read()
+    await asyncio.to_thread(nb.items.add_part, user.principal(), item_id, part_num, data)
     return respond(request, {"success": True}, title="Part added")
 
 
@@ -147,7 +151,7 @@ async def add_part(
     fields=(*_ITEM_FIELDS, "fileName", "async"),
     tags=TAGS,
 )
-async def commit_item(
+def commit_item(
     request: Request, username: str, item_id: str, nb: Nb, user: SignedIn, params: Form
 ) -> Response:
     # The commit is synchronous (async=true is accepted): status answers "completed" right after.
@@ -157,7 +161,7 @@ async def commit_item(
 
 
 @operation(router, "/users/{username}/items/{item_id}/status", summary="An item's upload status", tags=TAGS)
-async def item_status(
+def item_status(
     request: Request, username: str, item_id: str, nb: Nb, user: SignedIn, params: Form
 ) -> Response:
     status = nb.items.upload_status(user.principal(), item_id)
@@ -178,14 +182,14 @@ async def update_item(
     request: Request, username: str, item_id: str, nb: Nb, user: SignedIn, params: Form
 ) -> Response:
     data, filename = await _upload(params)
-    nb.items.update(user.principal(), item_id, _fields(params, filename), data)
+    await asyncio.to_thread(nb.items.update, user.principal(), item_id, _fields(params, filename), data)
     return respond(request, {"success": True, "id": item_id}, title="Item updated")
 
 
 @operation(
     router, "/users/{username}/items/{item_id}/delete", summary="Delete an item", methods=("POST",), tags=TAGS
 )
-async def delete_item(
+def delete_item(
     request: Request, username: str, item_id: str, nb: Nb, user: SignedIn, params: Form
 ) -> Response:
     nb.items.delete(user.principal(), item_id)
@@ -193,7 +197,7 @@ async def delete_item(
 
 
 @operation(router, "/items/{item_id}", summary="An item's info", tags=TAGS)
-async def item_info(request: Request, item_id: str, nb: Nb, user: SignedIn, params: Form) -> Response:
+def item_info(request: Request, item_id: str, nb: Nb, user: SignedIn, params: Form) -> Response:
     nb.notebooks.sync_item_updates()
     item = nb.items.get(user.principal(), item_id)
     return respond(
@@ -221,7 +225,7 @@ async def item_info(request: Request, item_id: str, nb: Nb, user: SignedIn, para
     summary="Download an item's notebook (an attachment; inline JSON with f=json)",
     tags=TAGS,
 )
-async def item_data(request: Request, item_id: str, nb: Nb, user: SignedIn, params: Form) -> Response:
+def item_data(request: Request, item_id: str, nb: Nb, user: SignedIn, params: Form) -> Response:
     nb.notebooks.sync_item_updates()
     item, data = nb.items.data(user.principal(), item_id)
     if params.format != "html":

@@ -37,7 +37,7 @@ _FAST_POLL_FOR = 2.0
 
 
 @operation(router, "", summary="The services directory: web tools you may run", tags=TAGS)
-async def services_root(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
+def services_root(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
     tools = nb.webtools.visible(user)
     body = {
         "currentVersion": CURRENT_VERSION,
@@ -50,7 +50,7 @@ async def services_root(request: Request, nb: Nb, user: SignedIn, params: Form) 
 
 
 @operation(router, "/{service_name}/GPServer", summary="A web tool as a GP service", tags=TAGS)
-async def gp_service(request: Request, service_name: str, nb: Nb, user: SignedIn, params: Form) -> Response:
+def gp_service(request: Request, service_name: str, nb: Nb, user: SignedIn, params: Form) -> Response:
     tool = nb.webtools.callable(user, service_name)
     body = {
         "currentVersion": CURRENT_VERSION,
@@ -69,7 +69,7 @@ async def gp_service(request: Request, service_name: str, nb: Nb, user: SignedIn
 
 
 @operation(router, _TASK, summary="A web tool task: its parameters", tags=TAGS)
-async def gp_task(
+def gp_task(
     request: Request, service_name: str, task_name: str, nb: Nb, user: SignedIn, params: Form
 ) -> Response:
     tool = nb.webtools.callable(user, service_name)
@@ -94,7 +94,7 @@ async def gp_task(
 
 
 @operation(router, _TASK + "/submitJob", summary="Run the task asynchronously", tags=TAGS)
-async def submit_job(
+def submit_job(
     request: Request, service_name: str, task_name: str, nb: Nb, user: SignedIn, params: Form
 ) -> Response:
     job = nb.webtools.submit(user, service_name, task_name, params.values)
@@ -107,7 +107,7 @@ async def submit_job(
 async def execute(
     request: Request, service_name: str, task_name: str, nb: Nb, user: SignedIn, params: Form
 ) -> Response:
-    submitted = nb.webtools.submit(user, service_name, task_name, params.values)
+    submitted = await asyncio.to_thread(nb.webtools.submit, user, service_name, task_name, params.values)
     tool = nb.webtools.callable(user, service_name)
     tool_params = nb.webtools.params(tool, task_name)
     job = await _wait(nb, submitted.job_id, nb.settings.webtool_execute_wait_seconds)
@@ -125,7 +125,7 @@ async def execute(
 
 
 @operation(router, _JOB, summary="A web tool job: status, messages, results and inputs", tags=TAGS)
-async def gp_job(
+def gp_job(
     request: Request, service_name: str, task_name: str, job_id: str, nb: Nb, user: SignedIn, params: Form
 ) -> Response:
     _tool, tool_params, job, _call = nb.webtools.call(user, service_name, task_name, job_id)
@@ -139,7 +139,7 @@ async def gp_job(
 
 
 @operation(router, _JOB + "/results/{param_name}", summary="One output of a succeeded job", tags=TAGS)
-async def gp_result(
+def gp_result(
     request: Request,
     service_name: str,
     task_name: str,
@@ -160,7 +160,7 @@ async def gp_result(
 
 
 @operation(router, _JOB + "/inputs/{param_name}", summary="One input of a job", tags=TAGS)
-async def gp_input(
+def gp_input(
     request: Request,
     service_name: str,
     task_name: str,
@@ -180,7 +180,7 @@ async def gp_input(
 
 
 @operation(router, _JOB + "/cancel", summary="Cancel a web tool job", tags=TAGS)
-async def gp_cancel(
+def gp_cancel(
     request: Request, service_name: str, task_name: str, job_id: str, nb: Nb, user: SignedIn, params: Form
 ) -> Response:
     job = nb.webtools.cancel(user, service_name, task_name, job_id)
@@ -235,7 +235,7 @@ async def _wait(nb: NbJobs, job_id: str, seconds: float) -> Job:
     """The job once it has ended, or as it is when ``seconds`` have passed."""
     start = time.monotonic()
     while True:
-        job = nb.webtools.peek(job_id)
+        job = await asyncio.to_thread(nb.webtools.peek, job_id)
         if job is None:
             raise JobNotFound(job_id)
         elapsed = time.monotonic() - start

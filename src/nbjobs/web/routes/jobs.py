@@ -3,6 +3,8 @@ and the generic ``/admin/jobs/<id>``. Another user's job answers exactly like an
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
@@ -11,11 +13,13 @@ from nbjobs.errors import JobNotFound
 from nbjobs.models import Job, is_job_id
 from nbjobs.store.users import User
 from nbjobs.web.deps import Form, Nb, SignedIn
+from nbjobs.web.notebook_html import notebook_html_response
 from nbjobs.web.render import Link, Operation, respond
 from nbjobs.web.routing import operation
 from nbjobs.web.views import job_brief_a, job_brief_b, job_full, job_generic
 
 router = APIRouter(prefix="/admin")
+MAX_JOBS_PER_LIST = 10_000  # one answer builds every row it lists: bounded, see docs/limits.md
 TAGS = ("jobs",)
 _SUCCESS = {"status": "success"}
 
@@ -27,14 +31,25 @@ def _job(nb: Nb, user: User, job_id: str) -> Job:
 
 
 def _job_page(request: Request, nb: Nb, job: Job) -> Response:
-    links = [Link("output (executed notebook, nbjobs extension)", "output")] if job.ended else []
+    output = f"/{nb.settings.context}/admin/notebooks/jobs/{job.job_id}/output"
+    ended = job.ended
+    links = [Link("output (executed notebook, nbjobs extension)", output)] if ended else []
     return respond(
         request,
         job_full(job),
         title=f"Job {job.job_id}",
         links=links,
         operations=[Operation("cancel", "cancel")],
+        frame=Link("Executed notebook", f"{output}/html") if ended else None,
     )
+
+
+def _output(nb: Nb, user: User, job_id: str) -> bytes:
+    _job(nb, user, job_id)
+    data = nb.service.output_notebook(user.principal(), job_id)
+    if data is None:
+        raise JobNotFound(job_id)
+    return data
 
 
 # -- family B: /admin/notebooks/jobs ---------------------------------------------------------------------
@@ -47,9 +62,9 @@ def _job_page(request: Request, nb: Nb, job: Job) -> Response:
     fields=("detail", "num", "sortByDate"),
     tags=TAGS,
 )
-async def notebook_jobs(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
+def notebook_jobs(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
     detail = params.flag("detail", False)
-    num = params.integer("num", 100, minimum=1) or 100
+    num = params.integer("num", 100, minimum=1, maximum=MAX_JOBS_PER_LIST) or 100
     jobs, _total = nb.service.list(user.principal(), limit=num, newest_first=params.flag("sortByDate", False))
     body = (
         {"notebookJobs": [job_full(j) for j in jobs]}
@@ -60,12 +75,12 @@ async def notebook_jobs(request: Request, nb: Nb, user: SignedIn, params: Form) 
 
 
 @operation(router, "/notebooks/jobs/{job_id}", summary="One notebook job", tags=TAGS)
-async def notebook_job(request: Request, job_id: str, nb: Nb, user: SignedIn, params: Form) -> Response:
+def notebook_job(request: Request, job_id: str, nb: Nb, user: SignedIn, params: Form) -> Response:
     return _job_page(request, nb, _job(nb, user, job_id))
 
 
 @operation(router, "/notebooks/jobs/{job_id}/cancel", summary="Cancel a notebook job", tags=TAGS)
-async def notebook_job_cancel(
+def notebook_job_cancel(
     request: Request, job_id: str, nb: Nb, user: SignedIn, params: Form
 ) -> Response:
     _job(nb, user, job_id)
@@ -80,18 +95,27 @@ async def notebook_job_cancel(
     summary="nbjobs extension: the executed notebook of a job (outputs so far on failure/cancel)",
     tags=TAGS,
 )
-async def notebook_job_output(
+def notebook_job_output(
     request: Request, job_id: str, nb: Nb, user: SignedIn, params: Form
 ) -> Response:
-    _job(nb, user, job_id)
-    data = nb.service.output_notebook(user.principal(), job_id)
-    if data is None:
-        raise JobNotFound(job_id)
     return Response(
-        data,
+        _output(nb, user, job_id),
         media_type="application/x-ipynb+json",
         headers={"Content-Disposition": f'attachment; filename="{job_id}.ipynb"'},
     )
+
+
+@operation(
+    router,
+    "/notebooks/jobs/{job_id}/output/html",
+    methods=("GET",),
+    summary="nbjobs extension: the executed notebook as a sandboxed HTML page (no scripts, opaque origin)",
+    tags=TAGS,
+)
+async def notebook_job_output_html(
+    request: Request, job_id: str, nb: Nb, user: SignedIn, params: Form
+) -> Response:
+    return await notebook_html_response(await asyncio.to_thread(_output, nb, user, job_id))
 
 
 # -- family A: /admin/system/jobs ------------------------------------------------------------------------
@@ -104,9 +128,9 @@ async def notebook_job_output(
     fields=("detail", "num", "sortByDate"),
     tags=TAGS,
 )
-async def system_jobs(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
+def system_jobs(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
     detail = params.flag("detail", False)
-    num = params.integer("num", 100, minimum=1) or 100
+    num = params.integer("num", 100, minimum=1, maximum=MAX_JOBS_PER_LIST) or 100
     jobs, total = nb.service.list(user.principal(), limit=num, newest_first=params.flag("sortByDate", False))
     body = {"asyncJobs": [job_full(j) if detail else job_brief_a(j) for j in jobs], "total": total}
     return respond(
@@ -125,18 +149,18 @@ async def system_jobs(request: Request, nb: Nb, user: SignedIn, params: Form) ->
     methods=("POST",),
     tags=TAGS,
 )
-async def system_jobs_delete_all(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
+def system_jobs_delete_all(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
     nb.service.delete_all(user.principal())
     return respond(request, _SUCCESS, title="Deleted")
 
 
 @operation(router, "/system/jobs/{job_id}", summary="One job", tags=TAGS)
-async def system_job(request: Request, job_id: str, nb: Nb, user: SignedIn, params: Form) -> Response:
+def system_job(request: Request, job_id: str, nb: Nb, user: SignedIn, params: Form) -> Response:
     return _job_page(request, nb, _job(nb, user, job_id))
 
 
 @operation(router, "/system/jobs/{job_id}/cancel", summary="Cancel a job", tags=TAGS)
-async def system_job_cancel(request: Request, job_id: str, nb: Nb, user: SignedIn, params: Form) -> Response:
+def system_job_cancel(request: Request, job_id: str, nb: Nb, user: SignedIn, params: Form) -> Response:
     _job(nb, user, job_id)
     nb.service.cancel(user.principal(), job_id)
     return respond(request, _SUCCESS, title="Cancelled")
@@ -148,7 +172,7 @@ async def system_job_cancel(request: Request, job_id: str, nb: Nb, user: SignedI
 @operation(
     router, "/jobs/{job_id}", summary="A job in the generic admin-job shape (lower-case keys)", tags=TAGS
 )
-async def generic_job(request: Request, job_id: str, nb: Nb, user: SignedIn, params: Form) -> Response:
+def generic_job(request: Request, job_id: str, nb: Nb, user: SignedIn, params: Form) -> Response:
     job = _job(nb, user, job_id)
     return respond(
         request,
@@ -159,7 +183,7 @@ async def generic_job(request: Request, job_id: str, nb: Nb, user: SignedIn, par
 
 
 @operation(router, "/jobs/{job_id}/cancel", summary="Cancel a job (generic path)", tags=TAGS)
-async def generic_job_cancel(request: Request, job_id: str, nb: Nb, user: SignedIn, params: Form) -> Response:
+def generic_job_cancel(request: Request, job_id: str, nb: Nb, user: SignedIn, params: Form) -> Response:
     _job(nb, user, job_id)
     nb.service.cancel(user.principal(), job_id)
     return respond(request, _SUCCESS, title="Cancelled")

@@ -19,7 +19,7 @@ TAGS = ("portal",)
 
 
 @operation(router, "", summary="Portal root: currentVersion", tags=TAGS)
-async def portal_root(request: Request, params: Form) -> Response:
+def portal_root(request: Request, params: Form) -> Response:
     return respond(
         request,
         {"currentVersion": PORTAL_VERSION},
@@ -34,7 +34,7 @@ async def portal_root(request: Request, params: Form) -> Response:
 
 
 @operation(router, "/info", summary="Portal info: authInfo", tags=TAGS)
-async def portal_info(request: Request, nb: Nb, params: Form) -> Response:
+def portal_info(request: Request, nb: Nb, params: Form) -> Response:
     base = base_url(request, nb.settings)
     return respond(
         request,
@@ -80,14 +80,14 @@ def _portal_self(request: Request, nb: Nb, user: MaybeSignedIn) -> dict:
 
 
 @operation(router, "/portals/self", summary="The organization (and the signed-in user)", tags=TAGS)
-async def portals_self(request: Request, nb: Nb, user: MaybeSignedIn, params: Form) -> Response:
+def portals_self(request: Request, nb: Nb, user: MaybeSignedIn, params: Form) -> Response:
     return respond(
         request, _portal_self(request, nb, user), title="Portal self", links=[Link("servers", "servers")]
     )
 
 
 @operation(router, "/portals/{portal_id}", summary="The organization by id", tags=TAGS)
-async def portal_by_id(
+def portal_by_id(
     request: Request, portal_id: str, nb: Nb, user: MaybeSignedIn, params: Form
 ) -> Response:
     if portal_id not in ("self", ORG_ID):
@@ -100,7 +100,7 @@ async def portal_by_id(
 @operation(
     router, "/portals/{portal_id}/servers", summary="Servers: advertises this notebook server", tags=TAGS
 )
-async def portal_servers(request: Request, portal_id: str, nb: Nb, user: SignedIn, params: Form) -> Response:
+def portal_servers(request: Request, portal_id: str, nb: Nb, user: SignedIn, params: Form) -> Response:
     if portal_id not in ("self", ORG_ID):
         raise UserNotFound(f"Portal '{portal_id}' does not exist.")
     base = base_url(request, nb.settings)
@@ -120,14 +120,14 @@ async def portal_servers(request: Request, portal_id: str, nb: Nb, user: SignedI
 
 
 @operation(router, "/community/self", summary="The signed-in user", tags=TAGS)
-async def community_self(request: Request, user: SignedIn, params: Form) -> Response:
+def community_self(request: Request, user: SignedIn, params: Form) -> Response:
     return respond(request, user_view(user), title=f"User {user.username}")
 
 
 @operation(
     router, "/community/users/{username}", summary="A user (yourself, or anyone for an admin)", tags=TAGS
 )
-async def community_user(request: Request, username: str, nb: Nb, user: SignedIn, params: Form) -> Response:
+def community_user(request: Request, username: str, nb: Nb, user: SignedIn, params: Form) -> Response:
     if not user.principal().can_see(username) and username.lower() != user.username.lower():
         raise UserNotFound(f"User '{username}' does not exist or is inaccessible.")
     return respond(request, user_view(nb.users.get(username)), title=f"User {username}")

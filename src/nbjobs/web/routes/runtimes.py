@@ -110,7 +110,7 @@ def _number(params: Params, name: str) -> float | None:
 
 # Operations on the collection come before /{runtime_id}, which would otherwise match their names.
 @operation(router, "", summary="Runtimes", tags=TAGS)
-async def list_runtimes(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
+def list_runtimes(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
     require_reader(user)
     runtimes = nb.runtimes.list()
     return respond(
@@ -132,14 +132,14 @@ async def list_runtimes(request: Request, nb: Nb, user: SignedIn, params: Form) 
 @operation(
     router, "/register", summary="Register a runtime", methods=("POST",), fields=_REGISTER_FIELDS, tags=TAGS
 )
-async def register_runtime(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
+def register_runtime(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
     require_admin(user)
     spec = nb.runtimes.register(fields_of(params))
     return respond(request, {"notebookRuntime": {"id": spec.runtime_id}}, title="Runtime registered")
 
 
 @operation(router, "/restore", summary="Back to the default runtime only", methods=("POST",), tags=TAGS)
-async def restore_runtimes(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
+def restore_runtimes(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
     require_admin(user)
     nb.runtimes.restore()
     return respond(request, {"status": "success"}, title="Runtimes restored")
@@ -166,7 +166,7 @@ async def validate_runtimes(request: Request, nb: Nb, user: SignedIn, params: Fo
 
 
 @operation(router, "/{runtime_id}", summary="One runtime", tags=TAGS)
-async def get_runtime(request: Request, runtime_id: str, nb: Nb, user: SignedIn, params: Form) -> Response:
+def get_runtime(request: Request, runtime_id: str, nb: Nb, user: SignedIn, params: Form) -> Response:
     require_reader(user)
     spec = nb.runtimes.get(runtime_id)
     return respond(
@@ -195,14 +195,14 @@ async def runtime_manifest(
     fields=_UPDATE_FIELDS,
     tags=TAGS,
 )
-async def update_runtime(request: Request, runtime_id: str, nb: Nb, user: SignedIn, params: Form) -> Response:
+def update_runtime(request: Request, runtime_id: str, nb: Nb, user: SignedIn, params: Form) -> Response:
     require_admin(user)
     nb.runtimes.update(runtime_id, fields_of(params))
     return respond(request, {"status": "success"}, title="Runtime updated")
 
 
 @operation(router, "/{runtime_id}/unregister", summary="Remove a runtime", methods=("POST",), tags=TAGS)
-async def unregister_runtime(
+def unregister_runtime(
     request: Request, runtime_id: str, nb: Nb, user: SignedIn, params: Form
 ) -> Response:
     require_admin(user)

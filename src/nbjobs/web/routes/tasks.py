@@ -115,7 +115,7 @@ def _spec(params: Params, *, update: bool) -> TaskSpec:
 
 
 @operation(router, "", summary="A user's scheduled tasks", tags=TAGS)
-async def list_tasks(request: Request, username: str, nb: Nb, user: SignedIn, params: Form) -> Response:
+def list_tasks(request: Request, username: str, nb: Nb, user: SignedIn, params: Form) -> Response:
     active = params.flag("active", True) if params.text("active") else None
     found = nb.tasks.list(
         user, username, item_id=params.text("itemId") or None, active=active, types=params.words("types")
@@ -145,13 +145,13 @@ async def list_tasks(request: Request, username: str, nb: Nb, user: SignedIn, pa
 @operation(
     router, "/createTask", summary="Schedule a notebook", methods=("POST",), fields=_TASK_FIELDS, tags=TAGS
 )
-async def create_task(request: Request, username: str, nb: Nb, user: SignedIn, params: Form) -> Response:
+def create_task(request: Request, username: str, nb: Nb, user: SignedIn, params: Form) -> Response:
     task = nb.tasks.create(user, username, _spec(params, update=False))
     return respond(request, {"success": True, "taskId": task.task_id}, title="Task created")
 
 
 @operation(router, "/{task_id}", summary="One task", tags=TAGS)
-async def get_task(
+def get_task(
     request: Request, username: str, task_id: str, nb: Nb, user: SignedIn, params: Form
 ) -> Response:
     task = nb.tasks.get(user, username, task_id)
@@ -172,7 +172,7 @@ async def get_task(
 @operation(
     router, "/{task_id}/update", summary="Change a task", methods=("POST",), fields=_UPDATE_FIELDS, tags=TAGS
 )
-async def update_task(
+def update_task(
     request: Request, username: str, task_id: str, nb: Nb, user: SignedIn, params: Form
 ) -> Response:
     task = nb.tasks.update(user, username, task_id, _spec(params, update=True))
@@ -180,7 +180,7 @@ async def update_task(
 
 
 @operation(router, "/{task_id}/enable", summary="Activate a task", methods=("POST",), tags=TAGS)
-async def enable_task(
+def enable_task(
     request: Request, username: str, task_id: str, nb: Nb, user: SignedIn, params: Form
 ) -> Response:
     nb.tasks.set_active(user, username, task_id, True)
@@ -188,7 +188,7 @@ async def enable_task(
 
 
 @operation(router, "/{task_id}/disable", summary="Pause a task", methods=("POST",), tags=TAGS)
-async def disable_task(
+def disable_task(
     request: Request, username: str, task_id: str, nb: Nb, user: SignedIn, params: Form
 ) -> Response:
     nb.tasks.set_active(user, username, task_id, False)
@@ -196,7 +196,7 @@ async def disable_task(
 
 
 @operation(router, "/{task_id}/delete", summary="Delete a task and its runs", methods=("POST",), tags=TAGS)
-async def delete_task(
+def delete_task(
     request: Request, username: str, task_id: str, nb: Nb, user: SignedIn, params: Form
 ) -> Response:
     nb.tasks.delete(user, username, task_id)
@@ -204,7 +204,7 @@ async def delete_task(
 
 
 @operation(router, "/{task_id}/runs", summary="A task's runs (newest first, at most 30)", tags=TAGS)
-async def list_runs(
+def list_runs(
     request: Request, username: str, task_id: str, nb: Nb, user: SignedIn, params: Form
 ) -> Response:
     task = nb.tasks.get(user, username, task_id)
@@ -218,7 +218,7 @@ async def list_runs(
 
 
 @operation(router, "/{task_id}/runs/{run_id}", summary="One run", tags=TAGS)
-async def get_run(
+def get_run(
     request: Request, username: str, task_id: str, run_id: str, nb: Nb, user: SignedIn, params: Form
 ) -> Response:
     task = nb.tasks.get(user, username, task_id)
@@ -239,7 +239,7 @@ async def get_run(
     fields=("status", "result"),
     tags=TAGS,
 )
-async def update_run(
+def update_run(
     request: Request, username: str, task_id: str, run_id: str, nb: Nb, user: SignedIn, params: Form
 ) -> Response:
     result = params.values.get("result")
@@ -248,7 +248,7 @@ async def update_run(
 
 
 @operation(router, "/{task_id}/runs/{run_id}/delete", summary="Delete a run", methods=("POST",), tags=TAGS)
-async def delete_run(
+def delete_run(
     request: Request, username: str, task_id: str, run_id: str, nb: Nb, user: SignedIn, params: Form
 ) -> Response:
     nb.tasks.delete_run(user, username, task_id, run_id)

@@ -37,7 +37,9 @@ def _generate(request: Request, nb: Nb, params: Params) -> Response:
     missing = [f"'{n}' must be specified." for n in ("username", "password") if not params.values.get(n)]
     if missing:
         raise InvalidCredentials("Unable to generate token.", details=missing)
-    user = nb.users.authenticate(params.text("username"), params.values["password"])
+    user = nb.users.authenticate(
+        params.text("username"), params.values["password"], address=client_address(request)
+    )
     minutes = params.integer("expiration", None)
     issued = nb.tokens.issue(user, minutes, client=params.text("referer") or params.text("client"))
     body = {"token": issued.token, "expires": issued.expires, "ssl": request.url.scheme == "https"}
@@ -45,6 +47,12 @@ def _generate(request: Request, nb: Nb, params: Params) -> Response:
     if params.format == "html":
         _set_cookie(response, request, issued)
     return response
+
+
+def client_address(request: Request) -> str:
+    """The address sign-in failures are counted against: the peer, or the X-Forwarded-For client when
+    the peer is a proxy uvicorn trusts (``--forwarded-allow-ips``, loopback by default)."""
+    return request.client.host if request.client else ""
 
 
 def request_wants_form(params: Params) -> bool:
@@ -65,12 +73,12 @@ def _set_cookie(response: Response, request: Request, issued: IssuedToken) -> No
 @operation(
     portal, "/rest/generateToken", summary="Generate a portal token", fields=_LOGIN_FIELDS, tags=("auth",)
 )
-async def portal_generate_token(request: Request, nb: Nb, params: Form) -> Response:
+def portal_generate_token(request: Request, nb: Nb, params: Form) -> Response:
     return _generate(request, nb, params)
 
 
 @operation(admin, "/generateToken", summary="Generate an admin token", fields=_LOGIN_FIELDS, tags=("auth",))
-async def admin_generate_token(request: Request, nb: Nb, params: Form) -> Response:
+def admin_generate_token(request: Request, nb: Nb, params: Form) -> Response:
     return _generate(request, nb, params)
 
 
@@ -108,7 +116,7 @@ def _signin_page(request: Request, info: dict, message: str = "") -> HTMLRespons
     error = f"<p style='color:red'>{html.escape(message)}</p>" if message else ""
     body = (
         "<!doctype html><html><head><meta charset='utf-8'><title>Sign in</title>"
-        f"<script>var oAuthInfo = {json.dumps(info)};</script></head><body><h1>Sign in to nbjobs</h1>"
+        f"<script>var oAuthInfo = {_script_json(info)};</script></head><body><h1>Sign in to nbjobs</h1>"
         f"{error}<form method='post' action='{html.escape(action)}'>"
         f"<input type='hidden' name='oauth_state' value='{html.escape(info.get('oauth_state', ''))}'>"
         "<label>Username <input name='username'></label><br>"
@@ -116,6 +124,12 @@ def _signin_page(request: Request, info: dict, message: str = "") -> HTMLRespons
         "<button>Sign in</button></form></body></html>"
     )
     return HTMLResponse(body)
+
+
+def _script_json(data: dict) -> str:
+    """JSON safe inside <script>: no '</script>' or '<!--' can close or confuse the element."""
+    text = json.dumps(data)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 @operation(
@@ -126,7 +140,7 @@ def _signin_page(request: Request, info: dict, message: str = "") -> HTMLRespons
     fields=("client_id", "response_type", "redirect_uri", "state", "expiration"),
     tags=("auth",),
 )
-async def oauth_authorize(request: Request, params: Form) -> Response:
+def oauth_authorize(request: Request, params: Form) -> Response:
     if params.text("response_type", "token") != "token":
         # The ArcGIS client falls back to the implicit grant on exactly this text.
         return HTMLResponse(
@@ -159,11 +173,13 @@ async def oauth_authorize(request: Request, params: Form) -> Response:
     fields=("oauth_state", "username", "password", "expiration"),
     tags=("auth",),
 )
-async def oauth_signin(request: Request, nb: Nb, params: Form) -> Response:
+def oauth_signin(request: Request, nb: Nb, params: Form) -> Response:
     state_text = params.text("oauth_state")
     payload = _unsign(request.app.state.oauth_key, state_text)
     try:
-        user = nb.users.authenticate(params.text("username"), params.values.get("password", ""))
+        user = nb.users.authenticate(
+            params.text("username"), params.values.get("password", ""), address=client_address(request)
+        )
     except NbJobsError as exc:
         info = {"oauth_state": state_text, "messages": [*exc.details] or [exc.message]}
         return _signin_page(request, info, "; ".join(info["messages"]))
@@ -191,7 +207,7 @@ async def oauth_signin(request: Request, nb: Nb, params: Form) -> Response:
     methods=("GET",),
     tags=("auth",),
 )
-async def oauth_approval(request: Request) -> Response:
+def oauth_approval(request: Request) -> Response:
     return HTMLResponse(
         "<html><body><p>Signed in. The token is in this page's URL fragment.</p></body></html>"
     )

@@ -6,6 +6,7 @@ The sink answers ``POST /rest/events/webhooks/<id>`` (family A) and ``POST
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -75,7 +76,7 @@ def _spec(params: Params, *, update: bool) -> ReceiverSpec:
 
 
 @operation(admin, "", summary="Webhook receivers", tags=TAGS)
-async def list_receivers(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
+def list_receivers(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
     receivers = nb.webhooks.list(user)
     return respond(
         request,
@@ -89,14 +90,14 @@ async def list_receivers(request: Request, nb: Nb, user: SignedIn, params: Form)
 @operation(
     admin, "/create", summary="Create a webhook receiver", methods=("POST",), fields=_FIELDS, tags=TAGS
 )
-async def create_receiver(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
+def create_receiver(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
     receiver = nb.webhooks.create(user, _spec(params, update=False))
     view = {**receiver_view(request, nb, receiver), "apiToken": ""}
     return respond(request, {"webhookReceiver": view}, title="Webhook receiver created")
 
 
 @admin.get("/{receiver_id}", summary="One webhook receiver", tags=list(TAGS))
-async def get_receiver(request: Request, receiver_id: str, nb: Nb, user: SignedIn, params: Form) -> Response:
+def get_receiver(request: Request, receiver_id: str, nb: Nb, user: SignedIn, params: Form) -> Response:
     receiver = nb.webhooks.get(user, receiver_id)
     return respond(
         request,
@@ -130,7 +131,7 @@ async def _receive(request: Request, nb: NbJobs, receiver_id: str) -> Response:
         source=request.client.host if request.client else "",
         too_large=size > limit,
     )
-    job = nb.webhooks.receive(receiver_id, event)
+    job = await asyncio.to_thread(nb.webhooks.receive, receiver_id, event)
     job_url = f"{base_url(request, nb.settings)}/admin/notebooks/jobs/{job.job_id}"
     return respond(
         request, {"status": "success", "jobId": job.job_id, "jobUrl": job_url}, title="Job submitted"
@@ -157,7 +158,7 @@ async def events_sink(request: Request, receiver_id: str, nb: Nb) -> Response:
     fields=_UPDATE_FIELDS,
     tags=TAGS,
 )
-async def update_receiver(
+def update_receiver(
     request: Request, receiver_id: str, nb: Nb, user: SignedIn, params: Form
 ) -> Response:
     nb.webhooks.update(user, receiver_id, _spec(params, update=True))
@@ -165,7 +166,7 @@ async def update_receiver(
 
 
 @operation(admin, "/{receiver_id}/enable", summary="Enable a receiver", methods=("POST",), tags=TAGS)
-async def enable_receiver(
+def enable_receiver(
     request: Request, receiver_id: str, nb: Nb, user: SignedIn, params: Form
 ) -> Response:
     nb.webhooks.set_disabled(user, receiver_id, False)
@@ -173,7 +174,7 @@ async def enable_receiver(
 
 
 @operation(admin, "/{receiver_id}/disable", summary="Disable a receiver", methods=("POST",), tags=TAGS)
-async def disable_receiver(
+def disable_receiver(
     request: Request, receiver_id: str, nb: Nb, user: SignedIn, params: Form
 ) -> Response:
     nb.webhooks.set_disabled(user, receiver_id, True)
@@ -181,7 +182,7 @@ async def disable_receiver(
 
 
 @operation(admin, "/{receiver_id}/delete", summary="Delete a receiver", methods=("POST",), tags=TAGS)
-async def delete_receiver(
+def delete_receiver(
     request: Request, receiver_id: str, nb: Nb, user: SignedIn, params: Form
 ) -> Response:
     nb.webhooks.delete(user, receiver_id)
@@ -189,7 +190,7 @@ async def delete_receiver(
 
 
 @operation(admin, "/{receiver_id}/validate", summary="Check a receiver could start a job", tags=TAGS)
-async def validate_receiver(
+def validate_receiver(
     request: Request, receiver_id: str, nb: Nb, user: SignedIn, params: Form
 ) -> Response:
     nb.webhooks.validate(user, receiver_id)
@@ -197,7 +198,7 @@ async def validate_receiver(
 
 
 @operation(admin, "/{receiver_id}/deliveries", summary="Delivery log (nbjobs extension)", tags=TAGS)
-async def deliveries(request: Request, receiver_id: str, nb: Nb, user: SignedIn, params: Form) -> Response:
+def deliveries(request: Request, receiver_id: str, nb: Nb, user: SignedIn, params: Form) -> Response:
     num = params.integer("num", 100, minimum=1) or 100
     found = nb.webhooks.deliveries(user, receiver_id, min(num, 1000))
     return respond(request, {"deliveries": [delivery_view(d) for d in found]}, title="Deliveries")

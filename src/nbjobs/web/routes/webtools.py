@@ -83,7 +83,7 @@ def service_view(request: Request, nb: NbJobs, tool: WebTool) -> dict[str, Any]:
     fields=("start", "num"),
     tags=TAGS,
 )
-async def list_services(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
+def list_services(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
     start = params.integer("start", 1, minimum=1) or 1
     num = params.integer("num", 10, minimum=1) or 10
     tools, total = nb.webtools.list(user, start=start, num=num)
@@ -108,7 +108,7 @@ async def list_services(request: Request, nb: Nb, user: SignedIn, params: Form) 
 
 
 @operation(router, "/types", summary="Service types this server can publish", methods=("GET",), tags=TAGS)
-async def service_types(request: Request, user: SignedIn, params: Form) -> Response:
+def service_types(request: Request, user: SignedIn, params: Form) -> Response:
     body = {"types": [{"name": "GPServer", "provider": "notebooks", "capabilities": ""}]}
     return respond(request, body, title="Service types")
 
@@ -121,7 +121,7 @@ async def service_types(request: Request, user: SignedIn, params: Form) -> Respo
     fields=("serviceProperties",),
     tags=TAGS,
 )
-async def create_service(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
+def create_service(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
     properties = params.json_object("serviceProperties")
     if properties is None:
         raise InvalidRequest("serviceProperties is required.")
@@ -144,13 +144,13 @@ async def create_service(request: Request, nb: Nb, user: SignedIn, params: Form)
     fields=("itemId",),
     tags=TAGS,
 )
-async def analyze_notebook(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
+def analyze_notebook(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
     analysis = nb.webtools.analyze(user, params.text("itemId"))
     return respond(request, analysis.to_wire(), title="Analysis")
 
 
 @operation(router, "/{service_name}.GPServer", summary="One web tool", methods=("GET",), tags=TAGS)
-async def get_service(request: Request, service_name: str, nb: Nb, user: SignedIn, params: Form) -> Response:
+def get_service(request: Request, service_name: str, nb: Nb, user: SignedIn, params: Form) -> Response:
     tool = nb.webtools.get(user, service_name)
     return respond(
         request,
@@ -169,7 +169,7 @@ async def get_service(request: Request, service_name: str, nb: Nb, user: SignedI
     fields=("serviceProperties",),
     tags=TAGS,
 )
-async def edit_service(request: Request, service_name: str, nb: Nb, user: SignedIn, params: Form) -> Response:
+def edit_service(request: Request, service_name: str, nb: Nb, user: SignedIn, params: Form) -> Response:
     tool = nb.webtools.edit(user, service_name, params.json_object("serviceProperties"))
     return respond(request, {**_SUCCESS, "snapshotId": tool.snapshot_id}, title="Service edited")
 
@@ -177,7 +177,7 @@ async def edit_service(request: Request, service_name: str, nb: Nb, user: Signed
 @operation(
     router, "/{service_name}.GPServer/delete", summary="Delete a web tool", methods=("POST",), tags=TAGS
 )
-async def delete_service(
+def delete_service(
     request: Request, service_name: str, nb: Nb, user: SignedIn, params: Form
 ) -> Response:
     nb.webtools.delete(user, service_name)
