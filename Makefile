@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: serve test lint bench clean-data
+.PHONY: serve test lint bench fuzz soak clean-data
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "nbjobs needs Python 3.11 or newer on PATH" >&2; exit 1; }
@@ -28,6 +28,25 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	cd bench && ../$(BIN)/python latency.py $(ARGS) && ../$(BIN)/python throughput.py $(ARGS_THROUGHPUT)
+
+# Long API fuzzing: 200 examples per operation and auth mode, new requests each run (~30 min of CPU).
+fuzz: $(STAMP)
+	mkdir -p var
+	NBJOBS_FUZZ_EXAMPLES=$${NBJOBS_FUZZ_EXAMPLES:-200} NBJOBS_FUZZ_SEED=$${NBJOBS_FUZZ_SEED:-random} \
+	NBJOBS_FUZZ_REPORT=$${NBJOBS_FUZZ_REPORT:-var/fuzz-report.json} \
+	$(BIN)/python -m pytest tests/security/test_fuzz.py -q $(ARGS)
+
+# The reliability run behind docs/reliability.md: the fault and security tests at full strength,
+# a longer fuzz, then the load bench (2,000 jobs from 50 clients; again over 100k ended jobs).
+soak: $(STAMP)
+	mkdir -p var
+	NBJOBS_FUZZ_EXAMPLES=$${NBJOBS_FUZZ_EXAMPLES:-50} NBJOBS_FUZZ_SEED=random NBJOBS_FUZZ_REPORT=var/fuzz-report.json \
+	$(BIN)/python -m pytest -q tests/security tests/integration/test_adversarial.py \
+	  tests/integration/test_crash_mixed.py tests/integration/test_crash.py tests/integration/test_startup_errors.py \
+	  tests/integration/test_distributed.py tests/integration/test_distributed_restart.py $(ARGS)
+	cd bench && ../$(BIN)/python load.py --clients 50 --jobs 2000 --listers 4 --workers 2 --json ../var/load.json
+	cd bench && ../$(BIN)/python load.py --clients 50 --jobs 2000 --listers 4 --workers 2 \
+	  --seed-ended 100000 --json ../var/load-100k.json
 
 clean-data:
 	rm -rf var

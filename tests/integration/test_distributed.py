@@ -150,7 +150,8 @@ def test_cancel_while_queued_and_deadline(cluster, golden):
 def test_a_short_visibility_timeout_with_busy_workers_runs_each_job_once(cluster, tmp_path):
     """Redis redelivers a message unacknowledged for ``visibility_timeout``: with a 1 s timeout and
     3 s jobs queued behind two busy single-slot workers, every job still runs exactly once (early
-    ack, no prefetch while busy, and the compare-and-set claim for anything redelivered)."""
+    ack, no prefetch while busy, and the compare-and-set claim for anything sent twice -- on a
+    loaded machine the reconciler's 2 s re-publish does send some twice)."""
     c = cluster
     rt = c.api.runtimes.register(RuntimeFields(name="Short visibility", image_id="python3"))
     short = {"NBJOBS_BROKER_TRANSPORT_OPTIONS": '{"visibility_timeout": 1}'}
@@ -164,9 +165,6 @@ def test_a_short_visibility_timeout_with_busy_workers_runs_each_job_once(cluster
         assert [len(marker_lines(tmp_path / f"vis{i}")) for i in range(5)] == [1] * 5
         ran_on = {c.api.store.get(j.job_id).worker_id.rsplit("/", 1)[0] for j in jobs}
         assert ran_on == {c.record(w).worker_id for w in workers}  # both busy workers took part
-        # Nor was any message redelivered: a busy worker held none (prefetch disabled) and a started
-        # job's message was acked before it ran (early ack), so no worker had one to drop.
-        assert not any("not claimed" in w.text() for w in workers)
     finally:
         for w in workers:
             w.proc.send_signal(signal.SIGTERM)
