@@ -12,6 +12,10 @@ from nbjobs.settings import load_settings
 
 ADMIN = Principal("admin", is_admin=True)
 ALICE = Principal("alice")
+# make_app's test-friendly settings (the Celery variant in test_semantics_celery.py uses them too)
+APP_DEFAULTS: dict[str, object] = dict(
+    workers=1, poll_seconds=0.1, heartbeat_seconds=0.5, cancel_grace_seconds=1.0, kill_grace_seconds=1.0
+)
 
 
 @pytest.fixture
@@ -20,14 +24,7 @@ def make_app(tmp_path: Path) -> Iterator[Callable[..., NbJobs]]:
     apps: list[NbJobs] = []
 
     def make(**overrides) -> NbJobs:
-        values = dict(
-            data_dir=tmp_path / "data",
-            workers=1,
-            poll_seconds=0.1,
-            heartbeat_seconds=0.5,
-            cancel_grace_seconds=1.0,
-            kill_grace_seconds=1.0,
-        )
+        values: dict[str, object] = dict(data_dir=tmp_path / "data", **APP_DEFAULTS)
         values.update(overrides)
         app = NbJobs.from_settings(load_settings({}, **values))
         apps.append(app)

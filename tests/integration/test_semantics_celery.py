@@ -26,7 +26,7 @@ from nbjobs.settings import _ENV, load_settings
 
 from . import test_cancel, test_execution
 from .cluster import NBJOBS, REDIS_URL, alive, fresh_database, unavailable, wait_until
-from .conftest import ADMIN
+from .conftest import ADMIN, APP_DEFAULTS
 
 pytestmark = [pytest.mark.kernel, pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
@@ -114,14 +114,7 @@ def make_app(tmp_path: Path) -> Iterator[Callable[..., NbJobs]]:
     database_url = next(databases)
 
     def make(**overrides: object) -> NbJobs:
-        values: dict[str, object] = dict(
-            data_dir=tmp_path / "data",
-            workers=1,
-            poll_seconds=0.1,
-            heartbeat_seconds=0.5,
-            cancel_grace_seconds=1.0,
-            kill_grace_seconds=1.0,
-        )
+        values: dict[str, object] = dict(data_dir=tmp_path / "data", **APP_DEFAULTS)
         values.update(overrides)
         values.update(database_url=database_url, broker_url=BROKER_URL)
         app = NbJobs.from_settings(load_settings({}, **values))
