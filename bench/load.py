@@ -73,11 +73,11 @@ def seed_ended_jobs(
 
     from nbjobs.clock import now_ms
     from nbjobs.errors import UserExists
-    from nbjobs.models import Failure, FailureReason, JobInputs
-    from nbjobs.service.jobs import DEFAULT_RUNTIME
-    from nbjobs.service.users import UserService
+    from nbjobs.models.jobs import Failure, FailureReason, JobInputs
+    from nbjobs.service.accounts.users import UserService
+    from nbjobs.service.jobs.service import DEFAULT_RUNTIME
     from nbjobs.settings import load_settings
-    from nbjobs.store.sql import open_store
+    from nbjobs.store.jobs import open_store
     from nbjobs.store.tables import job_blobs, jobs
     from nbjobs.store.users import SqlUserStore
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from nbjobs.service.webtool_params import register
+from nbjobs.service.webtools.params import register
 from tests.conftest import notebook_bytes
 from tests.e2e.conftest import Server, Session
 

@@ -18,10 +18,10 @@ import nbformat
 import psutil
 import pytest
 
-from nbjobs.app import NbJobs
-from nbjobs.models import Job
+from nbjobs.models.jobs import Job
+from nbjobs.models.workers import WorkerRecord
+from nbjobs.roots.server import NbJobs
 from nbjobs.settings import load_settings
-from nbjobs.store.workers import WorkerRecord
 from tests.conftest import IN_CI, POSTGRES_URL
 
 NBJOBS = str(Path(sys.executable).with_name("nbjobs"))

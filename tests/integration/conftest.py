@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from nbjobs.app import NbJobs
-from nbjobs.models import Job, Principal
+from nbjobs.models.accounts import Principal
+from nbjobs.models.jobs import Job
+from nbjobs.roots.server import NbJobs
 from nbjobs.settings import load_settings
 
 ADMIN = Principal("admin", is_admin=True)

@@ -8,7 +8,7 @@ import psutil
 import pytest
 
 from nbjobs.errors import CannotCancel
-from nbjobs.models import FailureReason, JobStatus
+from nbjobs.models.jobs import FailureReason, JobStatus
 
 from .conftest import ADMIN, wait_for
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from nbjobs.app import NbJobs
-from nbjobs.models import ENDED, FailureReason, JobStatus
+from nbjobs.models.jobs import ENDED, FailureReason, JobStatus
+from nbjobs.roots.server import NbJobs
 from nbjobs.settings import load_settings
 
 from .conftest import ADMIN

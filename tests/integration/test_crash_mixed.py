@@ -16,8 +16,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from nbjobs.app import NbJobs
-from nbjobs.models import ENDED, RUNNING, FailureReason, Job, JobInputs, JobStatus
+from nbjobs.models.jobs import ENDED, RUNNING, FailureReason, Job, JobInputs, JobStatus
+from nbjobs.roots.server import NbJobs
 from nbjobs.settings import load_settings
 
 from .conftest import ADMIN

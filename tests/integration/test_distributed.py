@@ -11,10 +11,9 @@ import time
 import nbformat
 import pytest
 
-from nbjobs.dispatch.celery_dispatch import queue_name
-from nbjobs.models import ENDED, FailureReason, JobInputs, JobStatus
-from nbjobs.service.runtimes import RuntimeFields
-from nbjobs.store.outbox import Waiting
+from nbjobs.dispatch.celery.publisher import queue_name
+from nbjobs.models.jobs import ENDED, FailureReason, JobInputs, JobStatus, Waiting
+from nbjobs.service.runtimes.registry import RuntimeFields
 
 from .cluster import (
     REDIS_URL,
@@ -71,7 +70,7 @@ def _submit_marker(c: Cluster, path, *, pause: float = 0, runtime=None, **kwargs
 
 
 def _runtime(spec):
-    from nbjobs.models import Runtime
+    from nbjobs.models.runtimes import Runtime
 
     return Runtime(spec.runtime_id, spec.name, spec.version, spec.kernel_name)
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from nbjobs.app import NbJobs
-from nbjobs.models import JobStatus
+from nbjobs.models.jobs import JobStatus
+from nbjobs.roots.server import NbJobs
 from nbjobs.settings import load_settings
 
 from .cluster import (

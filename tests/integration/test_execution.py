@@ -10,7 +10,7 @@ import psutil
 import pytest
 from sqlalchemy import select, update
 
-from nbjobs.models import FailureReason, JobInputs, JobStatus
+from nbjobs.models.jobs import FailureReason, JobInputs, JobStatus
 from nbjobs.store.tables import jobs
 
 from .conftest import ADMIN

@@ -14,7 +14,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from nbjobs.models import JobInputs, JobStatus
+from nbjobs.models.jobs import JobInputs, JobStatus
 
 from .conftest import ADMIN
 

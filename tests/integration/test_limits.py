@@ -9,7 +9,8 @@ import pytest
 
 from nbjobs.errors import InvalidToken
 from nbjobs.execution.limits import CgroupV1Backend, CgroupV2Backend, RlimitBackend, detect_backend
-from nbjobs.models import FailureReason, JobStatus, RuntimeSpec
+from nbjobs.models.jobs import FailureReason, JobStatus
+from nbjobs.models.runtimes import RuntimeSpec
 
 from .conftest import ADMIN
 

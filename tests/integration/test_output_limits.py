@@ -7,7 +7,7 @@ import json
 import nbformat
 import pytest
 
-from nbjobs.models import JobStatus
+from nbjobs.models.jobs import JobStatus
 from tests.integration.conftest import ADMIN
 
 CAP = 64 * 1024

@@ -9,8 +9,8 @@ import nbformat
 import psutil
 import pytest
 
-from nbjobs.execution.pool import RunnerPool
-from nbjobs.models import JobStatus
+from nbjobs.execution.warm_pool import RunnerPool
+from nbjobs.models.jobs import JobStatus
 
 from .conftest import ADMIN, wait_for
 

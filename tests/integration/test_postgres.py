@@ -7,7 +7,7 @@ import time
 import nbformat
 import pytest
 
-from nbjobs.models import FailureReason, JobStatus
+from nbjobs.models.jobs import FailureReason, JobStatus
 
 from .conftest import ADMIN, ALICE, wait_for
 
@@ -42,8 +42,8 @@ def test_cancel_notifications_reach_listeners_through_postgres(postgres_url, tmp
     import threading
 
     from nbjobs.settings import load_settings
+    from nbjobs.store.jobs import make_engine
     from nbjobs.store.notify import CancelListener, notify_cancel
-    from nbjobs.store.sql import make_engine
 
     engine = make_engine(load_settings({}, data_dir=tmp_path, database_url=postgres_url))
     heard: list[str] = []

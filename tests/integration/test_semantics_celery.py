@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from nbjobs.app import NbJobs
-from nbjobs.models import ENDED, Job, JobStatus
+from nbjobs.models.jobs import ENDED, Job, JobStatus
+from nbjobs.roots.server import NbJobs
 from nbjobs.settings import _ENV, load_settings
 
 from . import test_cancel, test_execution

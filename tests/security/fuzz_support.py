@@ -16,12 +16,11 @@ from typing import Any
 from argon2 import PasswordHasher
 from hypothesis import strategies as st
 
-from nbjobs.app import NbJobs
 from nbjobs.clock import ManualClock
-from nbjobs.models import JobStatus
+from nbjobs.models.accounts import ORG_ADMIN, ORG_USER
+from nbjobs.models.jobs import OUTPUT, JobStatus, JobUpdate
+from nbjobs.roots.server import NbJobs
 from nbjobs.settings import load_settings
-from nbjobs.store.base import OUTPUT, JobUpdate
-from nbjobs.store.users import ORG_ADMIN, ORG_USER
 from nbjobs.web.errors import UNEXPECTED
 from nbjobs.web.views import ORG_ID
 from tests.conftest import notebook_bytes

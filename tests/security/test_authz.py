@@ -40,17 +40,16 @@ from httpx import Response
 from sqlalchemy import text
 from starlette.routing import BaseRoute
 
-from nbjobs.app import NbJobs
 from nbjobs.clock import ManualClock
-from nbjobs.models import JobStatus, Principal, new_job_id
-from nbjobs.service.items import ItemFields
-from nbjobs.service.jobs import DEFAULT_RUNTIME
-from nbjobs.service.runtimes import RuntimeFields
-from nbjobs.service.tasks import TaskSpec
-from nbjobs.service.webhooks import ReceiverSpec
+from nbjobs.models.accounts import ORG_ADMIN, ORG_USER, Principal
+from nbjobs.models.jobs import OUTPUT, JobStatus, JobUpdate, new_job_id
+from nbjobs.roots.server import NbJobs
+from nbjobs.service.automation.tasks import TaskSpec
+from nbjobs.service.automation.webhooks import ReceiverSpec
+from nbjobs.service.content.items import ItemFields
+from nbjobs.service.jobs.service import DEFAULT_RUNTIME
+from nbjobs.service.runtimes.registry import RuntimeFields
 from nbjobs.settings import load_settings
-from nbjobs.store.base import OUTPUT, JobUpdate
-from nbjobs.store.users import ORG_ADMIN, ORG_USER
 from nbjobs.web.app import create_app
 from tests.conftest import notebook_bytes
 

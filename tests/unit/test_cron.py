@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from nbjobs.errors import InvalidRequest
-from nbjobs.service.cron import CronSchedule
+from nbjobs.service.automation.cron import CronSchedule
 
 
 def ms(text: str, tz: str = "UTC") -> int:

@@ -7,17 +7,18 @@ import sys
 import pytest
 
 from nbjobs.clock import ManualClock
-from nbjobs.dispatch.celery_dispatch import TASK_NAME, make_celery, queue_name, task_id
-from nbjobs.dispatch.reconciler import Reconciler
+from nbjobs.dispatch.celery.publisher import TASK_NAME, make_celery, queue_name, task_id
+from nbjobs.dispatch.celery.reconciler import Reconciler
 from nbjobs.errors import ConfigurationError, PermissionDenied
-from nbjobs.models import Job, JobInputs, JobStatus, new_job_id
-from nbjobs.service.jobs import DEFAULT_RUNTIME
-from nbjobs.service.machines import list_machines
+from nbjobs.models.accounts import User
+from nbjobs.models.jobs import Job, JobInputs, JobStatus, Waiting, new_job_id
+from nbjobs.models.workers import WorkerRecord
+from nbjobs.service.jobs.service import DEFAULT_RUNTIME
+from nbjobs.service.system.machines import list_machines
 from nbjobs.settings import load_settings
-from nbjobs.store.outbox import SqlOutbox, Waiting
-from nbjobs.store.sql import open_store
-from nbjobs.store.users import User
-from nbjobs.store.workers import SqlWorkerStore, WorkerRecord
+from nbjobs.store.jobs import open_store
+from nbjobs.store.outbox import SqlOutbox
+from nbjobs.store.workers import SqlWorkerStore
 
 
 class FakeBroker:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from nbjobs.models.items import Item, Upload
 from nbjobs.settings import load_settings
-from nbjobs.store import open_store
-from nbjobs.store.items import Item, SqlItemStore, Upload
-from nbjobs.store.memory_accounts import MemoryItemStore
+from nbjobs.store.items import SqlItemStore
+from nbjobs.store.jobs import open_store
+from nbjobs.store.memory.items import MemoryItemStore
 
 
 @pytest.fixture(params=["memory", "sqlite"])

@@ -6,9 +6,9 @@ import pytest
 
 from nbjobs.clock import ManualClock
 from nbjobs.errors import InvalidNotebook, InvalidRequest, ItemNotFound, PayloadTooLarge, PermissionDenied
-from nbjobs.models import Principal
-from nbjobs.service.items import ItemFields, ItemService
-from nbjobs.store.memory_accounts import MemoryItemStore
+from nbjobs.models.accounts import Principal
+from nbjobs.service.content.items import ItemFields, ItemService
+from nbjobs.store.memory.items import MemoryItemStore
 from tests.conftest import notebook_bytes
 
 ALICE, BOB, ADMIN = Principal("alice"), Principal("bob"), Principal("admin", is_admin=True)

@@ -8,9 +8,8 @@ from alembic.migration import MigrationContext
 
 from nbjobs.errors import StoreError
 from nbjobs.settings import load_settings
-from nbjobs.store import open_store
+from nbjobs.store.jobs import make_engine, open_store
 from nbjobs.store.migrate import current, upgrade
-from nbjobs.store.sql import make_engine
 from nbjobs.store.tables import metadata
 
 

@@ -1,4 +1,4 @@
-from nbjobs.models import (
+from nbjobs.models.jobs import (
     ENDED,
     TRANSITIONS,
     JobStatus,

@@ -1,4 +1,4 @@
-"""Unit tests for nbjobs.execution.notebooks."""
+"""Unit tests for nbjobs.execution.notebook_io."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from nbjobs.errors import InvalidNotebook
-from nbjobs.execution.notebooks import (
+from nbjobs.execution.notebook_io import (
     ERROR_MARKER_TAG,
     MAX_TRACEBACK_BYTES,
     OutputCap,

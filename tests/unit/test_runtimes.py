@@ -16,16 +16,17 @@ from nbjobs.errors import (
     RuntimeNotFound,
     UnknownRuntimeId,
 )
-from nbjobs.models import RuntimeSpec
-from nbjobs.service.environments import FakeEnvironments
-from nbjobs.service.jobs import DEFAULT_RUNTIME
-from nbjobs.service.runtimes import RuntimeFields, RuntimeService, kernel_dir, runtime_name_of
-from nbjobs.service.users import USER_PRIVILEGES
+from nbjobs.models.accounts import ORG_ADMIN, ORG_USER, User
+from nbjobs.models.runtimes import RuntimeSpec
+from nbjobs.service.accounts.users import USER_PRIVILEGES
+from nbjobs.service.jobs.service import DEFAULT_RUNTIME
+from nbjobs.service.runtimes.environments import FakeEnvironments
+from nbjobs.service.runtimes.kernelspecs import kernel_dir
+from nbjobs.service.runtimes.registry import RuntimeFields, RuntimeService, runtime_name_of
 from nbjobs.settings import load_settings
-from nbjobs.store.memory_runtimes import MemoryRuntimeStore
+from nbjobs.store.jobs import open_store
+from nbjobs.store.memory.runtimes import MemoryRuntimeStore
 from nbjobs.store.runtimes import SqlRuntimeStore
-from nbjobs.store.sql import open_store
-from nbjobs.store.users import ORG_ADMIN, ORG_USER, User
 
 SERVER_PYTHON = "/server/bin/python"
 ALICE = User("alice", "x", ORG_USER, USER_PRIVILEGES, 0, 0)

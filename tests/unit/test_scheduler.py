@@ -20,21 +20,21 @@ from nbjobs.errors import (
     TaskNotFound,
     UnsupportedTaskType,
 )
-from nbjobs.models import Failure, FailureReason, JobStatus
-from nbjobs.service.items import ItemFields, ItemService
-from nbjobs.service.jobs import JobService
-from nbjobs.service.notebooks import NotebookExecution
-from nbjobs.service.scheduler import NotebookLauncher, Scheduler
-from nbjobs.service.tasks import TaskService, TaskSpec
-from nbjobs.service.users import UserService
+from nbjobs.models.accounts import ORG_ADMIN
+from nbjobs.models.automation import RunStatus, TaskState
+from nbjobs.models.items import Item
+from nbjobs.models.jobs import Failure, FailureReason, JobStatus, JobUpdate
+from nbjobs.service.accounts.users import UserService
+from nbjobs.service.automation.scheduler import NotebookLauncher, Scheduler
+from nbjobs.service.automation.tasks import TaskService, TaskSpec
+from nbjobs.service.content.items import ItemFields, ItemService
+from nbjobs.service.jobs.execute_notebook import NotebookExecution
+from nbjobs.service.jobs.service import JobService
 from nbjobs.settings import load_settings
-from nbjobs.store.base import JobUpdate
-from nbjobs.store.items import Item
-from nbjobs.store.memory import MemoryJobStore
-from nbjobs.store.memory_accounts import MemoryItemStore, MemoryUserStore
-from nbjobs.store.memory_automation import MemoryTaskStore
-from nbjobs.store.tasks import RunStatus, TaskState
-from nbjobs.store.users import ORG_ADMIN
+from nbjobs.store.memory.items import MemoryItemStore
+from nbjobs.store.memory.jobs import MemoryJobStore
+from nbjobs.store.memory.tasks import MemoryTaskStore
+from nbjobs.store.memory.users import MemoryUserStore
 from tests.conftest import notebook_bytes
 
 MINUTE = 60_000

@@ -7,11 +7,11 @@ import json
 from argon2 import PasswordHasher
 from click.testing import CliRunner
 
-from nbjobs.app import NbJobs
 from nbjobs.cli import main
 from nbjobs.clock import ManualClock
-from nbjobs.service.items import ItemFields
-from nbjobs.service.tasks import TaskSpec
+from nbjobs.roots.server import NbJobs
+from nbjobs.service.automation.tasks import TaskSpec
+from nbjobs.service.content.items import ItemFields
 from nbjobs.settings import load_settings
 from tests.conftest import notebook_bytes
 

@@ -10,13 +10,13 @@ import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import insert
 
-from nbjobs.app import NbJobs
 from nbjobs.clock import ManualClock
-from nbjobs.service.items import ItemFields
-from nbjobs.service.tasks import TaskSpec
+from nbjobs.models.automation import Firing, RunStatus, TaskRun, TaskState
+from nbjobs.roots.server import NbJobs
+from nbjobs.service.automation.tasks import TaskSpec
+from nbjobs.service.content.items import ItemFields
 from nbjobs.settings import load_settings
 from nbjobs.store.tables import task_runs
-from nbjobs.store.tasks import Firing, RunStatus, TaskRun, TaskState
 from tests.conftest import notebook_bytes
 
 MINUTE = 60_000

@@ -6,11 +6,12 @@ import pytest
 
 from nbjobs.clock import ManualClock
 from nbjobs.errors import CannotCancel, InvalidParameters, InvalidRequest, JobNotFound
-from nbjobs.models import FailureReason, JobInputs, JobStatus, Principal
-from nbjobs.service.jobs import HOUR_MS, JobService
-from nbjobs.service.recovery import reap_expired, recover_host
+from nbjobs.models.accounts import Principal
+from nbjobs.models.jobs import FailureReason, JobInputs, JobStatus
+from nbjobs.service.jobs.recovery import reap_expired, recover_host
+from nbjobs.service.jobs.service import HOUR_MS, JobService
 from nbjobs.settings import load_settings
-from nbjobs.store import MemoryJobStore
+from nbjobs.store.memory.jobs import MemoryJobStore
 
 ADMIN = Principal("admin", is_admin=True)
 ALICE = Principal("alice")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nbjobs.models import (
+from nbjobs.models.jobs import (
     ENDED,
     Failure,
     FailureReason,
@@ -15,12 +15,13 @@ from nbjobs.models import (
     JobInputs,
     JobStatus,
     JobType,
+    JobUpdate,
     new_job_id,
 )
-from nbjobs.service.jobs import DEFAULT_RUNTIME
+from nbjobs.service.jobs.service import DEFAULT_RUNTIME
 from nbjobs.settings import load_settings
-from nbjobs.store import MemoryJobStore, open_store
-from nbjobs.store.base import JobUpdate
+from nbjobs.store.jobs import open_store
+from nbjobs.store.memory.jobs import MemoryJobStore
 
 LEASE = 60_000
 

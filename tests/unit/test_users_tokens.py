@@ -7,10 +7,10 @@ from argon2 import PasswordHasher
 
 from nbjobs.clock import ManualClock
 from nbjobs.errors import InvalidCredentials, InvalidRequest, InvalidToken, PermissionDenied, UserExists
-from nbjobs.service.tokens import MINUTE_MS, TokenService
-from nbjobs.service.users import CREATE_NOTEBOOKS, UserService, require_privilege
-from nbjobs.store.memory_accounts import MemoryTokenStore, MemoryUserStore
-from nbjobs.store.users import ORG_ADMIN
+from nbjobs.models.accounts import ORG_ADMIN
+from nbjobs.service.accounts.tokens import MINUTE_MS, TokenService
+from nbjobs.service.accounts.users import CREATE_NOTEBOOKS, UserService, require_privilege
+from nbjobs.store.memory.users import MemoryTokenStore, MemoryUserStore
 
 PW = "a long password"
 

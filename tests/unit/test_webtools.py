@@ -7,10 +7,11 @@ import json
 import pytest
 
 from nbjobs.errors import InvalidRequest
-from nbjobs.models import Failure, FailureReason, Job, JobInputs, JobStatus, JobType, Runtime
-from nbjobs.service.webtool_outcome import outcome
-from nbjobs.service.webtool_params import INPUT, OUTPUT, ParamType, ToolParam, ToolParams, analyze, register
-from nbjobs.service.webtool_values import InvalidValue, convert_input, typed_output
+from nbjobs.models.jobs import Failure, FailureReason, Job, JobInputs, JobStatus, JobType
+from nbjobs.models.runtimes import Runtime
+from nbjobs.service.webtools.outcome import outcome
+from nbjobs.service.webtools.params import INPUT, OUTPUT, ParamType, ToolParam, ToolParams, analyze, register
+from nbjobs.service.webtools.values import InvalidValue, convert_input, typed_output
 from tests.conftest import notebook_bytes
 
 # -- declarations ------------------------------------------------------------------------------------

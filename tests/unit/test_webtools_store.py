@@ -6,11 +6,12 @@ import dataclasses
 
 import pytest
 
+from nbjobs.models.webtools import ORG, WebTool, WebToolCall
 from nbjobs.settings import load_settings
-from nbjobs.store.memory_webtools import MemoryWebToolStore
+from nbjobs.store.jobs import make_engine
+from nbjobs.store.memory.webtools import MemoryWebToolStore
 from nbjobs.store.migrate import upgrade
-from nbjobs.store.sql import make_engine
-from nbjobs.store.webtools import ORG, SqlWebToolStore, WebTool, WebToolCall
+from nbjobs.store.webtools import SqlWebToolStore
 
 
 @pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

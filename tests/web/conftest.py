@@ -11,10 +11,10 @@ import pytest
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
-from nbjobs.app import NbJobs
 from nbjobs.clock import ManualClock
+from nbjobs.models.accounts import ORG_ADMIN, ORG_USER
+from nbjobs.roots.server import NbJobs
 from nbjobs.settings import load_settings
-from nbjobs.store.users import ORG_ADMIN, ORG_USER
 from nbjobs.web.app import create_app
 from tests.conftest import notebook_bytes
 

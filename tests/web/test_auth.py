@@ -6,7 +6,7 @@ import json
 import re
 from urllib.parse import parse_qs, urlsplit
 
-from nbjobs.service.tokens import MINUTE_MS
+from nbjobs.service.accounts.tokens import MINUTE_MS
 from tests.web.conftest import CTX, PASSWORD
 
 

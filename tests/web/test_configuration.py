@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from nbjobs.models import JobInputs
-from nbjobs.service.jobs import HOUR_MS
+from nbjobs.models.jobs import JobInputs
+from nbjobs.service.jobs.service import HOUR_MS
 
 
 def test_configuration_reads_the_arcgis_keys(admin):
@@ -78,7 +78,7 @@ def test_a_client_sending_back_what_it_read_is_accepted(admin):
 
 def test_the_clean_age_drives_the_purge(admin, nb, clock):
     admin.post("/admin/notebooks/configuration/update", configJSON='{"asyncJobsCleanAgeHours": 24}')
-    from nbjobs.models import Principal
+    from nbjobs.models.accounts import Principal
 
     job = nb.service.submit(Principal("admin", is_admin=True), b"{}", inputs=JobInputs())
     nb.service.cancel(Principal("admin", is_admin=True), job.job_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from nbjobs.service.items import UPLOAD_TTL_MS
+from nbjobs.service.content.items import UPLOAD_TTL_MS
 from tests.conftest import notebook_bytes
 
 USERS = "/sharing/rest/content/users"

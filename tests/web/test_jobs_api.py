@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nbjobs.models import Failure, FailureReason, JobStatus
-from nbjobs.store.base import OUTPUT, JobUpdate
+from nbjobs.models.jobs import OUTPUT, Failure, FailureReason, JobStatus, JobUpdate
 from tests.conftest import notebook_bytes
 
 FULL_KEYS = {

@@ -12,13 +12,13 @@ import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import func, select
 
-from nbjobs.app import NbJobs
 from nbjobs.clock import ManualClock
-from nbjobs.models import JobStatus
+from nbjobs.models.accounts import ORG_ADMIN, ORG_USER
+from nbjobs.models.jobs import JobStatus
+from nbjobs.roots.server import NbJobs
 from nbjobs.settings import load_settings
-from nbjobs.store.sql import open_store
+from nbjobs.store.jobs import open_store
 from nbjobs.store.tables import item_upload_parts, item_uploads, items, job_blobs, jobs
-from nbjobs.store.users import ORG_ADMIN, ORG_USER
 from tests.conftest import notebook_bytes
 from tests.unit.test_store_contract import make_job
 from tests.web.conftest import CTX, PASSWORD, Caller

@@ -14,12 +14,13 @@ import pytest
 from argon2 import PasswordHasher
 from nbformat.v4 import new_code_cell, new_notebook
 
-from nbjobs.app import NbJobs
-from nbjobs.models import FailureReason, JobStatus
-from nbjobs.service.items import ItemFields
-from nbjobs.service.runtimes import RuntimeFields, jupyter_path
+from nbjobs.models.accounts import ORG_USER
+from nbjobs.models.jobs import FailureReason, JobStatus
+from nbjobs.roots.server import NbJobs
+from nbjobs.service.content.items import ItemFields
+from nbjobs.service.runtimes.kernelspecs import jupyter_path
+from nbjobs.service.runtimes.registry import RuntimeFields
 from nbjobs.settings import load_settings
-from nbjobs.store.users import ORG_USER
 
 pytestmark = pytest.mark.kernel
 

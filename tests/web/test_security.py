@@ -15,15 +15,14 @@ from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from nbjobs.app import NbJobs
 from nbjobs.clock import ManualClock
 from nbjobs.errors import StoreError, TooManyLogons
-from nbjobs.models import JobStatus
-from nbjobs.service.login_limit import LoginLimiter
+from nbjobs.models.accounts import ORG_ADMIN, ORG_USER
+from nbjobs.models.jobs import OUTPUT, JobStatus
+from nbjobs.roots.server import NbJobs
+from nbjobs.service.accounts.login_limit import LoginLimiter
 from nbjobs.settings import load_settings
 from nbjobs.store import tables
-from nbjobs.store.base import OUTPUT
-from nbjobs.store.users import ORG_ADMIN, ORG_USER
 from nbjobs.web.app import create_app
 from tests.web.conftest import CTX, PASSWORD
 

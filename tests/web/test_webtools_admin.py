@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from nbjobs.service.webtool_params import register
+from nbjobs.service.webtools.params import register
 from tests.conftest import notebook_bytes
 from tests.web.conftest import Caller
 

@@ -8,8 +8,7 @@ import time
 
 import pytest
 
-from nbjobs.models import Failure, FailureReason, JobStatus
-from nbjobs.store.base import JobUpdate
+from nbjobs.models.jobs import Failure, FailureReason, JobStatus, JobUpdate
 from tests.web.conftest import Caller
 from tests.web.test_webtools_admin import publish
 

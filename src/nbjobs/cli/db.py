@@ -24,9 +24,9 @@ def db() -> None:
 @click.option("--database-url", help="SQLAlchemy/libpq URL of the database. [env NBJOBS_DATABASE_URL]")
 def upgrade(data_dir: Path | None, database_url: str | None) -> None:
     """Create or migrate the schema to the newest revision (safe to run again)."""
+    from nbjobs.store.jobs import make_engine
     from nbjobs.store.migrate import current
     from nbjobs.store.migrate import upgrade as do_upgrade
-    from nbjobs.store.sql import make_engine
 
     try:
         settings = load_settings(data_dir=data_dir, database_url=database_url)

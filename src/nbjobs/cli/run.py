@@ -14,7 +14,7 @@ from nbjobs.errors import InvalidParameters
 from nbjobs.execution.engine import ExecutionRequest, execute
 from nbjobs.execution.parameters import parse_cli_value, parse_parameters
 from nbjobs.execution.processes import kill_process_tree
-from nbjobs.models import Failure, FailureReason
+from nbjobs.models.jobs import Failure, FailureReason
 
 
 class _Progress:

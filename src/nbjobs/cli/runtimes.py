@@ -16,11 +16,12 @@ _data_dir = data_dir_option
 
 def _service(data_dir: Path | None):  # noqa: ANN202
     from nbjobs.clock import now_ms
-    from nbjobs.service.environments import SubprocessEnvironments
-    from nbjobs.service.runtimes import RuntimeService, kernel_dir
+    from nbjobs.service.runtimes.environments import SubprocessEnvironments
+    from nbjobs.service.runtimes.kernelspecs import kernel_dir
+    from nbjobs.service.runtimes.registry import RuntimeService
     from nbjobs.settings import load_settings
+    from nbjobs.store.jobs import open_store
     from nbjobs.store.runtimes import SqlRuntimeStore
-    from nbjobs.store.sql import open_store
 
     settings = load_settings(data_dir=data_dir)
     store = open_store(settings)
@@ -57,7 +58,7 @@ def _limit_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _fields(name: str | None, **opts: Any):  # noqa: ANN202
-    from nbjobs.service.runtimes import RuntimeFields
+    from nbjobs.service.runtimes.registry import RuntimeFields
 
     return RuntimeFields(
         name=name,

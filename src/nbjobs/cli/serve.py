@@ -64,7 +64,7 @@ def serve(
     (what still runs is then recovered at the next start)."""
     import uvicorn
 
-    from nbjobs.app import NbJobs
+    from nbjobs.roots.server import NbJobs
     from nbjobs.web.app import create_app
     from nbjobs.web.tls import ensure_self_signed
 

@@ -8,17 +8,17 @@ import click
 
 from nbjobs.cli.options import data_dir_option
 from nbjobs.errors import NbJobsError
-from nbjobs.store.users import ORG_USER, ROLES
+from nbjobs.models.accounts import ORG_USER, ROLES
 
 _data_dir = data_dir_option
 
 
 def _services(data_dir: Path | None):  # noqa: ANN202
     from nbjobs.clock import now_ms
-    from nbjobs.service.tokens import TokenService
-    from nbjobs.service.users import UserService
+    from nbjobs.service.accounts.tokens import TokenService
+    from nbjobs.service.accounts.users import UserService
     from nbjobs.settings import load_settings
-    from nbjobs.store.sql import open_store
+    from nbjobs.store.jobs import open_store
     from nbjobs.store.users import SqlTokenStore, SqlUserStore
 
     settings = load_settings(data_dir=data_dir)

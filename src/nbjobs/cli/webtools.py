@@ -33,7 +33,7 @@ def params(notebook: Path, inputs: tuple[str, ...], outputs: tuple[str, ...], ch
     nbjobs webtools params area.ipynb --input radius:Double --output area:Double
     """
     from nbjobs.errors import NbJobsError
-    from nbjobs.service.webtool_params import analyze, register
+    from nbjobs.service.webtools.params import analyze, register
 
     data = notebook.read_bytes()
     try:

@@ -79,9 +79,9 @@ def worker(
       NBJOBS_BROKER_URL=redis://queue:6379/0 \\
       nbjobs worker --runtime "Python 3 Standard" --concurrency 4
     """
-    from nbjobs.app import NbJobs
-    from nbjobs.dispatch.celery_dispatch import CeleryDispatcher
-    from nbjobs.dispatch.celery_worker import WorkerNode
+    from nbjobs.dispatch.celery.publisher import CeleryDispatcher
+    from nbjobs.dispatch.celery.worker import WorkerNode
+    from nbjobs.roots.server import NbJobs
     from nbjobs.settings import load_settings
 
     logging.basicConfig(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from nbjobs.models import Job
+from nbjobs.models.jobs import Job
 
 
 class Dispatcher(Protocol):

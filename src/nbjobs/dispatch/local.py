@@ -11,9 +11,9 @@ import time
 
 from nbjobs.clock import Clock
 from nbjobs.execution.supervisor import Supervisor
-from nbjobs.models import Job
+from nbjobs.models.jobs import Job
+from nbjobs.models.stores import JobStore
 from nbjobs.settings import Settings
-from nbjobs.store.base import JobStore
 
 log = logging.getLogger(__name__)
 

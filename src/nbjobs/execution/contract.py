@@ -6,7 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from nbjobs.models import Job, RuntimeSpec
+from nbjobs.models.jobs import Job
+from nbjobs.models.runtimes import RuntimeSpec
 
 
 def deadline_minutes(job: Job, server_max: float, spec: RuntimeSpec | None = None) -> float:

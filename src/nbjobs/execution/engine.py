@@ -22,7 +22,7 @@ from nbjobs.errors import InvalidNotebook, InvalidParameters
 from nbjobs.execution.kernel_setup import job_context_code, stream_cap_code, value_expression
 from nbjobs.execution.kernels import WarmKernel, kernel_exists, kernel_pid, new_kernel_manager
 from nbjobs.execution.limits import Limits, RlimitBackend, backend_named
-from nbjobs.execution.notebooks import (
+from nbjobs.execution.notebook_io import (
     OutputCap,
     add_error_marker,
     coalesce_streams,
@@ -33,7 +33,7 @@ from nbjobs.execution.notebooks import (
 )
 from nbjobs.execution.parameters import inject_parameters, parse_parameters, remove_injected_cell
 from nbjobs.execution.processes import kill_process_tree
-from nbjobs.models import Failure, FailureReason
+from nbjobs.models.jobs import Failure, FailureReason
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from traitlets import Unicode
 from nbjobs.execution.kernel_setup import stream_cap_code
 from nbjobs.execution.processes import kill_process_tree
 
-READY_CLIENT = "nbjobs.execution.ready.ReadyClient"
+READY_CLIENT = "nbjobs.execution.ready_client.ReadyClient"
 
 
 def kernel_exists(name: str) -> bool:

@@ -29,12 +29,13 @@ from nbjobs.clock import Clock
 from nbjobs.execution.contract import CredentialIssuer, JobCredentials, RuntimeLookup, deadline_minutes
 from nbjobs.execution.engine import ExecutionRequest
 from nbjobs.execution.limits import LimitBackend, RlimitBackend
-from nbjobs.execution.pool import RunnerPool
 from nbjobs.execution.processes import kill_process_tree
 from nbjobs.execution.runner import request_to_json
-from nbjobs.models import RUNNING, Failure, FailureReason, Job, JobStatus, RuntimeSpec
+from nbjobs.execution.warm_pool import RunnerPool
+from nbjobs.models.jobs import OUTPUT, RUNNING, Failure, FailureReason, Job, JobStatus, JobUpdate
+from nbjobs.models.runtimes import RuntimeSpec
+from nbjobs.models.stores import JobStore
 from nbjobs.settings import Settings
-from nbjobs.store.base import OUTPUT, JobStore, JobUpdate
 
 log = logging.getLogger(__name__)
 

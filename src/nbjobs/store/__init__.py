@@ -1,7 +1,4 @@
-"""Job storage: the one place that knows SQL. ``open_store`` picks the backend from Settings."""
+"""Persistence of the domain records: SQL stores (SQLite embedded, PostgreSQL for clusters).
 
-from nbjobs.store.base import JobStore, JobUpdate
-from nbjobs.store.memory import MemoryJobStore
-from nbjobs.store.sql import SqlJobStore, open_store
-
-__all__ = ["JobStore", "JobUpdate", "MemoryJobStore", "SqlJobStore", "open_store"]
+Only the composition roots (nbjobs.roots) and the CLI maintenance commands import from here.
+"""

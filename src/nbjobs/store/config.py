@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import threading
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import Engine, delete, insert, select
 
 from nbjobs.store.tables import server_config
-
-
-class ConfigStore(Protocol):
-    def load(self) -> dict[str, Any]:
-        """Every stored override, by ArcGIS property name."""
-
-    def replace(self, values: dict[str, Any], now: int) -> None:
-        """Make ``values`` the complete set of overrides, in one transaction."""
 
 
 class SqlConfigStore:
@@ -36,14 +27,3 @@ class SqlConfigStore:
                 )
 
 
-class MemoryConfigStore:
-    def __init__(self) -> None:
-        self._values: dict[str, Any] = {}
-        self._lock = threading.Lock()
-
-    def load(self) -> dict[str, Any]:
-        return dict(self._values)
-
-    def replace(self, values: dict[str, Any], now: int) -> None:
-        with self._lock:
-            self._values = dict(values)

@@ -3,95 +3,12 @@ implementation."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import Engine, delete, insert, select, update
 
+from nbjobs.models.items import Item, Upload
 from nbjobs.store.tables import item_updates, item_upload_parts, item_uploads, items
-
-
-@dataclass(frozen=True)
-class Item:
-    """Metadata of one stored notebook; its bytes are read separately with ``get_data``."""
-
-    item_id: str
-    owner: str
-    title: str
-    type: str
-    created: int
-    modified: int
-    size: int = 0
-    filename: str = ""
-    description: str = ""
-    snippet: str = ""
-    tags: tuple[str, ...] = ()
-    type_keywords: tuple[str, ...] = field(default_factory=tuple)
-
-
-@dataclass(frozen=True)
-class Upload:
-    """An item being uploaded in parts: not an item (nor visible) until it is committed."""
-
-    item_id: str
-    owner: str
-    created: int
-    properties: dict[str, Any] = field(default_factory=dict)  # item fields sent with addItem
-
-
-class ItemStore(Protocol):
-    def add(self, item: Item, data: bytes) -> None:
-        """Insert an item and its data in one transaction."""
-
-    def get(self, item_id: str) -> Item | None:
-        """The item, or None."""
-
-    def get_data(self, item_id: str) -> bytes | None:
-        """The item's file, or None."""
-
-    def save(self, item: Item, data: bytes | None = None) -> None:
-        """Replace an item's metadata, and its data when ``data`` is given."""
-
-    def delete(self, item_id: str) -> bool:
-        """Delete an item; False if it did not exist."""
-
-    def list(self, owner: str | None = None) -> list[Item]:
-        """Items, newest first, optionally of one owner."""
-
-    def add_pending_update(self, job_id: str, item_id: str, now: int) -> None:
-        """Remember that ``job_id``'s executed notebook should be written back to ``item_id``."""
-
-    def pending_updates(self) -> list[tuple[str, str]]:
-        """(job_id, item_id) pairs still to write back."""
-
-    def drop_pending_update(self, job_id: str) -> None:
-        """Forget a pending write-back (done, or its job can no longer produce one)."""
-
-    def add_upload(self, upload: Upload) -> None:
-        """Start an upload in parts."""
-
-    def get_upload(self, item_id: str) -> Upload | None:
-        """The upload, or None."""
-
-    def put_part(self, item_id: str, part_num: int, data: bytes) -> bool:
-        """Store one part, replacing a part of the same number; False if the upload no longer exists."""
-
-    def part_sizes(self, item_id: str) -> dict[int, int]:
-        """Part number -> size in bytes of an upload's parts."""
-
-    def upload_data(self, item_id: str) -> bytes:
-        """The parts joined in part-number order."""
-
-    def finish_upload(self, item: Item, data: bytes) -> bool:
-        """In one transaction, drop the upload ``item.item_id`` and its parts and add the item; False (and
-        nothing changed) if the upload no longer exists."""
-
-    def drop_upload(self, item_id: str) -> None:
-        """Delete an upload and its parts."""
-
-    def drop_uploads_before(self, created: int) -> int:
-        """Delete uploads started before ``created`` (abandoned), with their parts; how many."""
-
 
 _META = [c for c in items.c if c.name != "data"]
 

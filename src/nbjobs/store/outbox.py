@@ -7,24 +7,15 @@ committed, and the reconciler re-publishes from here what a broker lost or never
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from sqlalchemy import Engine, func, select, update
 
-from nbjobs.models import JobStatus
+from nbjobs.models.jobs import JobStatus, Waiting
 from nbjobs.store.tables import jobs
 
 _SUBMITTED = str(JobStatus.SUBMITTED)
 
 
-@dataclass(frozen=True)
-class Waiting:
-    """A SUBMITTED job as the dispatcher sees it."""
-
-    job_id: str
-    attempt: int  # the attempt already made; the next claim makes attempt + 1
-    runtime_id: str
-    dispatched_at: int  # 0: never published
 
 
 class SqlOutbox:

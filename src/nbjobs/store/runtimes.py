@@ -3,36 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from nbjobs.errors import InvalidRequest
-from nbjobs.models import RuntimeSpec
+from nbjobs.models.runtimes import RuntimeSpec
 from nbjobs.store.tables import runtimes
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(RuntimeSpec))
 
 
-class RuntimeStore(Protocol):
-    def add(self, spec: RuntimeSpec) -> None:
-        """Insert a runtime; InvalidRequest if its name (case-insensitive) or id is taken."""
-
-    def get(self, runtime_id: str) -> RuntimeSpec | None:
-        """The runtime with this id, or None."""
-
-    def get_by_name(self, name: str) -> RuntimeSpec | None:
-        """The runtime with this name (compared case-insensitively), or None."""
-
-    def list(self) -> list[RuntimeSpec]:
-        """All runtimes: the default first, then by creation time."""
-
-    def save(self, spec: RuntimeSpec) -> None:
-        """Replace the stored fields of an existing runtime; InvalidRequest if the new name is taken."""
-
-    def delete(self, runtime_id: str) -> bool:
-        """Forget a runtime; False if unknown."""
 
 
 def name_taken(name: str) -> InvalidRequest:

@@ -2,87 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from nbjobs.errors import UserExists
-from nbjobs.models import Principal
+from nbjobs.models.accounts import Token, User
 from nbjobs.store.tables import tokens, users
-
-ORG_ADMIN = "org_admin"
-ORG_USER = "org_user"
-ROLES = (ORG_ADMIN, ORG_USER)
-
-
-@dataclass(frozen=True)
-class User:
-    """A built-in account. ``password_hash`` is an argon2 hash; the password is never kept."""
-
-    username: str
-    password_hash: str
-    role: str
-    privileges: tuple[str, ...]
-    created: int
-    modified: int
-    full_name: str = ""
-    email: str = ""
-    disabled: bool = False
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role == ORG_ADMIN
-
-    def principal(self) -> Principal:
-        return Principal(self.username, is_admin=self.is_admin)
-
-
-@dataclass(frozen=True)
-class Token:
-    """An issued token, known only by the sha256 of its text."""
-
-    token_hash: str
-    username: str
-    created: int
-    expires: int
-    revoked: bool = False
-    client: str = ""
-
-
-class UserStore(Protocol):
-    def add(self, user: User) -> None:
-        """Insert a new user; UserExists if the name is taken."""
-
-    def get(self, username: str) -> User | None:
-        """The user (names compare case-insensitively, as in ArcGIS), or None."""
-
-    def list(self) -> list[User]:
-        """All users, by name."""
-
-    def save(self, user: User) -> None:
-        """Replace the stored fields of an existing user."""
-
-    def count(self) -> int:
-        """How many users exist."""
-
-
-class TokenStore(Protocol):
-    def add(self, token: Token) -> None:
-        """Record an issued token."""
-
-    def get(self, token_hash: str) -> Token | None:
-        """The token with this hash, or None."""
-
-    def revoke(self, token_hash: str) -> bool:
-        """Mark one token revoked; False if unknown."""
-
-    def revoke_user(self, username: str) -> int:
-        """Revoke every token of a user; returns how many."""
-
-    def delete_expired(self, now: int) -> int:
-        """Forget tokens that expired before ``now``."""
 
 
 def _user_from_row(row: Any) -> User:

@@ -2,66 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import Engine, delete, insert, select, update
 
+from nbjobs.models.automation import DELIVERIES_KEPT, Delivery, Receiver
 from nbjobs.store.tables import webhook_deliveries, webhook_receivers
-
-DELIVERIES_KEPT = 1000  # per receiver; older entries are dropped as new ones arrive
-
-
-@dataclass(frozen=True)
-class Receiver:
-    """A signed HTTP sink that runs ``item_id`` as ``username``. ``secret`` is never rendered."""
-
-    receiver_id: str
-    name: str
-    item_id: str
-    username: str
-    secret: str
-    signature_headers: tuple[str, ...]
-    parameters: dict[str, Any]
-    disabled: bool
-    created: int
-    updated: int
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """One event that reached a receiver: accepted (``job_id``) or rejected (``reason``)."""
-
-    delivery_id: str
-    receiver_id: str
-    received: int
-    source: str
-    signature_ok: bool
-    job_id: str = ""
-    reason: str = ""
-
-
-class ReceiverStore(Protocol):
-    def add(self, receiver: Receiver) -> None:
-        """Insert a new receiver."""
-
-    def get(self, receiver_id: str) -> Receiver | None:
-        """The receiver, or None."""
-
-    def list(self) -> list[Receiver]:
-        """All receivers, oldest first."""
-
-    def save(self, receiver: Receiver) -> None:
-        """Replace a receiver."""
-
-    def delete(self, receiver_id: str) -> bool:
-        """Delete a receiver and its delivery log; False if it did not exist."""
-
-    def log(self, delivery: Delivery) -> None:
-        """Append to a receiver's delivery log (keeping the newest ``DELIVERIES_KEPT``)."""
-
-    def deliveries(self, receiver_id: str, limit: int = 100) -> list[Delivery]:
-        """The receiver's deliveries, newest first."""
 
 
 def _receiver_from_row(row: Any) -> Receiver:

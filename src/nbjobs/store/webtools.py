@@ -2,81 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from nbjobs.models.webtools import WebTool, WebToolCall
 from nbjobs.store.tables import webtool_calls, webtools
-
-PRIVATE = "private"
-ORG = "org"
-ACCESS = (PRIVATE, ORG)
-
-
-@dataclass(frozen=True)
-class WebTool:
-    """A published notebook. ``params`` is the ``ToolParams.to_json`` form; the snapshot is read apart."""
-
-    service_name: str
-    owner: str
-    notebook_id: str
-    title: str
-    task_name: str
-    created: int
-    modified: int
-    description: str = ""
-    access: str = PRIVATE
-    params: dict[str, Any] = field(default_factory=dict)
-    runtime_id: str = ""
-    snapshot_id: str = ""
-
-
-@dataclass(frozen=True)
-class WebToolCall:
-    """One call of a web tool task: the job it started and the GP inputs as the caller sent them."""
-
-    job_id: str
-    service_name: str
-    task_name: str
-    inputs: dict[str, Any]
-    created: int
-
-
-class WebToolStore(Protocol):
-    def add(self, tool: WebTool, snapshot: bytes) -> bool:
-        """Insert a tool and its snapshot; False if its name or its notebook already has one."""
-
-    def get(self, service_name: str) -> WebTool | None:
-        """The tool, or None."""
-
-    def by_notebook(self, notebook_id: str) -> WebTool | None:
-        """The tool published from this notebook, or None."""
-
-    def list(self, owner: str | None = None, *, limit: int = 100, offset: int = 0) -> list[WebTool]:
-        """Tools, oldest first, optionally of one owner."""
-
-    def count(self, owner: str | None = None) -> int:
-        """How many tools ``list`` would page through."""
-
-    def snapshot(self, service_name: str) -> bytes | None:
-        """The notebook as it was published (or last edited)."""
-
-    def save(self, tool: WebTool, snapshot: bytes | None = None) -> None:
-        """Replace a tool, and its snapshot when given."""
-
-    def delete(self, service_name: str) -> bool:
-        """Delete a tool and its call records; False if it did not exist."""
-
-    def add_call(self, call: WebToolCall) -> None:
-        """Record the job a call started."""
-
-    def get_call(self, job_id: str) -> WebToolCall | None:
-        """The call that started this job, or None."""
-
-    def delete_calls(self, created_before: int) -> int:
-        """Forget calls older than ``created_before`` (their jobs are purged by then); returns how many."""
 
 
 def _tool_from_row(row: Any) -> WebTool:

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from nbjobs import __version__
-from nbjobs.app import NbJobs
+from nbjobs.roots.server import NbJobs
 from nbjobs.web.errors import install_error_handlers
 from nbjobs.web.middleware import Guard
 from nbjobs.web.routes import (

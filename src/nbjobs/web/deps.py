@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import Depends
 from starlette.requests import Request
 
-from nbjobs.app import NbJobs
 from nbjobs.errors import TokenRequired
-from nbjobs.store.users import User
+from nbjobs.models.accounts import User
+from nbjobs.roots.server import NbJobs
 from nbjobs.web.params import Params, read_params
 from nbjobs.web.render import TOKEN_COOKIE
 

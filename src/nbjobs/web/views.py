@@ -6,10 +6,10 @@ from typing import Any
 
 from starlette.requests import Request
 
-from nbjobs.models import Job, JobStatus
+from nbjobs.models.accounts import User
+from nbjobs.models.items import Item
+from nbjobs.models.jobs import Job, JobStatus
 from nbjobs.settings import Settings
-from nbjobs.store.items import Item
-from nbjobs.store.users import User
 
 ORG_ID = "0123456789ABCDEF"  # the one organization this server hosts
 SERVER_ID = "nbjobsNotebookServer0"

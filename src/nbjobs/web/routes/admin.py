@@ -7,8 +7,8 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from nbjobs.app import NbJobs
 from nbjobs.errors import InvalidRequest
+from nbjobs.roots.server import NbJobs
 from nbjobs.web.deps import Form, Nb, SignedIn
 from nbjobs.web.params import Params
 from nbjobs.web.render import Link, Operation, respond

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from nbjobs.errors import InvalidRequest
-from nbjobs.service.items import ItemFields
+from nbjobs.service.content.items import ItemFields
 from nbjobs.web.deps import Form, Nb, SignedIn
 from nbjobs.web.params import Params
 from nbjobs.web.render import Link, Operation, respond

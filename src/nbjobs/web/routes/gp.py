@@ -15,12 +15,12 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from nbjobs.app import NbJobs
 from nbjobs.errors import InvalidRequest, JobNotFound, NotFound, WebToolFailed
-from nbjobs.models import Job
-from nbjobs.service.webtool_outcome import SUCCEEDED, Outcome
-from nbjobs.service.webtool_params import INPUT, OUTPUT, ParamType, ToolParam, ToolParams
-from nbjobs.service.webtool_values import typed_output
+from nbjobs.models.jobs import Job
+from nbjobs.roots.server import NbJobs
+from nbjobs.service.webtools.outcome import SUCCEEDED, Outcome
+from nbjobs.service.webtools.params import INPUT, OUTPUT, ParamType, ToolParam, ToolParams
+from nbjobs.service.webtools.values import typed_output
 from nbjobs.web.deps import Form, Nb, SignedIn
 from nbjobs.web.render import Link, Operation, respond
 from nbjobs.web.routing import operation

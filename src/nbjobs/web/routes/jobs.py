@@ -10,8 +10,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from nbjobs.errors import JobNotFound
-from nbjobs.models import Job, is_job_id
-from nbjobs.store.users import User
+from nbjobs.models.accounts import User
+from nbjobs.models.jobs import Job, is_job_id
 from nbjobs.web.deps import Form, Nb, SignedIn
 from nbjobs.web.notebook_html import notebook_html_response
 from nbjobs.web.render import Link, Operation, respond

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from nbjobs.service.machines import Machine, list_machines
+from nbjobs.service.system.machines import Machine, list_machines
 from nbjobs.web.deps import Form, Nb, SignedIn
 from nbjobs.web.render import respond
 from nbjobs.web.routing import operation

@@ -11,8 +11,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from nbjobs.errors import InvalidRequest, RuntimesInvalid
-from nbjobs.models import RuntimeSpec
-from nbjobs.service.runtimes import RuntimeFields, RuntimeService, require_admin, require_reader
+from nbjobs.models.runtimes import RuntimeSpec
+from nbjobs.service.runtimes.registry import RuntimeFields, RuntimeService, require_admin, require_reader
 from nbjobs.web.deps import Form, Nb, SignedIn
 from nbjobs.web.params import Params
 from nbjobs.web.render import Link, Operation, respond

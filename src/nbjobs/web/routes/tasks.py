@@ -9,9 +9,9 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from nbjobs.app import NbJobs
-from nbjobs.service.tasks import TaskSpec
-from nbjobs.store.tasks import Task, TaskRun
+from nbjobs.models.automation import Task, TaskRun
+from nbjobs.roots.server import NbJobs
+from nbjobs.service.automation.tasks import TaskSpec
 from nbjobs.web.deps import Form, Nb, SignedIn
 from nbjobs.web.params import Params
 from nbjobs.web.render import Link, Operation, respond

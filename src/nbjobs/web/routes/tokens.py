@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from nbjobs.errors import InvalidCredentials, InvalidRequest, NbJobsError
-from nbjobs.service.tokens import IssuedToken
+from nbjobs.service.accounts.tokens import IssuedToken
 from nbjobs.web.deps import Form, Nb
 from nbjobs.web.params import Params
 from nbjobs.web.render import TOKEN_COOKIE, Operation, respond

@@ -14,9 +14,9 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from nbjobs.app import NbJobs
-from nbjobs.service.webhooks import Event, ReceiverSpec
-from nbjobs.store.webhooks import Delivery, Receiver
+from nbjobs.models.automation import Delivery, Receiver
+from nbjobs.roots.server import NbJobs
+from nbjobs.service.automation.webhooks import Event, ReceiverSpec
 from nbjobs.web.deps import Form, Nb, SignedIn
 from nbjobs.web.params import Params
 from nbjobs.web.render import Link, Operation, respond

@@ -9,9 +9,9 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from nbjobs.app import NbJobs
 from nbjobs.errors import InvalidRequest
-from nbjobs.store.webtools import WebTool
+from nbjobs.models.webtools import WebTool
+from nbjobs.roots.server import NbJobs
 from nbjobs.web.deps import Form, Nb, SignedIn
 from nbjobs.web.render import Link, Operation, respond
 from nbjobs.web.routing import operation

@@ -1,0 +1,243 @@
+"""The job model: frozen data, wire enums and the one transition table.
+
+Times are integers in epoch milliseconds (UTC), because that is what the ArcGIS wire format carries
+and what every store can compare without dialect quirks.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from nbjobs.models.runtimes import Runtime
+
+_BASE36 = string.digits + string.ascii_lowercase
+
+
+def new_job_id() -> str:
+    """Return a fresh job id: ``j`` followed by 32 lowercase base36 characters."""
+    return "j" + "".join(secrets.choice(_BASE36) for _ in range(32))
+
+
+def is_job_id(text: str) -> bool:
+    """True when ``text`` has the shape of a job id this server issues."""
+    return len(text) == 33 and text[0] == "j" and all(c in _BASE36 for c in text[1:])
+
+
+class JobType(StrEnum):
+    EXECUTE_NOTEBOOK = "executeNotebook"
+    OPEN_NOTEBOOK = "openNotebook"
+    EXECUTE_NOTEBOOK_AS_WEB_TOOL = "executeNotebookAsWebTool"
+
+
+class JobStatus(StrEnum):
+    """Wire statuses. The ArcGIS client polls for exactly these words, so there are no others."""
+
+    SUBMITTED = "SUBMITTED"
+    EXECUTING = "EXECUTING"
+    CANCELLING = "CANCELLING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def ended(self) -> bool:
+        return self in ENDED
+
+
+ENDED = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+RUNNING = frozenset({JobStatus.EXECUTING, JobStatus.CANCELLING})
+
+
+class FailureReason(StrEnum):
+    """Why a job ended other than COMPLETED; kept apart from the status word."""
+
+    CELL_ERROR = "cell_error"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+    KERNEL_DIED = "kernel_died"
+    KERNEL_NOT_FOUND = "kernel_not_found"
+    MEMORY_LIMIT = "memory_limit"
+    WORKER_LOST = "worker_lost"
+    INVALID_NOTEBOOK = "invalid_notebook"
+    INVALID_PARAMETERS = "invalid_parameters"
+    RUNNER_ERROR = "runner_error"
+    OUTPUT_MISSING = "output_missing"  # a registered output (web tool) the notebook never set
+
+
+# The one transition table. Every write is ``UPDATE … WHERE status IN (allowed sources)``, so a late or
+# duplicate writer finds zero rows and cannot move a job backwards.
+TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.SUBMITTED: frozenset({JobStatus.EXECUTING, JobStatus.CANCELLED, JobStatus.FAILED}),
+    # EXECUTING -> SUBMITTED is the opt-in re-run of a job whose worker was lost.
+    JobStatus.EXECUTING: frozenset(
+        {JobStatus.CANCELLING, JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.SUBMITTED}
+    ),
+    # A run can finish on its own while the cancel is on its way; the first writer wins.
+    JobStatus.CANCELLING: frozenset({JobStatus.CANCELLED, JobStatus.COMPLETED, JobStatus.FAILED}),
+    JobStatus.COMPLETED: frozenset(),
+    JobStatus.FAILED: frozenset(),
+    JobStatus.CANCELLED: frozenset(),
+}
+
+
+def sources_of(target: JobStatus) -> frozenset[JobStatus]:
+    """Statuses from which ``target`` may be reached."""
+    return frozenset(s for s, targets in TRANSITIONS.items() if target in targets)
+
+
+def can_transition(source: JobStatus, target: JobStatus) -> bool:
+    return target in TRANSITIONS[source]
+
+
+@dataclass(frozen=True)
+class JobInputs:
+    """What the submitter asked for; rendered as the job's ``inputs`` object."""
+
+    item_id: str = ""
+    execution_timeout_minutes: int | None = None
+    update_portal_item: bool = True
+    save_injected_parameters: bool = False
+    notebook_parameters: dict[str, Any] = field(default_factory=dict)
+    run_id: str = ""
+    task_id: str = ""
+    webhook_receiver_id: str = ""  # set on jobs a webhook receiver started
+    output_names: tuple[str, ...] = ()  # variables read back after the run (web tool outputs)
+
+    def to_wire(self) -> dict[str, Any]:
+        wire = {
+            "itemId": self.item_id,
+            "executionTimeoutInMinutes": self.execution_timeout_minutes,
+            "updatePortalItem": self.update_portal_item,
+            "saveInjectedParameters": self.save_injected_parameters,
+            "notebookParameters": self.notebook_parameters,
+            "runId": self.run_id,
+            "taskId": self.task_id,
+        }
+        if self.webhook_receiver_id:
+            wire["webhookReceiverId"] = self.webhook_receiver_id
+        if self.output_names:
+            wire["outputNames"] = list(self.output_names)
+        return wire
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> JobInputs:
+        return cls(
+            item_id=data.get("itemId", ""),
+            execution_timeout_minutes=data.get("executionTimeoutInMinutes"),
+            update_portal_item=data.get("updatePortalItem", True),
+            save_injected_parameters=data.get("saveInjectedParameters", False),
+            notebook_parameters=data.get("notebookParameters") or {},
+            run_id=data.get("runId", ""),
+            task_id=data.get("taskId", ""),
+            webhook_receiver_id=data.get("webhookReceiverId", ""),
+            output_names=tuple(data.get("outputNames") or ()),
+        )
+
+
+
+
+
+
+
+
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why a job did not complete: the reason word, a human message and, for cell errors, where."""
+
+    reason: FailureReason
+    message: str
+    cell_index: int | None = None
+    ename: str | None = None
+    evalue: str | None = None
+    traceback: tuple[str, ...] = ()
+
+    def to_wire(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"reason": str(self.reason), "message": self.message}
+        if self.cell_index is not None:
+            out.update(
+                cellIndex=self.cell_index,
+                ename=self.ename,
+                evalue=self.evalue,
+                traceback=list(self.traceback),
+            )
+        return out
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> Failure:
+        return cls(
+            reason=FailureReason(data["reason"]),
+            message=data.get("message", ""),
+            cell_index=data.get("cellIndex"),
+            ename=data.get("ename"),
+            evalue=data.get("evalue"),
+            traceback=tuple(data.get("traceback") or ()),
+        )
+
+
+
+
+@dataclass(frozen=True)
+class Job:
+    """One unit of work as stored. Rendering to the ArcGIS views lives in the web layer."""
+
+    job_id: str
+    type: JobType
+    username: str
+    status: JobStatus
+    inputs: JobInputs
+    runtime: Runtime
+    date_created: int
+    revision: int
+    start_time: int = 0
+    end_time: int = 0
+    attempt: int = 0
+    failure: Failure | None = None
+    results: dict[str, Any] = field(default_factory=dict)
+    progress_message: str = ""
+    progress_percent: int = 0
+    cancel_requested: bool = False
+    worker_id: str = ""
+    lease_expires: int = 0
+    retry_on_worker_lost: int = 0
+
+    @property
+    def ended(self) -> bool:
+        return self.status in ENDED
+
+
+INPUT = "input"
+
+
+OUTPUT = "output"
+
+
+@dataclass(frozen=True)
+class JobUpdate:
+    """Fields a transition may set besides the status. None means leave unchanged."""
+
+    failure: Failure | None = None
+    results: dict[str, Any] | None = None
+    progress_message: str | None = None
+    progress_percent: int | None = None
+    start_time: int | None = None
+    end_time: int | None = None
+    cancel_requested: bool | None = None
+    worker_id: str | None = None
+    lease_expires: int | None = None
+    attempt: int | None = None
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A SUBMITTED job as the dispatcher sees it."""
+
+    job_id: str
+    attempt: int  # the attempt already made; the next claim makes attempt + 1
+    runtime_id: str
+    dispatched_at: int  # 0: never published

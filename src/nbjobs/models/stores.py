@@ -1,0 +1,330 @@
+"""What each store must do: the Protocols that store/ (SQL) and store/memory/ implement.
+
+Every pair of implementations runs under one contract suite in tests/unit/contracts/.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from nbjobs.models.accounts import Token, User
+from nbjobs.models.automation import Delivery, Firing, Receiver, RunStatus, Task, TaskRun, TaskState
+from nbjobs.models.items import Item, Upload
+from nbjobs.models.jobs import Job, JobStatus, JobUpdate
+from nbjobs.models.runtimes import RuntimeSpec
+from nbjobs.models.webtools import WebTool, WebToolCall
+
+
+class JobStore(Protocol):
+    """Durable job state. Every status change is a compare-and-set against the transition table."""
+
+    def create(self, job: Job, notebook: bytes, *, max_active: int = 0) -> bool:
+        """Insert a new SUBMITTED job and its input notebook in one transaction. With ``max_active`` > 0
+        nothing is inserted (False) when its owner already has that many jobs not ended."""
+
+    def get(self, job_id: str) -> Job | None:
+        """The job, or None."""
+
+    def list(
+        self,
+        *,
+        username: str | None = None,
+        statuses: frozenset[JobStatus] | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        newest_first: bool = False,
+    ) -> list[Job]:
+        """Jobs ordered by creation time, filtered by owner and status."""
+
+    def count(self, *, username: str | None = None, statuses: frozenset[JobStatus] | None = None) -> int:
+        """How many jobs ``list`` would return without paging."""
+
+    def transition(
+        self,
+        job_id: str,
+        target: JobStatus,
+        now: int,
+        *,
+        attempt: int | None = None,
+        update: JobUpdate | None = None,
+        expected: frozenset[JobStatus] | None = None,
+    ) -> Job | None:
+        """Move to ``target`` if the table allows it from the current status (narrowed to ``expected``,
+        and only for ``attempt`` when given).
+
+        Returns the updated job, or None when the compare-and-set found nothing to change.
+        """
+
+    def claim_next(self, worker_id: str, now: int, lease_ms: int, *, per_user_cap: int = 0) -> Job | None:
+        """Atomically move the oldest SUBMITTED job to EXECUTING for this worker (attempt + 1),
+        skipping users who already have ``per_user_cap`` jobs running (0: no cap)."""
+
+    def claim(
+        self, job_id: str, attempt: int, worker_id: str, now: int, lease_ms: int, *, per_user_cap: int = 0
+    ) -> Job | None:
+        """Claim one SUBMITTED job whose attempt is ``attempt - 1``; None if taken, gone, or its user
+        already has ``per_user_cap`` jobs running (0: no cap)."""
+
+    def heartbeat(self, job_id: str, attempt: int, now: int, lease_ms: int) -> Job | None:
+        """Renew the lease of a running attempt; None if this attempt no longer owns the job."""
+
+    def set_progress(self, job_id: str, attempt: int, now: int, percent: int, message: str) -> bool:
+        """Record progress of a running attempt; False if fenced out."""
+
+    def set_processes(self, job_id: str, attempt: int, runner_pid: int, kernel_pid: int) -> bool:
+        """Record the OS processes of a running attempt, for recovery after a crash."""
+
+    def processes(self, job_id: str) -> tuple[int, int]:
+        """(runner_pid, kernel_pid) last recorded for the job; zeros when unknown."""
+
+    def expired(self, now: int) -> list[Job]:
+        """Running jobs whose lease has expired."""
+
+    def running_on(self, worker_prefix: str) -> list[Job]:
+        """Running jobs whose worker id starts with ``worker_prefix``."""
+
+    def put_blob(self, job_id: str, kind: str, data: bytes, now: int, *, attempt: int | None = None) -> bool:
+        """Store a notebook blob; with ``attempt``, only while that attempt owns the job."""
+
+    def get_blob(self, job_id: str, kind: str) -> bytes | None:
+        """A stored blob, or None."""
+
+    def delete_ended(self, *, ended_before: int | None = None, username: str | None = None) -> int:
+        """Delete ended jobs (and their blobs); returns how many."""
+
+
+class UserStore(Protocol):
+    def add(self, user: User) -> None:
+        """Insert a new user; UserExists if the name is taken."""
+
+    def get(self, username: str) -> User | None:
+        """The user (names compare case-insensitively, as in ArcGIS), or None."""
+
+    def list(self) -> list[User]:
+        """All users, by name."""
+
+    def save(self, user: User) -> None:
+        """Replace the stored fields of an existing user."""
+
+    def count(self) -> int:
+        """How many users exist."""
+
+
+class TokenStore(Protocol):
+    def add(self, token: Token) -> None:
+        """Record an issued token."""
+
+    def get(self, token_hash: str) -> Token | None:
+        """The token with this hash, or None."""
+
+    def revoke(self, token_hash: str) -> bool:
+        """Mark one token revoked; False if unknown."""
+
+    def revoke_user(self, username: str) -> int:
+        """Revoke every token of a user; returns how many."""
+
+    def delete_expired(self, now: int) -> int:
+        """Forget tokens that expired before ``now``."""
+
+
+class ItemStore(Protocol):
+    def add(self, item: Item, data: bytes) -> None:
+        """Insert an item and its data in one transaction."""
+
+    def get(self, item_id: str) -> Item | None:
+        """The item, or None."""
+
+    def get_data(self, item_id: str) -> bytes | None:
+        """The item's file, or None."""
+
+    def save(self, item: Item, data: bytes | None = None) -> None:
+        """Replace an item's metadata, and its data when ``data`` is given."""
+
+    def delete(self, item_id: str) -> bool:
+        """Delete an item; False if it did not exist."""
+
+    def list(self, owner: str | None = None) -> list[Item]:
+        """Items, newest first, optionally of one owner."""
+
+    def add_pending_update(self, job_id: str, item_id: str, now: int) -> None:
+        """Remember that ``job_id``'s executed notebook should be written back to ``item_id``."""
+
+    def pending_updates(self) -> list[tuple[str, str]]:
+        """(job_id, item_id) pairs still to write back."""
+
+    def drop_pending_update(self, job_id: str) -> None:
+        """Forget a pending write-back (done, or its job can no longer produce one)."""
+
+    def add_upload(self, upload: Upload) -> None:
+        """Start an upload in parts."""
+
+    def get_upload(self, item_id: str) -> Upload | None:
+        """The upload, or None."""
+
+    def put_part(self, item_id: str, part_num: int, data: bytes) -> bool:
+        """Store one part, replacing a part of the same number; False if the upload no longer exists."""
+
+    def part_sizes(self, item_id: str) -> dict[int, int]:
+        """Part number -> size in bytes of an upload's parts."""
+
+    def upload_data(self, item_id: str) -> bytes:
+        """The parts joined in part-number order."""
+
+    def finish_upload(self, item: Item, data: bytes) -> bool:
+        """In one transaction, drop the upload ``item.item_id`` and its parts and add the item; False (and
+        nothing changed) if the upload no longer exists."""
+
+    def drop_upload(self, item_id: str) -> None:
+        """Delete an upload and its parts."""
+
+    def drop_uploads_before(self, created: int) -> int:
+        """Delete uploads started before ``created`` (abandoned), with their parts; how many."""
+
+
+class TaskStore(Protocol):
+    def add(self, task: Task) -> None:
+        """Insert a new task."""
+
+    def get(self, task_id: str) -> Task | None:
+        """The task, or None."""
+
+    def save(self, task: Task) -> None:
+        """Replace a task's definition and state (not its counters, which the scheduler owns)."""
+
+    def delete(self, task_id: str) -> bool:
+        """Delete a task and its runs; False if it did not exist."""
+
+    def list(
+        self,
+        owner: str | None = None,
+        *,
+        item_id: str | None = None,
+        states: frozenset[TaskState] | None = None,
+    ) -> list[Task]:
+        """Tasks, oldest first, filtered by owner, item and state."""
+
+    def count_active(self, owner: str) -> int:
+        """How many active tasks ``owner`` has."""
+
+    def due(self, now: int, limit: int = 100) -> list[Task]:
+        """Active tasks whose next fire time has come."""
+
+    def fire(self, task_id: str, expected_next_fire: int, firing: Firing) -> bool:
+        """Advance the task from ``expected_next_fire`` and insert the occasion's run, atomically; False
+        when another scheduler got there first (the task moved on, or the occasion already has a run)."""
+
+    def runs(self, task_id: str, limit: int = 30) -> list[TaskRun]:
+        """The task's runs, newest first."""
+
+    def get_run(self, run_id: str) -> TaskRun | None:
+        """The run, or None."""
+
+    def open_runs(self, task_id: str | None = None, limit: int = 500) -> list[TaskRun]:
+        """Runs still scheduled or executing (of one task, or all), oldest occasion first."""
+
+    def update_run(
+        self,
+        run_id: str,
+        now: int,
+        *,
+        status: RunStatus | None = None,
+        result: str | None = None,
+        job_id: str | None = None,
+        expected: frozenset[RunStatus] | None = None,
+    ) -> TaskRun | None:
+        """Change a run if its status is in ``expected`` (any when None); the new run, or None."""
+
+    def finish_run(
+        self, run_id: str, status: RunStatus, result: str, now: int, *, max_failures: int
+    ) -> TaskRun | None:
+        """End an open run and count the outcome on its task (a success resets the failure streak;
+        ``max_failures`` in a row fail the task). None if the run was not open (someone else ended it)."""
+
+    def delete_run(self, run_id: str) -> bool:
+        """Delete a run; False if it did not exist."""
+
+
+class ReceiverStore(Protocol):
+    def add(self, receiver: Receiver) -> None:
+        """Insert a new receiver."""
+
+    def get(self, receiver_id: str) -> Receiver | None:
+        """The receiver, or None."""
+
+    def list(self) -> list[Receiver]:
+        """All receivers, oldest first."""
+
+    def save(self, receiver: Receiver) -> None:
+        """Replace a receiver."""
+
+    def delete(self, receiver_id: str) -> bool:
+        """Delete a receiver and its delivery log; False if it did not exist."""
+
+    def log(self, delivery: Delivery) -> None:
+        """Append to a receiver's delivery log (keeping the newest ``DELIVERIES_KEPT``)."""
+
+    def deliveries(self, receiver_id: str, limit: int = 100) -> list[Delivery]:
+        """The receiver's deliveries, newest first."""
+
+
+class WebToolStore(Protocol):
+    def add(self, tool: WebTool, snapshot: bytes) -> bool:
+        """Insert a tool and its snapshot; False if its name or its notebook already has one."""
+
+    def get(self, service_name: str) -> WebTool | None:
+        """The tool, or None."""
+
+    def by_notebook(self, notebook_id: str) -> WebTool | None:
+        """The tool published from this notebook, or None."""
+
+    def list(self, owner: str | None = None, *, limit: int = 100, offset: int = 0) -> list[WebTool]:
+        """Tools, oldest first, optionally of one owner."""
+
+    def count(self, owner: str | None = None) -> int:
+        """How many tools ``list`` would page through."""
+
+    def snapshot(self, service_name: str) -> bytes | None:
+        """The notebook as it was published (or last edited)."""
+
+    def save(self, tool: WebTool, snapshot: bytes | None = None) -> None:
+        """Replace a tool, and its snapshot when given."""
+
+    def delete(self, service_name: str) -> bool:
+        """Delete a tool and its call records; False if it did not exist."""
+
+    def add_call(self, call: WebToolCall) -> None:
+        """Record the job a call started."""
+
+    def get_call(self, job_id: str) -> WebToolCall | None:
+        """The call that started this job, or None."""
+
+    def delete_calls(self, created_before: int) -> int:
+        """Forget calls older than ``created_before`` (their jobs are purged by then); returns how many."""
+
+
+class RuntimeStore(Protocol):
+    def add(self, spec: RuntimeSpec) -> None:
+        """Insert a runtime; InvalidRequest if its name (case-insensitive) or id is taken."""
+
+    def get(self, runtime_id: str) -> RuntimeSpec | None:
+        """The runtime with this id, or None."""
+
+    def get_by_name(self, name: str) -> RuntimeSpec | None:
+        """The runtime with this name (compared case-insensitively), or None."""
+
+    def list(self) -> list[RuntimeSpec]:
+        """All runtimes: the default first, then by creation time."""
+
+    def save(self, spec: RuntimeSpec) -> None:
+        """Replace the stored fields of an existing runtime; InvalidRequest if the new name is taken."""
+
+    def delete(self, runtime_id: str) -> bool:
+        """Forget a runtime; False if unknown."""
+
+
+class ConfigStore(Protocol):
+    def load(self) -> dict[str, Any]:
+        """Every stored override, by ArcGIS property name."""
+
+    def replace(self, values: dict[str, Any], now: int) -> None:
+        """Make ``values`` the complete set of overrides, in one transaction."""

@@ -1,0 +1,102 @@
+"""executeNotebook: run a stored notebook item as a job, and write the result back to the item."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from nbjobs.clock import Clock
+from nbjobs.errors import InvalidRequest, UnknownRuntimeId
+from nbjobs.models.accounts import User
+from nbjobs.models.jobs import OUTPUT, Job, JobInputs, JobStatus
+from nbjobs.models.runtimes import Runtime
+from nbjobs.models.stores import ItemStore
+from nbjobs.service.accounts.users import CREATE_NOTEBOOKS, require_privilege
+from nbjobs.service.content.items import ItemService
+from nbjobs.service.jobs.service import DEFAULT_RUNTIME, JobService
+from nbjobs.service.runtimes.registry import RuntimeService
+
+log = logging.getLogger(__name__)
+
+
+class NotebookExecution:
+    """The executeNotebook use case over the job and item services."""
+
+    def __init__(
+        self,
+        jobs: JobService,
+        items: ItemService,
+        item_store: ItemStore,
+        clock: Clock,
+        runtimes: RuntimeService | None = None,
+    ) -> None:
+        self.jobs = jobs
+        self.items = items
+        self.item_store = item_store
+        self.clock = clock
+        self.runtimes = runtimes  # None: only the built-in default runtime (tests of other parts)
+
+    def execute(
+        self,
+        user: User,
+        item_id: str,
+        *,
+        update_portal_item: bool = True,
+        parameters: Any = None,
+        save_injected_parameters: bool = False,
+        timeout_minutes: int | None = None,
+        runtime_id: str = "",
+        task_id: str = "",
+        run_id: str = "",
+        webhook_receiver_id: str = "",
+    ) -> Job:
+        """Submit the item's notebook as an executeNotebook job owned by ``user`` (``task_id``/``run_id``
+        mark a run of a scheduled task). The runtime is ``runtime_id``, else the notebook's, else the
+        default (see ``RuntimeService.choose``)."""
+        require_privilege(user, CREATE_NOTEBOOKS)
+        who = user.principal()
+        if not item_id:
+            raise InvalidRequest("itemId is required.")
+        _, notebook = self.items.data(who, item_id)
+        runtime = self._runtime(user, runtime_id, notebook)
+        inputs = JobInputs(
+            item_id=item_id,
+            execution_timeout_minutes=timeout_minutes,
+            update_portal_item=update_portal_item,
+            save_injected_parameters=save_injected_parameters,
+            task_id=task_id,
+            run_id=run_id,
+            webhook_receiver_id=webhook_receiver_id,
+        )
+        job = self.jobs.submit(who, notebook, inputs=inputs, parameters=parameters or {}, runtime=runtime)
+        if update_portal_item:
+            self.item_store.add_pending_update(job.job_id, item_id, self.clock())
+        return job
+
+    def on_job_end(self, job: Job) -> None:
+        """Hook for the core: a job ended; write its notebook back if that was asked."""
+        self.sync_item_updates(only=job.job_id)
+
+    def sync_item_updates(self, only: str | None = None) -> int:
+        """Write the executed notebooks of COMPLETED jobs back to their items; returns how many."""
+        written = 0
+        for job_id, item_id in self.item_store.pending_updates():
+            if only is not None and job_id != only:
+                continue
+            job = self.jobs.store.get(job_id)
+            if job is not None and not job.ended:
+                continue
+            if job is not None and job.status == JobStatus.COMPLETED:
+                output = self.jobs.store.get_blob(job_id, OUTPUT)
+                if output and self.items.write_back(item_id, output):
+                    written += 1
+                    log.info("job %s wrote its executed notebook to item %s", job_id, item_id)
+            self.item_store.drop_pending_update(job_id)
+        return written
+
+    def _runtime(self, user: User, runtime_id: str, notebook: bytes) -> Runtime:
+        if self.runtimes is not None:
+            return self.runtimes.choose(user, runtime_id, notebook).identity
+        if runtime_id and runtime_id != DEFAULT_RUNTIME.runtime_id:
+            raise UnknownRuntimeId(runtime_id)
+        return DEFAULT_RUNTIME

@@ -1,0 +1,192 @@
+"""Submitting, reading, cancelling and cleaning up jobs, with the ArcGIS visibility rules."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from nbjobs.clock import Clock
+from nbjobs.errors import (
+    CannotCancel,
+    InvalidParameters,
+    InvalidRequest,
+    JobLimitReached,
+    JobNotFound,
+    PayloadTooLarge,
+)
+from nbjobs.execution.parameters import parse_parameters
+from nbjobs.models.accounts import Principal
+from nbjobs.models.jobs import (
+    ENDED,
+    OUTPUT,
+    Failure,
+    FailureReason,
+    Job,
+    JobInputs,
+    JobStatus,
+    JobType,
+    JobUpdate,
+    new_job_id,
+)
+from nbjobs.models.runtimes import Runtime
+from nbjobs.models.stores import JobStore
+from nbjobs.settings import Settings
+
+HOUR_MS = 3_600_000
+
+DEFAULT_RUNTIME = Runtime(
+    runtime_id="a1b2c3d4e5f60718293a4b5c6d7e8f90",
+    name="Python 3 Standard",
+    version="11.0",
+    kernel_name="python3",
+)
+
+
+class JobService:
+    """Every job operation a caller can ask for. Others' jobs answer exactly like unknown ones."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        settings: Settings,
+        clock: Clock,
+        *,
+        on_submit: Callable[[Job], None] | None = None,
+        on_cancel: Callable[[Job], None] | None = None,
+        clean_age_hours: Callable[[], int] | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self._on_submit = on_submit or (lambda job: None)
+        self._on_cancel = on_cancel or (lambda job: None)
+        self._clean_age_hours = clean_age_hours or (lambda: settings.async_jobs_clean_age_hours)
+
+    def submit(
+        self,
+        who: Principal,
+        notebook: bytes,
+        *,
+        inputs: JobInputs | None = None,
+        parameters: Any = None,
+        job_type: JobType = JobType.EXECUTE_NOTEBOOK,
+        runtime: Runtime | None = None,
+        retry_on_worker_lost: int = 0,
+    ) -> Job:
+        """Store a new SUBMITTED job; the notebook itself is checked when it runs, parameters now."""
+        inputs = inputs or JobInputs()
+        params = parse_parameters(inputs.notebook_parameters if parameters is None else parameters)
+        check_parameter_limits(
+            params, max_count=self.settings.max_parameters, max_bytes=self.settings.max_parameter_bytes
+        )
+        if parameters is not None:
+            inputs = _with_parameters(inputs, params)
+        if inputs.execution_timeout_minutes is not None and inputs.execution_timeout_minutes < 0:
+            raise InvalidRequest("executionTimeoutInMinutes must be 0 or a positive number of minutes")
+        if retry_on_worker_lost < 0:
+            raise InvalidRequest("retry_on_worker_lost must be 0 or more")
+        now = self.clock()
+        job = Job(
+            job_id=new_job_id(),
+            type=job_type,
+            username=who.username,
+            status=JobStatus.SUBMITTED,
+            inputs=inputs,
+            runtime=runtime or DEFAULT_RUNTIME,
+            date_created=now,
+            revision=now,
+            retry_on_worker_lost=retry_on_worker_lost,
+        )
+        cap = self.settings.max_queued_jobs_per_user
+        if not self.store.create(job, notebook, max_active=cap):
+            raise JobLimitReached(
+                f"Too many jobs: '{who.username}' already has {cap} jobs waiting or running, the most this "
+                "server accepts (NBJOBS_MAX_QUEUED_JOBS_PER_USER). Submit again when some have ended."
+            )
+        self._on_submit(job)
+        return job
+
+    def get(self, who: Principal, job_id: str) -> Job:
+        """The job if ``who`` may see it, else JobNotFound (whether or not it exists)."""
+        job = self.store.get(job_id)
+        if job is None or not who.can_see(job.username):
+            raise JobNotFound(job_id)
+        return job
+
+    def list(
+        self,
+        who: Principal,
+        *,
+        statuses: frozenset[JobStatus] | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        newest_first: bool = False,
+    ) -> tuple[list[Job], int]:
+        """The jobs ``who`` may see (admins: all; others: their own) and their total count."""
+        owner = None if who.is_admin else who.username
+        jobs = self.store.list(
+            username=owner, statuses=statuses, limit=limit, offset=offset, newest_first=newest_first
+        )
+        return jobs, self.store.count(username=owner, statuses=statuses)
+
+    def output_notebook(self, who: Principal, job_id: str) -> bytes | None:
+        """The executed notebook (with outputs so far) of a visible job, or None if none was produced."""
+        self.get(who, job_id)
+        return self.store.get_blob(job_id, OUTPUT)
+
+    def cancel(self, who: Principal, job_id: str) -> Job:
+        """Cancel a job: SUBMITTED ends at once; EXECUTING goes CANCELLING and its worker stops it."""
+        self.get(who, job_id)  # visibility first: others' jobs answer as unknown ones
+        now = self.clock()
+        cancelled = self.store.transition(
+            job_id,
+            JobStatus.CANCELLED,
+            now,
+            expected=frozenset({JobStatus.SUBMITTED}),
+            update=JobUpdate(
+                cancel_requested=True, failure=Failure(FailureReason.CANCELLED, "The job was cancelled")
+            ),
+        )
+        if cancelled is None:
+            cancelled = self.store.transition(
+                job_id, JobStatus.CANCELLING, now, update=JobUpdate(cancel_requested=True)
+            )
+        if cancelled is None:
+            current = self.store.get(job_id)
+            if current is None or current.status in ENDED:
+                raise CannotCancel(job_id)
+            cancelled = current  # already CANCELLING: asking again is harmless
+        self._on_cancel(cancelled)
+        return cancelled
+
+    def delete_all(self, who: Principal) -> int:
+        """Delete the ended jobs ``who`` may see; running and waiting jobs are never touched."""
+        return self.store.delete_ended(username=None if who.is_admin else who.username)
+
+    def purge_expired(self) -> int:
+        """Delete jobs that ended more than asyncJobsCleanAgeHours ago."""
+        age = self._clean_age_hours() * HOUR_MS
+        return self.store.delete_ended(ended_before=self.clock() - age)
+
+
+def check_parameter_limits(params: dict[str, Any], *, max_count: int, max_bytes: int) -> None:
+    """Refuse more than ``max_count`` parameters or more than ``max_bytes`` of them as compact JSON
+    (0: no limit); InvalidParameters / PayloadTooLarge name the limit."""
+    if max_count and len(params) > max_count:
+        raise InvalidParameters(
+            f"notebookParameters has {len(params)} parameters; this server accepts at most {max_count} "
+            "(NBJOBS_MAX_PARAMETERS)."
+        )
+    if max_bytes:
+        size = len(json.dumps(params, ensure_ascii=False, separators=(",", ":"), default=str).encode())
+        if size > max_bytes:
+            raise PayloadTooLarge(
+                f"notebookParameters is {size} bytes as JSON; this server accepts at most {max_bytes} "
+                "(NBJOBS_MAX_PARAMETER_BYTES)."
+            )
+
+
+def _with_parameters(inputs: JobInputs, params: dict[str, Any]) -> JobInputs:
+    return replace(inputs, notebook_parameters=params)

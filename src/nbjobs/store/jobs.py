@@ -1,0 +1,414 @@
+"""The SQL job store (SQLite embedded, PostgreSQL for clusters): all SQL of nbjobs lives here."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, delete, event, func, insert, literal, select, update
+from sqlalchemy.exc import DatabaseError, OperationalError
+
+from nbjobs.errors import StoreError
+from nbjobs.models.jobs import (
+    ENDED,
+    RUNNING,
+    Failure,
+    Job,
+    JobInputs,
+    JobStatus,
+    JobType,
+    JobUpdate,
+    sources_of,
+)
+from nbjobs.models.runtimes import Runtime
+from nbjobs.settings import Settings
+from nbjobs.store.tables import job_blobs, jobs
+
+NOT_ENDED = frozenset(JobStatus) - ENDED
+
+
+def job_from_row(row: Any) -> Job:
+    m = row._mapping
+    return Job(
+        job_id=m["job_id"],
+        type=JobType(m["type"]),
+        username=m["username"],
+        status=JobStatus(m["status"]),
+        inputs=JobInputs.from_wire(m["inputs"]),
+        runtime=Runtime(m["runtime_id"], m["runtime_name"], m["runtime_version"], m["kernel_name"]),
+        date_created=m["date_created"],
+        revision=m["revision"],
+        start_time=m["start_time"],
+        end_time=m["end_time"],
+        attempt=m["attempt"],
+        failure=Failure.from_wire(m["failure"]) if m["failure"] else None,
+        results=m["results"] or {},
+        progress_message=m["progress_message"],
+        progress_percent=m["progress_percent"],
+        cancel_requested=bool(m["cancel_requested"]),
+        worker_id=m["worker_id"],
+        lease_expires=m["lease_expires"],
+        retry_on_worker_lost=m["retry_on_worker_lost"],
+    )
+
+
+def job_to_row(job: Job) -> dict[str, Any]:
+    return {
+        "job_id": job.job_id,
+        "type": str(job.type),
+        "username": job.username,
+        "status": str(job.status),
+        "inputs": job.inputs.to_wire(),
+        "results": job.results,
+        "failure": job.failure.to_wire() if job.failure else None,
+        "runtime_id": job.runtime.runtime_id,
+        "runtime_name": job.runtime.name,
+        "runtime_version": job.runtime.version,
+        "kernel_name": job.runtime.kernel_name,
+        "date_created": job.date_created,
+        "revision": job.revision,
+        "start_time": job.start_time,
+        "end_time": job.end_time,
+        "attempt": job.attempt,
+        "retry_on_worker_lost": job.retry_on_worker_lost,
+        "progress_message": job.progress_message,
+        "progress_percent": job.progress_percent,
+        "cancel_requested": job.cancel_requested,
+        "worker_id": job.worker_id,
+        "lease_expires": job.lease_expires,
+        "runner_pid": 0,
+        "kernel_pid": 0,
+    }
+
+
+def _update_values(update_: JobUpdate | None) -> dict[str, Any]:
+    if update_ is None:
+        return {}
+    values: dict[str, Any] = {}
+    for name in (
+        "results",
+        "progress_message",
+        "progress_percent",
+        "start_time",
+        "end_time",
+        "cancel_requested",
+        "worker_id",
+        "lease_expires",
+        "attempt",
+    ):
+        value = getattr(update_, name)
+        if value is not None:
+            values[name] = value
+    if update_.failure is not None:
+        values["failure"] = update_.failure.to_wire()
+    return values
+
+
+class SqlJobStore:
+    """JobStore over SQLAlchemy Core. Each method is one short transaction; writes are single CAS
+    statements, so SQLite never has to upgrade a read lock and PostgreSQL never blocks a reader."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- writes -------------------------------------------------------------------------------------
+    def create(self, job: Job, notebook: bytes, *, max_active: int = 0) -> bool:
+        row = job_to_row(job)
+        stmt: Any = insert(jobs).values(**row)
+        if max_active > 0:
+            # One conditional INSERT … SELECT: the count and the insert are one statement, atomic under
+            # SQLite's single writer; PostgreSQL serialises one user's submits with an advisory lock.
+            active = (
+                select(func.count())
+                .select_from(jobs)
+                # `IN (not ended)`, not `NOT IN (ended)`: index seeks that never visit the user's ended jobs
+                .where(jobs.c.username == job.username, jobs.c.status.in_([str(s) for s in NOT_ENDED]))
+                .scalar_subquery()
+            )
+            values = select(*(literal(v, type_=jobs.c[k].type) for k, v in row.items())).where(
+                active < max_active
+            )
+            stmt = insert(jobs).from_select(list(row), values)
+        with self.engine.begin() as conn:
+            if max_active > 0 and conn.dialect.name == "postgresql":
+                conn.execute(select(func.pg_advisory_xact_lock(func.hashtext("nbjobs-user:" + job.username))))
+            if conn.execute(stmt.returning(jobs.c.job_id)).first() is None:
+                return False  # nothing inserted: the owner has max_active jobs not ended
+            conn.execute(
+                insert(job_blobs).values(job_id=job.job_id, kind="input", data=notebook, updated=job.revision)
+            )
+        return True
+
+    def transition(
+        self,
+        job_id: str,
+        target: JobStatus,
+        now: int,
+        *,
+        attempt: int | None = None,
+        update: JobUpdate | None = None,
+        expected: frozenset[JobStatus] | None = None,
+    ) -> Job | None:
+        sources = sources_of(target) if expected is None else sources_of(target) & expected
+        if not sources:
+            return None
+        values = {"status": str(target), "revision": now, **_update_values(update)}
+        if target in ENDED:
+            values.setdefault("end_time", now)
+            values["lease_expires"] = 0
+        stmt = _cas(job_id, sources, attempt).values(**values).returning(*jobs.c)
+        with self.engine.begin() as conn:
+            row = conn.execute(stmt).first()
+        return job_from_row(row) if row else None
+
+    def claim_next(self, worker_id: str, now: int, lease_ms: int, *, per_user_cap: int = 0) -> Job | None:
+        waiting = jobs.alias("waiting")
+        running = jobs.alias("running")
+        candidate = select(waiting.c.job_id).where(waiting.c.status == str(JobStatus.SUBMITTED))
+        if per_user_cap > 0:
+            busy = (
+                select(func.count())
+                .select_from(running)
+                .where(
+                    running.c.username == waiting.c.username,
+                    running.c.status.in_([str(s) for s in RUNNING]),
+                )
+                .scalar_subquery()
+            )
+            candidate = candidate.where(busy < per_user_cap)
+        candidate = (
+            candidate.order_by(waiting.c.date_created, waiting.c.job_id)
+            .limit(1)
+            .with_for_update(skip_locked=True, of=waiting)
+            .scalar_subquery()
+        )
+        stmt = (
+            update(jobs)
+            .where(jobs.c.job_id == candidate, jobs.c.status == str(JobStatus.SUBMITTED))
+            .values(**_claim_values(worker_id, now, lease_ms), attempt=jobs.c.attempt + 1)
+            .returning(*jobs.c)
+        )
+        with self.engine.begin() as conn:
+            row = conn.execute(stmt).first()
+        return job_from_row(row) if row else None
+
+    def claim(
+        self, job_id: str, attempt: int, worker_id: str, now: int, lease_ms: int, *, per_user_cap: int = 0
+    ) -> Job | None:
+        stmt = update(jobs).where(
+            jobs.c.job_id == job_id,
+            jobs.c.status == str(JobStatus.SUBMITTED),
+            jobs.c.attempt == attempt - 1,
+        )
+        if per_user_cap > 0:
+            running = jobs.alias("running")
+            busy = (
+                select(func.count())
+                .select_from(running)
+                .where(running.c.username == jobs.c.username, running.c.status.in_([str(s) for s in RUNNING]))
+                .scalar_subquery()
+            )
+            stmt = stmt.where(busy < per_user_cap)
+        stmt = stmt.values(**_claim_values(worker_id, now, lease_ms), attempt=attempt).returning(*jobs.c)
+        with self.engine.begin() as conn:
+            row = conn.execute(stmt).first()
+        return job_from_row(row) if row else None
+
+    def heartbeat(self, job_id: str, attempt: int, now: int, lease_ms: int) -> Job | None:
+        stmt = _cas(job_id, RUNNING, attempt).values(lease_expires=now + lease_ms).returning(*jobs.c)
+        with self.engine.begin() as conn:
+            row = conn.execute(stmt).first()
+        return job_from_row(row) if row else None
+
+    def set_progress(self, job_id: str, attempt: int, now: int, percent: int, message: str) -> bool:
+        stmt = _cas(job_id, RUNNING, attempt).values(
+            progress_percent=percent, progress_message=message, revision=now
+        )
+        with self.engine.begin() as conn:
+            return conn.execute(stmt).rowcount == 1
+
+    def set_processes(self, job_id: str, attempt: int, runner_pid: int, kernel_pid: int) -> bool:
+        stmt = _cas(job_id, RUNNING, attempt).values(runner_pid=runner_pid, kernel_pid=kernel_pid)
+        with self.engine.begin() as conn:
+            return conn.execute(stmt).rowcount == 1
+
+    def processes(self, job_id: str) -> tuple[int, int]:
+        """(runner_pid, kernel_pid) last recorded for the job; zeros when unknown."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(jobs.c.runner_pid, jobs.c.kernel_pid).where(jobs.c.job_id == job_id)
+            ).first()
+        return (row[0], row[1]) if row else (0, 0)
+
+    def put_blob(self, job_id: str, kind: str, data: bytes, now: int, *, attempt: int | None = None) -> bool:
+        with self.engine.begin() as conn:
+            if attempt is not None:
+                owner = conn.execute(
+                    select(jobs.c.attempt).where(jobs.c.job_id == job_id, jobs.c.attempt == attempt)
+                ).first()
+                if owner is None:
+                    return False
+            changed = conn.execute(
+                update(job_blobs)
+                .where(job_blobs.c.job_id == job_id, job_blobs.c.kind == kind)
+                .values(data=data, updated=now)
+            ).rowcount
+            if not changed:
+                conn.execute(insert(job_blobs).values(job_id=job_id, kind=kind, data=data, updated=now))
+        return True
+
+    def delete_ended(self, *, ended_before: int | None = None, username: str | None = None) -> int:
+        cond = [jobs.c.status.in_([str(s) for s in ENDED])]
+        if ended_before is not None:
+            cond.append(jobs.c.end_time < ended_before)
+        if username is not None:
+            cond.append(jobs.c.username == username)
+        doomed = select(jobs.c.job_id).where(*cond)
+        with self.engine.begin() as conn:
+            # Blobs first: SQLite enforces ON DELETE CASCADE only with foreign_keys=ON, so don't rely on it.
+            conn.execute(delete(job_blobs).where(job_blobs.c.job_id.in_(doomed)))
+            return conn.execute(delete(jobs).where(*cond)).rowcount
+
+    # -- reads --------------------------------------------------------------------------------------
+    def get(self, job_id: str) -> Job | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(jobs).where(jobs.c.job_id == job_id)).first()
+        return job_from_row(row) if row else None
+
+    def list(
+        self,
+        *,
+        username: str | None = None,
+        statuses: frozenset[JobStatus] | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        newest_first: bool = False,
+    ) -> list[Job]:
+        order = (
+            (jobs.c.date_created.desc(), jobs.c.job_id.desc())
+            if newest_first
+            else (jobs.c.date_created, jobs.c.job_id)
+        )
+        stmt = select(jobs).where(*_filters(username, statuses)).order_by(*order).limit(limit).offset(offset)
+        with self.engine.connect() as conn:
+            return [job_from_row(r) for r in conn.execute(stmt)]
+
+    def count(self, *, username: str | None = None, statuses: frozenset[JobStatus] | None = None) -> int:
+        stmt = select(func.count()).select_from(jobs).where(*_filters(username, statuses))
+        with self.engine.connect() as conn:
+            return int(conn.execute(stmt).scalar_one())
+
+    def expired(self, now: int) -> list[Job]:
+        stmt = select(jobs).where(jobs.c.status.in_([str(s) for s in RUNNING]), jobs.c.lease_expires < now)
+        with self.engine.connect() as conn:
+            return [job_from_row(r) for r in conn.execute(stmt)]
+
+    def running_on(self, worker_prefix: str) -> list[Job]:
+        stmt = select(jobs).where(
+            jobs.c.status.in_([str(s) for s in RUNNING]), jobs.c.worker_id.startswith(worker_prefix)
+        )
+        with self.engine.connect() as conn:
+            return [job_from_row(r) for r in conn.execute(stmt)]
+
+    def get_blob(self, job_id: str, kind: str) -> bytes | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(job_blobs.c.data).where(job_blobs.c.job_id == job_id, job_blobs.c.kind == kind)
+            ).first()
+        return bytes(row[0]) if row else None
+
+
+def _cas(job_id: str, sources: frozenset[JobStatus], attempt: int | None):  # noqa: ANN202
+    stmt = update(jobs).where(jobs.c.job_id == job_id, jobs.c.status.in_([str(s) for s in sources]))
+    if attempt is not None:
+        stmt = stmt.where(jobs.c.attempt == attempt)
+    return stmt
+
+
+def _claim_values(worker_id: str, now: int, lease_ms: int) -> dict[str, Any]:
+    return {
+        "status": str(JobStatus.EXECUTING),
+        "worker_id": worker_id,
+        "lease_expires": now + lease_ms,
+        "start_time": now,
+        "revision": now,
+        "progress_message": "Starting kernel",
+        "progress_percent": 0,
+        "runner_pid": 0,
+        "kernel_pid": 0,
+    }
+
+
+def _filters(username: str | None, statuses: frozenset[JobStatus] | None) -> list[Any]:
+    cond: list[Any] = []
+    if username is not None:
+        cond.append(jobs.c.username == username)
+    if statuses is not None:
+        cond.append(jobs.c.status.in_([str(s) for s in statuses]))
+    return cond
+
+
+def make_engine(settings: Settings) -> Engine:
+    """An Engine for the configured database; SQLite gets WAL and a generous busy timeout."""
+    url = settings.sqlalchemy_url
+    if url.startswith("sqlite"):
+        try:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the data directory {settings.data_dir}: {exc}") from exc
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
+    try:
+        return create_engine(url, pool_pre_ping=True)
+    except ImportError as exc:  # psycopg missing
+        raise StoreError(
+            f"the database driver for {url.split(':', 1)[0]} is not installed; "
+            "install the extra: pip install 'nbjobs[postgres]'"
+        ) from exc
+
+
+def open_store(settings: Settings, *, migrate: bool = True) -> SqlJobStore:
+    """Open (and by default migrate) the configured store, or raise StoreError with a clear reason."""
+    from nbjobs.store.migrate import upgrade
+
+    engine = make_engine(settings)
+    try:
+        if migrate:
+            upgrade(engine)
+        with engine.connect() as conn:
+            conn.execute(select(func.count()).select_from(jobs)).scalar_one()
+        _protect(settings, engine)
+    except (OperationalError, DatabaseError) as exc:
+        engine.dispose()
+        raise StoreError(f"cannot open the job store at {_redact(engine)}: {exc.orig}") from exc
+    except StoreError:  # e.g. a schema revision newer than this code: nothing was changed
+        engine.dispose()
+        raise
+    return SqlJobStore(engine)
+
+
+def _protect(settings: Settings, engine: Engine) -> None:
+    """The SQLite file holds every notebook and token hash: only the server's user may read it
+    (SQLite gives its -wal and -shm files the same mode). The data dir stays traversable, not
+    listable, so kernels running as another user can reach their own job directory."""
+    if engine.url.get_backend_name() != "sqlite" or not engine.url.database:
+        return
+    os.chmod(engine.url.database, 0o600)
+    os.chmod(settings.data_dir, 0o711)
+
+
+def _redact(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)

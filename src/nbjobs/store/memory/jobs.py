@@ -1,0 +1,209 @@
+"""An in-memory JobStore for unit tests of the layers above; it passes the same contract suite."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+
+from nbjobs.models.jobs import ENDED, RUNNING, Job, JobStatus, JobUpdate, sources_of
+
+
+class MemoryJobStore:
+    """Dict-backed store; one lock makes every method atomic, like a single SQL statement."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, Job] = {}
+        self._blobs: dict[tuple[str, str], bytes] = {}
+        self._pids: dict[str, tuple[int, int]] = {}
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        pass
+
+    def create(self, job: Job, notebook: bytes, *, max_active: int = 0) -> bool:
+        with self._lock:
+            if job.job_id in self._jobs:
+                raise ValueError(f"duplicate job id {job.job_id}")
+            if max_active > 0:
+                active = sum(1 for j in self._jobs.values() if j.username == job.username and not j.ended)
+                if active >= max_active:
+                    return False
+            self._jobs[job.job_id] = job
+            self._blobs[(job.job_id, "input")] = notebook
+            return True
+
+    def get(self, job_id: str) -> Job | None:
+        return self._jobs.get(job_id)
+
+    def list(
+        self,
+        *,
+        username: str | None = None,
+        statuses: frozenset[JobStatus] | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        newest_first: bool = False,
+    ) -> list[Job]:
+        found = sorted(self._select(username, statuses), key=lambda j: (j.date_created, j.job_id))
+        if newest_first:
+            found.reverse()
+        return found[offset : offset + limit]
+
+    def count(self, *, username: str | None = None, statuses: frozenset[JobStatus] | None = None) -> int:
+        return len(self._select(username, statuses))
+
+    def transition(
+        self,
+        job_id: str,
+        target: JobStatus,
+        now: int,
+        *,
+        attempt: int | None = None,
+        update: JobUpdate | None = None,
+        expected: frozenset[JobStatus] | None = None,
+    ) -> Job | None:
+        sources = sources_of(target) if expected is None else sources_of(target) & expected
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None or job.status not in sources or (attempt is not None and job.attempt != attempt):
+                return None
+            changes = _changes(update)
+            changes.update(status=target, revision=now)
+            if target in ENDED:
+                changes.setdefault("end_time", now)
+                changes["lease_expires"] = 0
+            job = dataclasses.replace(job, **changes)
+            self._jobs[job_id] = job
+            return job
+
+    def claim_next(self, worker_id: str, now: int, lease_ms: int, *, per_user_cap: int = 0) -> Job | None:
+        with self._lock:
+            waiting = [j for j in self._jobs.values() if j.status == JobStatus.SUBMITTED]
+            if per_user_cap > 0:
+                busy: dict[str, int] = {}
+                for j in self._jobs.values():
+                    if j.status in RUNNING:
+                        busy[j.username] = busy.get(j.username, 0) + 1
+                waiting = [j for j in waiting if busy.get(j.username, 0) < per_user_cap]
+            if not waiting:
+                return None
+            job = min(waiting, key=lambda j: (j.date_created, j.job_id))
+            return self._claim(job, job.attempt + 1, worker_id, now, lease_ms)
+
+    def claim(
+        self, job_id: str, attempt: int, worker_id: str, now: int, lease_ms: int, *, per_user_cap: int = 0
+    ) -> Job | None:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None or job.status != JobStatus.SUBMITTED or job.attempt != attempt - 1:
+                return None
+            if per_user_cap > 0:
+                busy = sum(
+                    1 for j in self._jobs.values() if j.username == job.username and j.status in RUNNING
+                )
+                if busy >= per_user_cap:
+                    return None
+            return self._claim(job, attempt, worker_id, now, lease_ms)
+
+    def _claim(self, job: Job, attempt: int, worker_id: str, now: int, lease_ms: int) -> Job:
+        job = dataclasses.replace(
+            job,
+            status=JobStatus.EXECUTING,
+            attempt=attempt,
+            worker_id=worker_id,
+            lease_expires=now + lease_ms,
+            start_time=now,
+            revision=now,
+            progress_message="Starting kernel",
+            progress_percent=0,
+        )
+        self._jobs[job.job_id] = job
+        self._pids[job.job_id] = (0, 0)
+        return job
+
+    def heartbeat(self, job_id: str, attempt: int, now: int, lease_ms: int) -> Job | None:
+        with self._lock:
+            job = self._owned(job_id, attempt)
+            if job is None:
+                return None
+            job = dataclasses.replace(job, lease_expires=now + lease_ms)
+            self._jobs[job_id] = job
+            return job
+
+    def set_progress(self, job_id: str, attempt: int, now: int, percent: int, message: str) -> bool:
+        with self._lock:
+            job = self._owned(job_id, attempt)
+            if job is None:
+                return False
+            self._jobs[job_id] = dataclasses.replace(
+                job, progress_percent=percent, progress_message=message, revision=now
+            )
+            return True
+
+    def set_processes(self, job_id: str, attempt: int, runner_pid: int, kernel_pid: int) -> bool:
+        with self._lock:
+            if self._owned(job_id, attempt) is None:
+                return False
+            self._pids[job_id] = (runner_pid, kernel_pid)
+            return True
+
+    def processes(self, job_id: str) -> tuple[int, int]:
+        return self._pids.get(job_id, (0, 0))
+
+    def expired(self, now: int) -> list[Job]:
+        return [j for j in self._jobs.values() if j.status in RUNNING and j.lease_expires < now]
+
+    def running_on(self, worker_prefix: str) -> list[Job]:
+        return [
+            j for j in self._jobs.values() if j.status in RUNNING and j.worker_id.startswith(worker_prefix)
+        ]
+
+    def put_blob(self, job_id: str, kind: str, data: bytes, now: int, *, attempt: int | None = None) -> bool:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None or (attempt is not None and job.attempt != attempt):
+                return False
+            self._blobs[(job_id, kind)] = data
+            return True
+
+    def get_blob(self, job_id: str, kind: str) -> bytes | None:
+        return self._blobs.get((job_id, kind))
+
+    def delete_ended(self, *, ended_before: int | None = None, username: str | None = None) -> int:
+        with self._lock:
+            doomed = [
+                j.job_id
+                for j in self._jobs.values()
+                if j.status in ENDED
+                and (ended_before is None or j.end_time < ended_before)
+                and (username is None or j.username == username)
+            ]
+            for job_id in doomed:
+                del self._jobs[job_id]
+                self._pids.pop(job_id, None)
+                for kind in ("input", "output"):
+                    self._blobs.pop((job_id, kind), None)
+            return len(doomed)
+
+    def _owned(self, job_id: str, attempt: int) -> Job | None:
+        job = self._jobs.get(job_id)
+        if job is None or job.status not in RUNNING or job.attempt != attempt:
+            return None
+        return job
+
+    def _select(self, username: str | None, statuses: frozenset[JobStatus] | None) -> list[Job]:
+        return [
+            j
+            for j in self._jobs.values()
+            if (username is None or j.username == username) and (statuses is None or j.status in statuses)
+        ]
+
+
+def _changes(update: JobUpdate | None) -> dict[str, object]:
+    if update is None:
+        return {}
+    return {
+        f.name: getattr(update, f.name)
+        for f in dataclasses.fields(update)
+        if getattr(update, f.name) is not None
+    }
