@@ -74,10 +74,10 @@ def seed_ended_jobs(
     from nbjobs.clock import now_ms
     from nbjobs.errors import UserExists
     from nbjobs.models.jobs import Failure, FailureReason, JobInputs
+    from nbjobs.models.runtimes import DEFAULT_RUNTIME
     from nbjobs.service.accounts.users import UserService
-    from nbjobs.service.jobs.service import DEFAULT_RUNTIME
     from nbjobs.settings import load_settings
-    from nbjobs.store.jobs import open_store
+    from nbjobs.store.engine import open_store
     from nbjobs.store.tables import job_blobs, jobs
     from nbjobs.store.users import SqlUserStore
 

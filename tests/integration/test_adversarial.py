@@ -29,7 +29,8 @@ import psutil
 import pytest
 
 from nbjobs.settings import load_settings
-from nbjobs.store.jobs import SqlJobStore, open_store
+from nbjobs.store.engine import open_store
+from nbjobs.store.jobs import SqlJobStore
 from tests.e2e.conftest import NBJOBS, Server, Session, _free_port, sign_in
 
 pytestmark = [pytest.mark.kernel, pytest.mark.slow]

@@ -8,7 +8,7 @@ import pytest
 
 from nbjobs.dispatch.celery.publisher import make_celery, queue_name
 from nbjobs.models.jobs import FailureReason, JobStatus
-from nbjobs.service.jobs.service import DEFAULT_RUNTIME
+from nbjobs.models.runtimes import DEFAULT_RUNTIME
 from nbjobs.settings import load_settings
 
 from .cluster import AMQP_URL, alive, fresh_database, make_cluster, marker_lines, marker_notebook, unavailable

@@ -42,7 +42,7 @@ def test_cancel_notifications_reach_listeners_through_postgres(postgres_url, tmp
     import threading
 
     from nbjobs.settings import load_settings
-    from nbjobs.store.jobs import make_engine
+    from nbjobs.store.engine import make_engine
     from nbjobs.store.notify import CancelListener, notify_cancel
 
     engine = make_engine(load_settings({}, data_dir=tmp_path, database_url=postgres_url))

@@ -43,11 +43,11 @@ from starlette.routing import BaseRoute
 from nbjobs.clock import ManualClock
 from nbjobs.models.accounts import ORG_ADMIN, ORG_USER, Principal
 from nbjobs.models.jobs import OUTPUT, JobStatus, JobUpdate, new_job_id
+from nbjobs.models.runtimes import DEFAULT_RUNTIME
 from nbjobs.roots.server import NbJobs
 from nbjobs.service.automation.tasks import TaskSpec
 from nbjobs.service.automation.webhooks import ReceiverSpec
 from nbjobs.service.content.items import ItemFields
-from nbjobs.service.jobs.service import DEFAULT_RUNTIME
 from nbjobs.service.runtimes.registry import RuntimeFields
 from nbjobs.settings import load_settings
 from nbjobs.web.app import create_app

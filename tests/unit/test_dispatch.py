@@ -12,11 +12,11 @@ from nbjobs.dispatch.celery.reconciler import Reconciler
 from nbjobs.errors import ConfigurationError, PermissionDenied
 from nbjobs.models.accounts import User
 from nbjobs.models.jobs import Job, JobInputs, JobStatus, Waiting, new_job_id
+from nbjobs.models.runtimes import DEFAULT_RUNTIME
 from nbjobs.models.workers import WorkerRecord
-from nbjobs.service.jobs.service import DEFAULT_RUNTIME
 from nbjobs.service.system.machines import list_machines
 from nbjobs.settings import load_settings
-from nbjobs.store.jobs import open_store
+from nbjobs.store.engine import open_store
 from nbjobs.store.outbox import SqlOutbox
 from nbjobs.store.workers import SqlWorkerStore
 

@@ -6,8 +6,8 @@ import pytest
 
 from nbjobs.models.items import Item, Upload
 from nbjobs.settings import load_settings
+from nbjobs.store.engine import open_store
 from nbjobs.store.items import SqlItemStore
-from nbjobs.store.jobs import open_store
 from nbjobs.store.memory.items import MemoryItemStore
 
 

@@ -8,7 +8,7 @@ from alembic.migration import MigrationContext
 
 from nbjobs.errors import StoreError
 from nbjobs.settings import load_settings
-from nbjobs.store.jobs import make_engine, open_store
+from nbjobs.store.engine import make_engine, open_store
 from nbjobs.store.migrate import current, upgrade
 from nbjobs.store.tables import metadata
 

@@ -17,14 +17,13 @@ from nbjobs.errors import (
     UnknownRuntimeId,
 )
 from nbjobs.models.accounts import ORG_ADMIN, ORG_USER, User
-from nbjobs.models.runtimes import RuntimeSpec
+from nbjobs.models.runtimes import DEFAULT_RUNTIME, RuntimeSpec
 from nbjobs.service.accounts.users import USER_PRIVILEGES
-from nbjobs.service.jobs.service import DEFAULT_RUNTIME
 from nbjobs.service.runtimes.environments import FakeEnvironments
 from nbjobs.service.runtimes.kernelspecs import kernel_dir
 from nbjobs.service.runtimes.registry import RuntimeFields, RuntimeService, runtime_name_of
 from nbjobs.settings import load_settings
-from nbjobs.store.jobs import open_store
+from nbjobs.store.engine import open_store
 from nbjobs.store.memory.runtimes import MemoryRuntimeStore
 from nbjobs.store.runtimes import SqlRuntimeStore
 

@@ -18,9 +18,9 @@ from nbjobs.models.jobs import (
     JobUpdate,
     new_job_id,
 )
-from nbjobs.service.jobs.service import DEFAULT_RUNTIME
+from nbjobs.models.runtimes import DEFAULT_RUNTIME
 from nbjobs.settings import load_settings
-from nbjobs.store.jobs import open_store
+from nbjobs.store.engine import open_store
 from nbjobs.store.memory.jobs import MemoryJobStore
 
 LEASE = 60_000

@@ -8,7 +8,7 @@ import pytest
 
 from nbjobs.models.webtools import ORG, WebTool, WebToolCall
 from nbjobs.settings import load_settings
-from nbjobs.store.jobs import make_engine
+from nbjobs.store.engine import make_engine
 from nbjobs.store.memory.webtools import MemoryWebToolStore
 from nbjobs.store.migrate import upgrade
 from nbjobs.store.webtools import SqlWebToolStore

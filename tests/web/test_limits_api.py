@@ -17,7 +17,7 @@ from nbjobs.models.accounts import ORG_ADMIN, ORG_USER
 from nbjobs.models.jobs import JobStatus
 from nbjobs.roots.server import NbJobs
 from nbjobs.settings import load_settings
-from nbjobs.store.jobs import open_store
+from nbjobs.store.engine import open_store
 from nbjobs.store.tables import item_upload_parts, item_uploads, items, job_blobs, jobs
 from tests.conftest import notebook_bytes
 from tests.unit.test_store_contract import make_job

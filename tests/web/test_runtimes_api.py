@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from nbjobs.service.jobs.service import DEFAULT_RUNTIME
+from nbjobs.models.runtimes import DEFAULT_RUNTIME
 
 DEFAULT_ID = DEFAULT_RUNTIME.runtime_id
 ARCGIS_KEYS = {

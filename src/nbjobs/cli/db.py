@@ -24,7 +24,7 @@ def db() -> None:
 @click.option("--database-url", help="SQLAlchemy/libpq URL of the database. [env NBJOBS_DATABASE_URL]")
 def upgrade(data_dir: Path | None, database_url: str | None) -> None:
     """Create or migrate the schema to the newest revision (safe to run again)."""
-    from nbjobs.store.jobs import make_engine
+    from nbjobs.store.engine import make_engine
     from nbjobs.store.migrate import current
     from nbjobs.store.migrate import upgrade as do_upgrade
 

@@ -20,7 +20,7 @@ def _service(data_dir: Path | None):  # noqa: ANN202
     from nbjobs.service.runtimes.kernelspecs import kernel_dir
     from nbjobs.service.runtimes.registry import RuntimeService
     from nbjobs.settings import load_settings
-    from nbjobs.store.jobs import open_store
+    from nbjobs.store.engine import open_store
     from nbjobs.store.runtimes import SqlRuntimeStore
 
     settings = load_settings(data_dir=data_dir)

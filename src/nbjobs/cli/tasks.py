@@ -16,7 +16,7 @@ _data_dir = data_dir_option
 def _store(data_dir: Path | None):  # noqa: ANN202
     from nbjobs.errors import NbJobsError
     from nbjobs.settings import load_settings
-    from nbjobs.store.jobs import open_store
+    from nbjobs.store.engine import open_store
     from nbjobs.store.tasks import SqlTaskStore
 
     try:

@@ -18,7 +18,7 @@ def _services(data_dir: Path | None):  # noqa: ANN202
     from nbjobs.service.accounts.tokens import TokenService
     from nbjobs.service.accounts.users import UserService
     from nbjobs.settings import load_settings
-    from nbjobs.store.jobs import open_store
+    from nbjobs.store.engine import open_store
     from nbjobs.store.users import SqlTokenStore, SqlUserStore
 
     settings = load_settings(data_dir=data_dir)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True)
 class Runtime:
     """Where a notebook runs. Issue-4 limits hang off this object."""
 
@@ -57,3 +56,11 @@ class RuntimeSpec:
     def identity(self) -> Runtime:
         """What a job records of its runtime."""
         return Runtime(self.runtime_id, self.name, self.version, self.kernel_name)
+
+
+DEFAULT_RUNTIME = Runtime(
+    runtime_id="a1b2c3d4e5f60718293a4b5c6d7e8f90",
+    name="Python 3 Standard",
+    version="11.0",
+    kernel_name="python3",
+)

@@ -34,8 +34,9 @@ from nbjobs.service.system.config import ConfigService
 from nbjobs.service.webtools.service import WebToolService
 from nbjobs.settings import Settings
 from nbjobs.store.config import SqlConfigStore
+from nbjobs.store.engine import open_store
 from nbjobs.store.items import SqlItemStore
-from nbjobs.store.jobs import SqlJobStore, open_store
+from nbjobs.store.jobs import SqlJobStore
 from nbjobs.store.notify import notify_cancel
 from nbjobs.store.outbox import SqlOutbox
 from nbjobs.store.runtimes import SqlRuntimeStore

@@ -9,11 +9,11 @@ from nbjobs.clock import Clock
 from nbjobs.errors import InvalidRequest, UnknownRuntimeId
 from nbjobs.models.accounts import User
 from nbjobs.models.jobs import OUTPUT, Job, JobInputs, JobStatus
-from nbjobs.models.runtimes import Runtime
+from nbjobs.models.runtimes import DEFAULT_RUNTIME, Runtime
 from nbjobs.models.stores import ItemStore
 from nbjobs.service.accounts.users import CREATE_NOTEBOOKS, require_privilege
 from nbjobs.service.content.items import ItemService
-from nbjobs.service.jobs.service import DEFAULT_RUNTIME, JobService
+from nbjobs.service.jobs.service import JobService
 from nbjobs.service.runtimes.registry import RuntimeService
 
 log = logging.getLogger(__name__)

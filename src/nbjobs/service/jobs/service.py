@@ -30,18 +30,12 @@ from nbjobs.models.jobs import (
     JobUpdate,
     new_job_id,
 )
-from nbjobs.models.runtimes import Runtime
+from nbjobs.models.runtimes import DEFAULT_RUNTIME, Runtime
 from nbjobs.models.stores import JobStore
 from nbjobs.settings import Settings
 
 HOUR_MS = 3_600_000
 
-DEFAULT_RUNTIME = Runtime(
-    runtime_id="a1b2c3d4e5f60718293a4b5c6d7e8f90",
-    name="Python 3 Standard",
-    version="11.0",
-    kernel_name="python3",
-)
 
 
 class JobService:

@@ -23,10 +23,9 @@ from typing import Any
 from nbjobs.clock import Clock
 from nbjobs.errors import InvalidRequest, PermissionDenied, RuntimeDisabled, RuntimeNotFound, UnknownRuntimeId
 from nbjobs.models.accounts import User
-from nbjobs.models.runtimes import RuntimeSpec
+from nbjobs.models.runtimes import DEFAULT_RUNTIME, RuntimeSpec
 from nbjobs.models.stores import RuntimeStore
 from nbjobs.service.accounts.users import CREATE_NOTEBOOKS, require_privilege
-from nbjobs.service.jobs.service import DEFAULT_RUNTIME
 from nbjobs.service.runtimes.environments import Environments, executable_problem
 from nbjobs.service.runtimes.kernelspecs import (
     KERNEL_PREFIX,

@@ -23,12 +23,12 @@ from nbjobs.errors import (
 )
 from nbjobs.models.accounts import Principal, User
 from nbjobs.models.jobs import Job, JobInputs, JobType
-from nbjobs.models.runtimes import Runtime
+from nbjobs.models.runtimes import DEFAULT_RUNTIME, Runtime
 from nbjobs.models.stores import WebToolStore
 from nbjobs.models.webtools import ACCESS, PRIVATE, WebTool, WebToolCall
 from nbjobs.service.accounts.users import CREATE_NOTEBOOKS, require_privilege
 from nbjobs.service.content.items import ItemService, new_item_id
-from nbjobs.service.jobs.service import DEFAULT_RUNTIME, JobService
+from nbjobs.service.jobs.service import JobService
 from nbjobs.service.runtimes.registry import RuntimeService
 from nbjobs.service.webtools.outcome import Outcome, outcome
 from nbjobs.service.webtools.params import Analysis, ParamType, ToolParam, ToolParams, analyze
