@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+@dataclass(frozen=True)
 class Runtime:
     """Where a notebook runs. Issue-4 limits hang off this object."""
 
