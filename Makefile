@@ -25,6 +25,9 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	cd bench && ../$(BIN)/python latency.py $(ARGS) && ../$(BIN)/python throughput.py $(ARGS_THROUGHPUT)

@@ -1,5 +1,5 @@
 """A small cluster on this machine for the distributed tests: PostgreSQL, a broker, real `nbjobs
-worker` processes, and the test's own NbJobs as the API side (broker mode, housekeeping running)."""
+worker` processes, and the test's own Server as the API side (broker mode, housekeeping running)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import pytest
 
 from nbjobs.models.jobs import Job
 from nbjobs.models.workers import WorkerRecord
-from nbjobs.roots.server import NbJobs
+from nbjobs.roots.server import Server
 from nbjobs.settings import load_settings
 from tests.conftest import IN_CI, POSTGRES_URL
 
@@ -189,7 +189,8 @@ def make_cluster(
         "redispatch_seconds": 2,
         **settings,
     }
-    api = NbJobs.from_settings(load_settings({}, **values))
+    api = Server.from_settings(load_settings({}, **values))
+    api.prepare()
     if start:
         api.start()
     return Cluster(database_url, broker_url, tmp, api)

@@ -8,7 +8,7 @@ import pytest
 
 from nbjobs.models.accounts import Principal
 from nbjobs.models.jobs import Job
-from nbjobs.roots.server import NbJobs
+from nbjobs.roots.server import Server
 from nbjobs.settings import load_settings
 
 ADMIN = Principal("admin", is_admin=True)
@@ -20,14 +20,15 @@ APP_DEFAULTS: dict[str, object] = dict(
 
 
 @pytest.fixture
-def make_app(tmp_path: Path) -> Iterator[Callable[..., NbJobs]]:
-    """Build an NbJobs on a temp SQLite store with test-friendly timings; stopped at teardown."""
-    apps: list[NbJobs] = []
+def make_app(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """Build an Server on a temp SQLite store with test-friendly timings; stopped at teardown."""
+    apps: list[Server] = []
 
-    def make(**overrides) -> NbJobs:
+    def make(**overrides) -> Server:
         values: dict[str, object] = dict(data_dir=tmp_path / "data", **APP_DEFAULTS)
         values.update(overrides)
-        app = NbJobs.from_settings(load_settings({}, **values))
+        app = Server.from_settings(load_settings({}, **values))
+        app.prepare()
         apps.append(app)
         return app
 
@@ -36,7 +37,7 @@ def make_app(tmp_path: Path) -> Iterator[Callable[..., NbJobs]]:
         app.stop(grace=10)
 
 
-def wait_for(app: NbJobs, job_id: str, predicate: Callable[[Job], bool], timeout: float = 60) -> Job:
+def wait_for(app: Server, job_id: str, predicate: Callable[[Job], bool], timeout: float = 60) -> Job:
     """Poll the store until ``predicate(job)`` holds."""
     end = time.monotonic() + timeout
     while True:

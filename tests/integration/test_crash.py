@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from nbjobs.models.jobs import ENDED, FailureReason, JobStatus
-from nbjobs.roots.server import NbJobs
+from nbjobs.roots.server import Server
 from nbjobs.settings import load_settings
 
 from .conftest import ADMIN
@@ -66,7 +66,8 @@ def wait_until(predicate, timeout: float, what: str):
 def test_kill_9_of_the_server_mid_job_then_restart(tmp_path, golden):
     data_dir = tmp_path / "data"
     log = tmp_path / "server.log"
-    client = NbJobs.from_settings(load_settings({}, data_dir=data_dir, workers=0))  # the test's own view
+    client = Server.from_settings(load_settings({}, data_dir=data_dir, workers=0))  # the test's own view
+    client.prepare()
     sleepers = [client.service.submit(ADMIN, golden("sleeps.ipynb")) for _ in range(2)]
     server = start_server(data_dir, log)
     try:
@@ -110,6 +111,6 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _ended(client: NbJobs, job_id: str):
+def _ended(client: Server, job_id: str):
     job = client.store.get(job_id)
     return job if job is not None and job.status in ENDED else None

@@ -17,7 +17,8 @@ import psutil
 import pytest
 
 from nbjobs.models.jobs import ENDED, RUNNING, FailureReason, Job, JobInputs, JobStatus
-from nbjobs.roots.server import NbJobs
+from nbjobs.models.parameters import parse_parameters
+from nbjobs.roots.server import Server
 from nbjobs.settings import load_settings
 
 from .conftest import ADMIN
@@ -32,7 +33,7 @@ DRAIN_SECONDS = 8.0
 class Mixed:
     """The 20 jobs: 10 ended before the crash, 2 EXECUTING, 8 SUBMITTED behind the 2 busy workers."""
 
-    def __init__(self, client: NbJobs, marker: Path, golden) -> None:
+    def __init__(self, client: Server, marker: Path, golden) -> None:
         self.client, self.marker, self.golden = client, marker, golden
         self.ok = [self.submit() for _ in range(4)]
         self.failing = [self.submit(fail=True) for _ in range(3)]
@@ -42,7 +43,9 @@ class Mixed:
 
     def submit(self, seconds: float = 0, fail: bool = False, release: Path | None = None) -> Job:
         """marks_run.ipynb: a line in the marker file, then ``seconds`` or until ``release`` exists."""
-        params = {"marker": str(self.marker), "seconds": seconds, "fail": fail, "release": str(release or "")}
+        params = parse_parameters(
+            {"marker": str(self.marker), "seconds": seconds, "fail": fail, "release": str(release or "")}
+        )
         return self.client.service.submit(ADMIN, self.golden("marks_run.ipynb"),
                                           inputs=JobInputs(notebook_parameters=params))  # fmt: skip
 
@@ -123,7 +126,8 @@ def setting(tmp_path, golden, monkeypatch):
     monkeypatch.setenv("NBJOBS_CANCEL_GRACE_SECONDS", "1")
     monkeypatch.setenv("NBJOBS_KILL_GRACE_SECONDS", "1")
     data_dir = tmp_path / "data"
-    client = NbJobs.from_settings(load_settings({}, data_dir=data_dir, workers=0))  # the test's own view
+    client = Server.from_settings(load_settings({}, data_dir=data_dir, workers=0))  # the test's own view
+    client.prepare()
     yield Mixed(client, tmp_path / "runs.txt", golden), data_dir, tmp_path / "server.log"
     client.stop()
 

@@ -13,6 +13,8 @@ import pytest
 
 from nbjobs.dispatch.celery.publisher import queue_name
 from nbjobs.models.jobs import ENDED, FailureReason, JobInputs, JobStatus, Waiting
+from nbjobs.models.parameters import parse_parameters
+from nbjobs.service.authz import OPERATOR
 from nbjobs.service.runtimes.registry import RuntimeFields
 
 from .cluster import (
@@ -49,7 +51,7 @@ def cluster(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cluster")
     for database_url in fresh_database():
         c = make_cluster(tmp, database_url, REDIS_URL)
-        second = c.api.runtimes.register(RuntimeFields(name="Second", image_id="python3"))
+        second = c.api.runtimes.register(OPERATOR, RuntimeFields(name="Second", image_id="python3"))
         c.second = second
         c.default = c.api.runtimes.default()
         try:
@@ -64,7 +66,7 @@ def cluster(tmp_path_factory):
 
 
 def _submit_marker(c: Cluster, path, *, pause: float = 0, runtime=None, **kwargs):
-    params = {"marker": str(path), "pause": pause}
+    params = parse_parameters({"marker": str(path), "pause": pause})
     rt = None if runtime is None else _runtime(runtime)
     return c.api.service.submit(ALICE, marker_notebook(), parameters=params, runtime=rt, **kwargs)
 
@@ -81,7 +83,8 @@ def test_jobs_run_on_separate_workers_routed_by_runtime(cluster, golden, tmp_pat
     assert w1.queues == (queue_name(c.default.runtime_id),) and w1.concurrency == 2
     assert w2.runtimes == ({"id": c.second.runtime_id, "name": "Second"},)
 
-    with_params = c.api.service.submit(ALICE, golden("trivial.ipynb"), parameters={"x": 41})
+    x41 = parse_parameters({"x": 41})
+    with_params = c.api.service.submit(ALICE, golden("trivial.ipynb"), parameters=x41)
     on_default = [_submit_marker(c, tmp_path / f"d{i}") for i in range(2)]
     on_second = [_submit_marker(c, tmp_path / f"s{i}", runtime=c.second) for i in range(2)]
     for job in [with_params, *on_default, *on_second]:
@@ -131,7 +134,7 @@ def test_cancel_reaches_the_worker_and_kills_the_kernel(cluster, golden):
 
 def test_cancel_while_queued_and_deadline(cluster, golden):
     c = cluster
-    unserved = c.api.runtimes.register(RuntimeFields(name="Nobody serves this", image_id="python3"))
+    unserved = c.api.runtimes.register(OPERATOR, RuntimeFields(name="Nobody serves this", image_id="python3"))
     queued = c.api.service.submit(ALICE, golden("trivial.ipynb"), runtime=_runtime(unserved))
     time.sleep(0.5)
     assert c.api.store.get(queued.job_id).status == JobStatus.SUBMITTED
@@ -152,7 +155,7 @@ def test_a_short_visibility_timeout_with_busy_workers_runs_each_job_once(cluster
     ack, no prefetch while busy, and the compare-and-set claim for anything sent twice -- on a
     loaded machine the reconciler's 2 s re-publish does send some twice)."""
     c = cluster
-    rt = c.api.runtimes.register(RuntimeFields(name="Short visibility", image_id="python3"))
+    rt = c.api.runtimes.register(OPERATOR, RuntimeFields(name="Short visibility", image_id="python3"))
     short = {"NBJOBS_BROKER_TRANSPORT_OPTIONS": '{"visibility_timeout": 1}'}
     workers = [c.start_worker(f"vis{i}", "--runtime", rt.name, "--concurrency", "1", **short) for i in (1, 2)]
     jobs = [_submit_marker(c, tmp_path / f"vis{i}", pause=3, runtime=rt) for i in range(5)]
@@ -178,7 +181,7 @@ def test_the_machines_view_lists_live_workers(cluster):
 
     c = cluster
     c.api.users.ensure_admin("admin", "admin-password-123")
-    with TestClient(create_app(c.api)) as http:
+    with TestClient(create_app(c.api.web)) as http:
         token = http.post(
             f"/{c.api.settings.context}/admin/generateToken",
             data={"username": "admin", "password": "admin-password-123", "f": "json"},

@@ -8,6 +8,7 @@ import pytest
 
 from nbjobs.dispatch.celery.publisher import make_celery, queue_name
 from nbjobs.models.jobs import FailureReason, JobStatus
+from nbjobs.models.parameters import parse_parameters
 from nbjobs.models.runtimes import DEFAULT_RUNTIME
 from nbjobs.settings import load_settings
 
@@ -51,9 +52,10 @@ def cluster(tmp_path_factory):
 def test_a_job_runs_once_on_rabbitmq_even_when_published_twice(cluster, tmp_path, golden):
     c = cluster
     marker = tmp_path / "amqp"
-    job = c.api.service.submit(ALICE, marker_notebook(), parameters={"marker": str(marker), "pause": 0.5})
+    marked = parse_parameters({"marker": str(marker), "pause": 0.5})
+    job = c.api.service.submit(ALICE, marker_notebook(), parameters=marked)
     c.api.dispatcher.notify(job)
-    trivial = c.api.service.submit(ALICE, golden("trivial.ipynb"), parameters={"x": 1})
+    trivial = c.api.service.submit(ALICE, golden("trivial.ipynb"), parameters=parse_parameters({"x": 1}))
     for j in (job, trivial):
         ended = c.wait_job(j.job_id, lambda j: j.ended)
         assert ended.status == JobStatus.COMPLETED and ended.attempt == 1, ended.failure

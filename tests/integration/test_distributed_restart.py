@@ -1,6 +1,6 @@
 """The API server of a distributed deployment dies and comes back: nothing is lost.
 
-A real `nbjobs serve` in broker mode is the only API process (the test's own NbJobs is a passive
+A real `nbjobs serve` in broker mode is the only API process (the test's own Server is a passive
 view: no reaper, no reconciler). Jobs are submitted over HTTP; one runs on the worker, two wait in
 the broker, and one was committed by an API process whose publish never reached the broker (the
 crash between commit and publish). `kill -9` of the server, then a restart: the running job
@@ -21,7 +21,8 @@ import httpx
 import pytest
 
 from nbjobs.models.jobs import JobStatus
-from nbjobs.roots.server import NbJobs
+from nbjobs.models.parameters import parse_parameters
+from nbjobs.roots.server import Server
 from nbjobs.settings import load_settings
 
 from .cluster import (
@@ -142,8 +143,9 @@ def test_kill_9_of_the_api_server_with_queued_running_and_unpublished_jobs_loses
     # An API process that committed a job and died before its publish reached the broker.
     dead_broker = load_settings({}, data_dir=tmp_path / "crashed", database_url=c.database_url,
                                 broker_url="redis://127.0.0.1:9/0")  # fmt: skip
-    crashed = NbJobs.from_settings(dead_broker)
-    lost = {"marker": str(tmp_path / "lost")}
+    crashed = Server.from_settings(dead_broker)
+    crashed.prepare()
+    lost = parse_parameters({"marker": str(tmp_path / "lost")})
     unpublished = crashed.service.submit(ALICE, marker_notebook(), parameters=lost)
     crashed.store.close()
     assert c.api.store.get(unpublished.job_id).status == JobStatus.SUBMITTED

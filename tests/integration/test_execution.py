@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select, update
 
 from nbjobs.models.jobs import FailureReason, JobInputs, JobStatus
+from nbjobs.models.parameters import parse_parameters
 from nbjobs.store.tables import jobs
 
 from .conftest import ADMIN
@@ -33,7 +34,7 @@ def test_trivial_notebook_completes_with_injected_parameters(make_app, golden):
     job = run_to_end(
         app,
         golden("parameters.ipynb"),
-        parameters=json.dumps(
+        parameters=parse_parameters(json.dumps(
             {
                 "name": "__import__('os').getcwd()",
                 "count": 3,
@@ -43,8 +44,8 @@ def test_trivial_notebook_completes_with_injected_parameters(make_app, golden):
                 "config": {"k": None},
                 "when": "2026-11-28T06:00:00Z",
             }
-        ),
-    )
+        )),
+    )  # fmt: skip
     assert job.status == JobStatus.COMPLETED and job.failure is None
     assert job.progress_percent == 100 and job.start_time > 0 and job.end_time >= job.start_time
     nb = output_of(app, job.job_id)
@@ -61,7 +62,7 @@ def test_save_injected_parameters_keeps_the_cell_right_after_parameters(make_app
     job = run_to_end(
         app,
         golden("trivial.ipynb"),
-        inputs=JobInputs(save_injected_parameters=True, notebook_parameters={"x": 41}),
+        inputs=JobInputs(save_injected_parameters=True, notebook_parameters=parse_parameters({"x": 41})),
     )
     nb = output_of(app, job.job_id)
     assert nb.cells[0].metadata.tags == ["parameters"]
@@ -74,7 +75,7 @@ def test_existing_injected_parameters_cell_is_replaced(make_app, golden):
     job = run_to_end(
         app,
         golden("injected_slot.ipynb"),
-        inputs=JobInputs(save_injected_parameters=True, notebook_parameters={"x": "fresh"}),
+        inputs=JobInputs(save_injected_parameters=True, notebook_parameters=parse_parameters({"x": "fresh"})),
     )
     nb = output_of(app, job.job_id)
     assert len(nb.cells) == 3 and "stale" not in nb.cells[1].source
@@ -189,7 +190,7 @@ def printed_text(nb) -> str:
 
 def test_named_output_variables_are_read_back_as_json(make_app, golden):
     app = make_app()
-    inputs = JobInputs(notebook_parameters={"radius": 2.0},
+    inputs = JobInputs(notebook_parameters=parse_parameters({"radius": 2.0}),
                        output_names=("area", "label", "when", "rows", "shape", "missing"))  # fmt: skip
     job = run_to_end(app, golden("outputs.ipynb"), inputs=inputs)
     # one requested output was never set: the job fails and says which (the others are still read)

@@ -15,6 +15,7 @@ import nbformat
 import pytest
 
 from nbjobs.models.jobs import JobInputs, JobStatus
+from nbjobs.models.parameters import parse_parameters
 
 from .conftest import ADMIN
 
@@ -71,7 +72,7 @@ def test_a_kernel_user_cannot_read_the_servers_database(make_app, golden, pool, 
     app = make_app(kernel_user="nobody", warm_pool_size=pool, data_dir=data_dir)
     database = str(app.settings.data_dir / "nbjobs.db")
     job = app.service.submit(ADMIN, golden("probes_isolation.ipynb"), inputs=JobInputs(
-        notebook_parameters={"database": database}))  # fmt: skip
+        notebook_parameters=parse_parameters({"database": database})))  # fmt: skip
     app.pool.run(burst=True)
     ended = app.store.get(job.job_id)
     assert ended.status == JobStatus.COMPLETED, ended.failure
@@ -90,7 +91,8 @@ def test_the_servers_secrets_are_not_in_the_kernel_environment(make_app, golden,
     settings = load_settings({"MY_SERVICE_PASSWORD": "hunter2", "PATH": os.environ["PATH"]})
     app = make_app(kernel_env=settings.kernel_env)
     job = app.service.submit(ADMIN, golden("probes_isolation.ipynb"), inputs=JobInputs(
-        notebook_parameters={"database": str(app.settings.data_dir / "nbjobs.db")}))  # fmt: skip
+        notebook_parameters=parse_parameters({"database": str(app.settings.data_dir / "nbjobs.db")}),
+    ))  # fmt: skip
     app.pool.run(burst=True)
     assert facts_of(app, job.job_id)["secret_env"] is None
 
@@ -99,7 +101,8 @@ def test_the_servers_secrets_are_not_in_the_kernel_environment(make_app, golden,
 def test_the_job_directory_is_removed_unless_configured(make_app, golden, keep):
     app = make_app(keep_job_dirs=keep)
     job = app.service.submit(ADMIN, golden("probes_isolation.ipynb"), inputs=JobInputs(
-        notebook_parameters={"database": str(app.settings.data_dir / "nbjobs.db")}))  # fmt: skip
+        notebook_parameters=parse_parameters({"database": str(app.settings.data_dir / "nbjobs.db")}),
+    ))  # fmt: skip
     app.pool.run(burst=True)
     assert facts_of(app, job.job_id)["write_cwd"] == "ok"
     work = app.settings.data_dir / "jobs" / f"{job.job_id}-1" / "work"

@@ -9,7 +9,7 @@ import nbformat
 import psutil
 import pytest
 
-from nbjobs.execution.warm_pool import RunnerPool
+from nbjobs.execution.warm_pool import WarmPool
 from nbjobs.models.jobs import JobStatus
 
 from .conftest import ADMIN, wait_for
@@ -17,7 +17,7 @@ from .conftest import ADMIN, wait_for
 pytestmark = pytest.mark.kernel
 
 
-def wait_warm(pool: RunnerPool, count: int, timeout: float = 30) -> list[int]:
+def wait_warm(pool: WarmPool, count: int, timeout: float = 30) -> list[int]:
     """Wait until ``count`` pool runners have their kernel ready; return the kernel pids."""
     end = time.monotonic() + timeout
     while pool.warm_count() < count:

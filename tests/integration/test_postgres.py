@@ -8,6 +8,7 @@ import nbformat
 import pytest
 
 from nbjobs.models.jobs import FailureReason, JobStatus
+from nbjobs.models.parameters import parse_parameters
 
 from .conftest import ADMIN, ALICE, wait_for
 
@@ -22,7 +23,7 @@ def pg_app(make_app, postgres_url):
 def test_jobs_complete_fail_and_cancel_on_postgres(pg_app, golden):
     app = pg_app
     app.pool.start(2)
-    ok = app.service.submit(ALICE, golden("trivial.ipynb"), parameters={"x": 5})
+    ok = app.service.submit(ALICE, golden("trivial.ipynb"), parameters=parse_parameters({"x": 5}))
     bad = app.service.submit(ALICE, golden("raises.ipynb"))
     slow = app.service.submit(ALICE, golden("sleeps.ipynb"))
     assert wait_for(app, ok.job_id, lambda j: j.ended).status == JobStatus.COMPLETED

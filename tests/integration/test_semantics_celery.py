@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from nbjobs.models.jobs import ENDED, Job, JobStatus
-from nbjobs.roots.server import NbJobs
+from nbjobs.roots.server import Server
 from nbjobs.settings import _ENV, load_settings
 
 from . import test_cancel, test_execution
@@ -44,7 +44,7 @@ class WorkerPool:
     """``app.pool`` for the distributed backend: the same calls the tests make on the local pool,
     carried out by real `nbjobs worker` processes consuming from the broker."""
 
-    def __init__(self, app: NbJobs, tmp: Path, env: dict[str, str]) -> None:
+    def __init__(self, app: Server, tmp: Path, env: dict[str, str]) -> None:
         self.app = app
         self.tmp = tmp
         self.env = env
@@ -100,7 +100,7 @@ class WorkerPool:
 
 
 @pytest.fixture
-def make_app(tmp_path: Path) -> Iterator[Callable[..., NbJobs]]:
+def make_app(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     """The embedded fixture's signature and defaults, on PostgreSQL + Redis + `nbjobs worker`."""
     import redis
 
@@ -109,15 +109,16 @@ def make_app(tmp_path: Path) -> Iterator[Callable[..., NbJobs]]:
         broker.flushdb()
     except Exception as exc:
         unavailable(f"Redis at {BROKER_URL}", exc)
-    made: list[tuple[NbJobs, WorkerPool]] = []
+    made: list[tuple[Server, WorkerPool]] = []
     databases = fresh_database()
     database_url = next(databases)
 
-    def make(**overrides: object) -> NbJobs:
+    def make(**overrides: object) -> Server:
         values: dict[str, object] = dict(data_dir=tmp_path / "data", **APP_DEFAULTS)
         values.update(overrides)
         values.update(database_url=database_url, broker_url=BROKER_URL)
-        app = NbJobs.from_settings(load_settings({}, **values))
+        app = Server.from_settings(load_settings({}, **values))
+        app.prepare()
         env = {k: v for k, v in os.environ.items() if not k.startswith("NBJOBS_")}
         env.update({_ENV_OF[k]: str(v) for k, v in values.items() if k in _ENV_OF and k != "data_dir"})
         pool = WorkerPool(app, tmp_path, env)

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from nbjobs.clock import ManualClock
 from nbjobs.models.accounts import ORG_ADMIN, ORG_USER
 from nbjobs.models.jobs import OUTPUT, JobStatus, JobUpdate
-from nbjobs.roots.server import NbJobs
+from nbjobs.roots.server import Server
 from nbjobs.settings import load_settings
 from nbjobs.web.errors import UNEXPECTED
 from nbjobs.web.views import ORG_ID
@@ -57,7 +57,7 @@ LEAK = re.compile(
 )
 
 
-def build_nbjobs(data_dir: Path) -> NbJobs:
+def build_nbjobs(data_dir: Path) -> Server:
     """The server under test: real SQLite, no workers (jobs stay where the seeds put them), GP execute
     answers at once instead of waiting on a job nobody runs."""
     import time
@@ -65,7 +65,8 @@ def build_nbjobs(data_dir: Path) -> NbJobs:
     settings = load_settings(
         {}, data_dir=data_dir, workers=0, max_upload_bytes=64 * 1024, webtool_execute_wait_seconds=0.0
     )
-    nb = NbJobs.from_settings(settings, clock=ManualClock(time.time_ns() // 1_000_000))
+    nb = Server.from_settings(settings, clock=ManualClock(time.time_ns() // 1_000_000))
+    nb.prepare()
     nb.users.hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)  # fast, still argon2
     nb.users.add("admin", PASSWORD, role=ORG_ADMIN)
     for name in USERS[1:]:

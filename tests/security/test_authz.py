@@ -44,7 +44,8 @@ from nbjobs.clock import ManualClock
 from nbjobs.models.accounts import ORG_ADMIN, ORG_USER, Principal
 from nbjobs.models.jobs import OUTPUT, JobStatus, JobUpdate, new_job_id
 from nbjobs.models.runtimes import DEFAULT_RUNTIME
-from nbjobs.roots.server import NbJobs
+from nbjobs.roots.server import Server
+from nbjobs.service.authz import OPERATOR
 from nbjobs.service.automation.tasks import TaskSpec
 from nbjobs.service.automation.webhooks import ReceiverSpec
 from nbjobs.service.content.items import ItemFields
@@ -263,7 +264,7 @@ class World:
 
     def add_runtime(self) -> str:
         fields = RuntimeFields(name=f"spare {secrets.token_hex(4)}", python=sys.executable)
-        return self.nb.runtimes.register(fields).runtime_id
+        return self.nb.runtimes.register(OPERATOR, fields).runtime_id
 
     def build_b(self) -> None:
         """B's resources, one of each kind, in the states the read routes need."""
@@ -374,7 +375,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         webhook_rate_per_minute=0,
         webtool_execute_wait_seconds=0.05,
     )
-    nb = NbJobs.from_settings(settings, clock=clock)
+    nb = Server.from_settings(settings, clock=clock)
+    nb.prepare()
     nb.users.hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)  # fast, still argon2
     nb.users.add("admin", PASSWORD, role=ORG_ADMIN)
     nb.users.add("alice", PASSWORD, role=ORG_USER)
@@ -398,7 +400,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         "viewer": [token("viewer")],
         "admin": [token("admin")],
     }
-    with TestClient(create_app(nb, sync_interval=3600), base_url="https://testserver") as client:
+    with TestClient(create_app(nb.web), base_url="https://testserver") as client:
         w = World(nb, client, clock, tokens, {}, {})
         w.build_b()
         a_item = w.add_item("alice")

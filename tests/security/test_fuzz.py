@@ -73,7 +73,7 @@ class Fuzzer:
 
     def __init__(self, data_dir: Path) -> None:
         self.nb = build_nbjobs(data_dir)
-        self.app = create_app(self.nb, sync_interval=3600)
+        self.app = create_app(self.nb.web)
         self.session = asgi.get_client(self.app).__enter__()
         self.session.base_url = BASE
         doc = self.session.get(CTX + "/openapi.json").json()

@@ -1,4 +1,4 @@
-"""RuntimeService over the in-memory store and fake environments; the store contract over both stores."""
+"""RuntimeService over the in-memory store and fake environments (the store contract: contracts/)."""
 
 from __future__ import annotations
 
@@ -18,14 +18,12 @@ from nbjobs.errors import (
 )
 from nbjobs.models.accounts import ORG_ADMIN, ORG_USER, User
 from nbjobs.models.runtimes import DEFAULT_RUNTIME, RuntimeSpec
-from nbjobs.service.accounts.users import USER_PRIVILEGES
+from nbjobs.service.authz import OPERATOR, USER_PRIVILEGES
 from nbjobs.service.runtimes.environments import FakeEnvironments
 from nbjobs.service.runtimes.kernelspecs import kernel_dir
 from nbjobs.service.runtimes.registry import RuntimeFields, RuntimeService, runtime_name_of
 from nbjobs.settings import load_settings
-from nbjobs.store.engine import open_store
 from nbjobs.store.memory.runtimes import MemoryRuntimeStore
-from nbjobs.store.runtimes import SqlRuntimeStore
 
 SERVER_PYTHON = "/server/bin/python"
 ALICE = User("alice", "x", ORG_USER, USER_PRIVILEGES, 0, 0)
@@ -90,6 +88,7 @@ def test_kernel_dir_is_under_the_data_dir(tmp_path: Path):
 
 def test_register_writes_a_kernelspec_for_the_interpreter(service: RuntimeService, env_python: str):
     spec = service.register(
+        OPERATOR,
         RuntimeFields(name="Geo", python=env_python, max_memory=2, max_memory_unit="G", max_cpu=1)
     )
     assert spec.kernel_name == "nbjobs-" + spec.runtime_id[:12] and len(spec.runtime_id) == 32
@@ -129,16 +128,16 @@ def test_register_rejects_bad_fields(
     not_exec.write_text("")
     python = (fields.python or "").format(python=env_python, dir=tmp_path, not_exec=not_exec) or None
     with pytest.raises(InvalidRequest, match=message):
-        service.register(RuntimeFields(**{**fields.__dict__, "python": python}))
+        service.register(OPERATOR, RuntimeFields(**{**fields.__dict__, "python": python}))
     assert len(service.list()) == 1
     assert not service.kernels.exists() or not any(service.kernels.iterdir())
 
 
 def test_register_by_image_id_uses_an_installed_kernelspec(service: RuntimeService, env_python: str):
-    geo = service.register(RuntimeFields(name="Geo", python=env_python))
-    again = service.register(RuntimeFields(name="Same kernel", image_id=geo.kernel_name))
+    geo = service.register(OPERATOR, RuntimeFields(name="Geo", python=env_python))
+    again = service.register(OPERATOR, RuntimeFields(name="Same kernel", image_id=geo.kernel_name))
     assert again.kernel_name == geo.kernel_name and again.python == env_python
-    native = service.register(RuntimeFields(name="Native", image_id="python3"))
+    native = service.register(OPERATOR, RuntimeFields(name="Native", image_id="python3"))
     assert native.python == "" and service.python_of(native) == SERVER_PYTHON
 
 
@@ -146,46 +145,46 @@ def test_register_by_image_id_uses_an_installed_kernelspec(service: RuntimeServi
 
 
 def test_update_changes_only_given_fields(service: RuntimeService, env_python: str, tmp_path: Path):
-    spec = service.register(RuntimeFields(name="Geo", python=env_python, max_cpu=2))
+    spec = service.register(OPERATOR, RuntimeFields(name="Geo", python=env_python, max_cpu=2))
     other = executable(tmp_path / "other" / "bin" / "python")
-    changed = service.update(spec.runtime_id, RuntimeFields(name="Geo 2", python=other, disabled=True))
+    changed = service.update(OPERATOR, spec.runtime_id, RuntimeFields(name="Geo 2", python=other, disabled=True))
     assert (changed.name, changed.python, changed.max_cpu, changed.disabled) == ("Geo 2", other, 2, True)
     assert changed.kernel_name == spec.kernel_name and changed.updated >= spec.updated
     assert kernel_json(service, changed)["argv"][0] == other
     with pytest.raises(InvalidRequest, match="already exists"):
-        service.update(spec.runtime_id, RuntimeFields(name="Python 3 Standard"))
+        service.update(OPERATOR, spec.runtime_id, RuntimeFields(name="Python 3 Standard"))
     with pytest.raises(RuntimeNotFound):
-        service.update("f" * 32, RuntimeFields(max_cpu=1))
+        service.update(OPERATOR, "f" * 32, RuntimeFields(max_cpu=1))
 
 
 def test_the_default_keeps_its_interpreter_and_stays_enabled(service: RuntimeService, env_python: str):
     default_id = DEFAULT_RUNTIME.runtime_id
     with pytest.raises(InvalidRequest, match="server's own interpreter"):
-        service.update(default_id, RuntimeFields(python=env_python))
+        service.update(OPERATOR, default_id, RuntimeFields(python=env_python))
     with pytest.raises(InvalidRequest, match="cannot be disabled"):
-        service.update(default_id, RuntimeFields(disabled=True))
+        service.update(OPERATOR, default_id, RuntimeFields(disabled=True))
     with pytest.raises(InvalidRequest, match="cannot be unregistered"):
-        service.unregister(default_id)
-    limited = service.update(default_id, RuntimeFields(max_memory=512, max_memory_unit="m"))
+        service.unregister(OPERATOR, default_id)
+    limited = service.update(OPERATOR, default_id, RuntimeFields(max_memory=512, max_memory_unit="m"))
     assert limited.memory_bytes == 512 * 1024**2 and limited.is_default
 
 
 def test_unregister_and_restore(service: RuntimeService, env_python: str):
-    geo = service.register(RuntimeFields(name="Geo", python=env_python))
-    service.unregister(geo.runtime_id)
+    geo = service.register(OPERATOR, RuntimeFields(name="Geo", python=env_python))
+    service.unregister(OPERATOR, geo.runtime_id)
     assert not (service.kernels / geo.kernel_name).exists()
     with pytest.raises(RuntimeNotFound):
         service.get(geo.runtime_id)
-    service.register(RuntimeFields(name="A", python=env_python))
-    service.update(DEFAULT_RUNTIME.runtime_id, RuntimeFields(name="Renamed", max_cpu=3))
-    restored = service.restore()
+    service.register(OPERATOR, RuntimeFields(name="A", python=env_python))
+    service.update(OPERATOR, DEFAULT_RUNTIME.runtime_id, RuntimeFields(name="Renamed", max_cpu=3))
+    restored = service.restore(OPERATOR)
     assert [r.runtime_id for r in service.list()] == [DEFAULT_RUNTIME.runtime_id]
     assert (restored.name, restored.max_cpu, restored.is_default) == ("Python 3 Standard", 0, True)
     assert not any(service.kernels.iterdir())
 
 
 def test_install_kernelspecs_rewrites_missing_ones(service: RuntimeService, env_python: str):
-    geo = service.register(RuntimeFields(name="Geo", python=env_python))
+    geo = service.register(OPERATOR, RuntimeFields(name="Geo", python=env_python))
     (service.kernels / geo.kernel_name / "kernel.json").unlink()
     assert service.install_kernelspecs() == 1
     assert kernel_json(service, geo)["display_name"] == "Geo"
@@ -195,9 +194,9 @@ def test_install_kernelspecs_rewrites_missing_ones(service: RuntimeService, env_
 
 
 def test_validate_reports_each_runtime(service: RuntimeService, env_python: str, tmp_path: Path):
-    good = service.register(RuntimeFields(name="Good", python=env_python))
+    good = service.register(OPERATOR, RuntimeFields(name="Good", python=env_python))
     bad_python = executable(tmp_path / "bare" / "bin" / "python")
-    bad = service.register(RuntimeFields(name="Bare", python=bad_python))
+    bad = service.register(OPERATOR, RuntimeFields(name="Bare", python=bad_python))
     checks = {c.runtime.name: c for c in service.validate()}
     assert checks["Python 3 Standard"].ok and checks["Good"].ok and checks["Good"].python == env_python
     assert not checks["Bare"].ok and "cannot import ipykernel" in checks["Bare"].error
@@ -207,8 +206,8 @@ def test_validate_reports_each_runtime(service: RuntimeService, env_python: str,
 
 
 def test_manifest_is_in_the_arcgis_shape_and_cached(service: RuntimeService, env_python: str, environments):
-    geo = service.register(RuntimeFields(name="Geo", python=env_python))
-    libraries = service.manifest(geo.runtime_id)
+    geo = service.register(OPERATOR, RuntimeFields(name="Geo", python=env_python))
+    libraries = service.manifest(OPERATOR, geo.runtime_id)
     assert [lib["name"] for lib in libraries] == ["numpy", "Zed"]
     assert libraries[0] == {
         "name": "numpy",
@@ -221,18 +220,18 @@ def test_manifest_is_in_the_arcgis_shape_and_cached(service: RuntimeService, env
         "build_number": 0,
     }
     assert {(lib["name"], lib["version"]) for lib in libraries} == {("numpy", "2.0"), ("Zed", "1")}
-    service.manifest(geo.runtime_id)
+    service.manifest(OPERATOR, geo.runtime_id)
     assert environments.library_calls == 1
     service.clock.advance(1)
-    service.update(geo.runtime_id, RuntimeFields(max_cpu=1))  # a change may be a new environment
-    service.manifest(geo.runtime_id)
+    service.update(OPERATOR, geo.runtime_id, RuntimeFields(max_cpu=1))  # a change may be a new environment
+    service.manifest(OPERATOR, geo.runtime_id)
     assert environments.library_calls == 2
 
 
 def test_manifest_of_a_broken_environment_is_a_clear_error(service: RuntimeService, tmp_path: Path):
-    gone = service.register(RuntimeFields(name="Gone", python=executable(tmp_path / "gone" / "python")))
+    gone = service.register(OPERATOR, RuntimeFields(name="Gone", python=executable(tmp_path / "gone" / "python")))
     with pytest.raises(InvalidRequest, match="Cannot read the libraries of runtime 'Gone'"):
-        service.manifest(gone.runtime_id)
+        service.manifest(OPERATOR, gone.runtime_id)
 
 
 # -- choosing a job's runtime -----------------------------------------------------------------------
@@ -244,7 +243,7 @@ def notebook(runtime_name: object = None) -> bytes:
 
 
 def test_choose_explicit_else_the_notebooks_else_the_default(service: RuntimeService, env_python: str):
-    geo = service.register(RuntimeFields(name="Geo", python=env_python))
+    geo = service.register(OPERATOR, RuntimeFields(name="Geo", python=env_python))
     assert service.choose(ALICE, geo.runtime_id, notebook()) == geo
     assert service.choose(ALICE, "", notebook()).is_default
     assert (
@@ -260,12 +259,13 @@ def test_choose_rejects_unknown_disabled_and_unprivileged(service: RuntimeServic
     with pytest.raises(UnknownRuntimeId) as unknown:
         service.choose(ALICE, "no-such-runtime")
     assert isinstance(unknown.value, NotFound) and unknown.value.code == 400
-    off = service.register(RuntimeFields(name="Off", python=env_python, disabled=True))
+    off = service.register(OPERATOR, RuntimeFields(name="Off", python=env_python, disabled=True))
     with pytest.raises(RuntimeDisabled, match="Runtime 'Off' .* is disabled"):
         service.choose(ALICE, off.runtime_id)
     with pytest.raises(RuntimeDisabled):
         service.choose(ALICE, "", notebook("Off"))
     advanced = service.register(
+        OPERATOR,
         RuntimeFields(name="Adv", python=env_python, requires_advanced_privileges=True)
     )
     with pytest.raises(PermissionDenied) as denied:
@@ -287,38 +287,3 @@ def test_choose_rejects_unknown_disabled_and_unprivileged(service: RuntimeServic
 )
 def test_runtime_name_of(data: bytes, name: str):
     assert runtime_name_of(data) == name
-
-
-# -- the store contract -----------------------------------------------------------------------------
-
-
-@pytest.fixture(params=["memory", "sql"])
-def store(request, tmp_path: Path):
-    if request.param == "memory":
-        yield MemoryRuntimeStore()
-        return
-    jobs = open_store(load_settings({}, data_dir=tmp_path))
-    yield SqlRuntimeStore(jobs.engine)
-    jobs.close()
-
-
-def spec(runtime_id: str, name: str, **fields) -> RuntimeSpec:
-    return RuntimeSpec(runtime_id, name, "11.0", "k-" + runtime_id, created=int(runtime_id, 16), **fields)
-
-
-def test_store_contract(store):
-    store.add(spec("2", "Two", max_memory=1.5, requires_advanced_privileges=True))
-    store.add(spec("1", "One", is_default=True))
-    store.add(spec("3", "Three", python="/p", disabled=True))
-    assert [r.runtime_id for r in store.list()] == ["1", "2", "3"]  # the default first, then by age
-    assert store.get("2") == spec("2", "Two", max_memory=1.5, requires_advanced_privileges=True)
-    assert store.get("3").disabled is True and store.get("nope") is None
-    assert store.get_by_name("tWo").runtime_id == "2" and store.get_by_name("four") is None
-    with pytest.raises(InvalidRequest, match="already exists"):
-        store.add(spec("4", "TWO"))
-    store.save(spec("2", "Deux", max_cpu=2))
-    assert store.get("2").name == "Deux" and store.get("2").max_cpu == 2
-    with pytest.raises(InvalidRequest, match="already exists"):
-        store.save(spec("2", "one"))
-    assert store.delete("2") is True and store.delete("2") is False
-    assert [r.runtime_id for r in store.list()] == ["1", "3"]

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from nbjobs.cli import main
 from nbjobs.clock import ManualClock
-from nbjobs.roots.server import NbJobs
+from nbjobs.roots.server import Server
 from nbjobs.service.automation.tasks import TaskSpec
 from nbjobs.service.content.items import ItemFields
 from nbjobs.settings import load_settings
@@ -18,7 +18,8 @@ from tests.conftest import notebook_bytes
 
 def test_tasks_list_show_runs(tmp_path):
     clock = ManualClock(1_716_000_000_000)
-    nb = NbJobs.from_settings(load_settings({}, data_dir=tmp_path, workers=0), clock=clock)
+    nb = Server.from_settings(load_settings({}, data_dir=tmp_path, workers=0), clock=clock)
+    nb.prepare()
     nb.users.hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
     alice = nb.users.add("alice", "password-alice")
     item = nb.items.add(alice.principal(), "alice", notebook_bytes("trivial.ipynb"), type="Notebook",

@@ -12,7 +12,7 @@ from sqlalchemy import insert
 
 from nbjobs.clock import ManualClock
 from nbjobs.models.automation import Firing, RunStatus, TaskRun, TaskState
-from nbjobs.roots.server import NbJobs
+from nbjobs.roots.server import Server
 from nbjobs.service.automation.tasks import TaskSpec
 from nbjobs.service.content.items import ItemFields
 from nbjobs.settings import load_settings
@@ -24,13 +24,15 @@ START = 1_716_000_000_000 - 1_716_000_000_000 % MINUTE  # on a minute boundary
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def replicas(request, tmp_path: Path) -> Iterator[tuple[NbJobs, NbJobs, ManualClock]]:
+def replicas(request, tmp_path: Path) -> Iterator[tuple[Server, Server, ManualClock]]:
     """Two nbjobs instances (two engines, two schedulers) on one database, no workers."""
     url = request.getfixturevalue("postgres_url") if request.param == "postgres" else ""
     clock = ManualClock(START)
     settings = load_settings({}, data_dir=tmp_path, database_url=url, workers=0)
-    first = NbJobs.from_settings(settings, clock=clock)
-    second = NbJobs.from_settings(settings, clock=clock)
+    first = Server.from_settings(settings, clock=clock)
+    first.prepare()
+    second = Server.from_settings(settings, clock=clock)
+    second.prepare()
     first.users.hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
     first.users.add("alice", "password-alice")
     yield first, second, clock
@@ -38,7 +40,7 @@ def replicas(request, tmp_path: Path) -> Iterator[tuple[NbJobs, NbJobs, ManualCl
     second.store.close()
 
 
-def _tasks(nb: NbJobs, n: int) -> list[str]:
+def _tasks(nb: Server, n: int) -> list[str]:
     alice = nb.users.get("alice")
     item = nb.items.add(
         alice.principal(), "alice", notebook_bytes("trivial.ipynb"), type="Notebook", fields=ItemFields()
@@ -57,7 +59,7 @@ def test_two_schedulers_in_threads_fire_each_occasion_once(replicas):
         errors: list[BaseException] = []
 
         def tick(
-            nb: NbJobs, now: int = now, barrier: threading.Barrier = barrier, errors: list = errors
+            nb: Server, now: int = now, barrier: threading.Barrier = barrier, errors: list = errors
         ) -> None:
             try:
                 barrier.wait()

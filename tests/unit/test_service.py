@@ -8,6 +8,7 @@ from nbjobs.clock import ManualClock
 from nbjobs.errors import CannotCancel, InvalidParameters, InvalidRequest, JobNotFound
 from nbjobs.models.accounts import Principal
 from nbjobs.models.jobs import FailureReason, JobInputs, JobStatus
+from nbjobs.models.parameters import parse_parameters
 from nbjobs.service.jobs.recovery import reap_expired, recover_host
 from nbjobs.service.jobs.service import HOUR_MS, JobService
 from nbjobs.settings import load_settings
@@ -38,7 +39,7 @@ def service(store, clock, tmp_path):
 
 
 def test_submit_stores_a_submitted_job_and_wakes_the_pool(service, store, clock):
-    job = service.submit(ALICE, b"nb", parameters='{"a": 1, "b": "two"}')
+    job = service.submit(ALICE, b"nb", parameters=parse_parameters('{"a": 1, "b": "two"}'))
     assert job.status == JobStatus.SUBMITTED and job.username == "alice"
     assert job.inputs.notebook_parameters == {"a": 1, "b": "two"}
     assert job.date_created == clock.now and job.end_time == 0 and job.start_time == 0
@@ -51,7 +52,7 @@ def test_parameters_that_are_not_a_json_object_of_names_are_refused_and_nothing_
     service, store, raw
 ):
     with pytest.raises(InvalidParameters):
-        service.submit(ALICE, b"nb", parameters=raw)
+        service.submit(ALICE, b"nb", parameters=parse_parameters(raw))
     assert store.count() == 0
 
 

@@ -9,7 +9,8 @@ from nbjobs.clock import ManualClock
 from nbjobs.errors import InvalidCredentials, InvalidRequest, InvalidToken, PermissionDenied, UserExists
 from nbjobs.models.accounts import ORG_ADMIN
 from nbjobs.service.accounts.tokens import MINUTE_MS, TokenService
-from nbjobs.service.accounts.users import CREATE_NOTEBOOKS, UserService, require_privilege
+from nbjobs.service.accounts.users import UserService
+from nbjobs.service.authz import CREATE_NOTEBOOKS, require_privilege
 from nbjobs.store.memory.users import MemoryTokenStore, MemoryUserStore
 
 PW = "a long password"

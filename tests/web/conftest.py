@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from nbjobs.clock import ManualClock
 from nbjobs.models.accounts import ORG_ADMIN, ORG_USER
-from nbjobs.roots.server import NbJobs
+from nbjobs.roots.server import Server
 from nbjobs.settings import load_settings
 from nbjobs.web.app import create_app
 from tests.conftest import notebook_bytes
@@ -30,9 +30,10 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def nb(tmp_path: Path, clock: ManualClock) -> Iterator[NbJobs]:
+def nb(tmp_path: Path, clock: ManualClock) -> Iterator[Server]:
     settings = load_settings({}, data_dir=tmp_path, workers=0, max_upload_bytes=64 * 1024)
-    app = NbJobs.from_settings(settings, clock=clock)
+    app = Server.from_settings(settings, clock=clock)
+    app.prepare()
     app.users.hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)  # fast, still argon2
     app.users.add("admin", PASSWORD, role=ORG_ADMIN)
     app.users.add("alice", PASSWORD, role=ORG_USER)
@@ -43,8 +44,8 @@ def nb(tmp_path: Path, clock: ManualClock) -> Iterator[NbJobs]:
 
 
 @pytest.fixture
-def client(nb: NbJobs) -> Iterator[TestClient]:
-    with TestClient(create_app(nb, sync_interval=3600), base_url="https://testserver") as c:
+def client(nb: Server) -> Iterator[TestClient]:
+    with TestClient(create_app(nb.web), base_url="https://testserver") as c:
         yield c
 
 
@@ -79,25 +80,25 @@ class Caller:
         return self.post("/admin/notebooks/executeNotebook", itemId=item_id, **data).json()
 
 
-def _caller(client: TestClient, nb: NbJobs, name: str) -> Caller:
+def _caller(client: TestClient, nb: Server, name: str) -> Caller:
     return Caller(client, name, nb.tokens.issue(nb.users.get(name)).token)
 
 
 @pytest.fixture
-def admin(client: TestClient, nb: NbJobs) -> Caller:
+def admin(client: TestClient, nb: Server) -> Caller:
     return _caller(client, nb, "admin")
 
 
 @pytest.fixture
-def alice(client: TestClient, nb: NbJobs) -> Caller:
+def alice(client: TestClient, nb: Server) -> Caller:
     return _caller(client, nb, "alice")
 
 
 @pytest.fixture
-def bob(client: TestClient, nb: NbJobs) -> Caller:
+def bob(client: TestClient, nb: Server) -> Caller:
     return _caller(client, nb, "bob")
 
 
 @pytest.fixture
-def viewer(client: TestClient, nb: NbJobs) -> Caller:
+def viewer(client: TestClient, nb: Server) -> Caller:
     return _caller(client, nb, "viewer")

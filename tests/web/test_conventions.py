@@ -33,7 +33,7 @@ def test_unknown_route_and_method(client):
 
 
 def test_unexpected_error_is_an_envelope_without_traceback(nb, caplog):
-    app: FastAPI = create_app(nb, sync_interval=3600)
+    app: FastAPI = create_app(nb.web)
 
     def explode() -> None:
         raise RuntimeError("secret internals")

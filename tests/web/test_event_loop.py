@@ -24,7 +24,7 @@ def test_a_slow_token_check_does_not_hold_up_other_requests(nb, admin):
         return real(token)
 
     nb.tokens.authenticate = slow_authenticate
-    app = create_app(nb, sync_interval=3600)
+    app = create_app(nb.web)
 
     async def both() -> tuple[float, float, int, int]:
         transport = httpx.ASGITransport(app=app)

@@ -15,12 +15,12 @@ from sqlalchemy import func, select
 from nbjobs.clock import ManualClock
 from nbjobs.models.accounts import ORG_ADMIN, ORG_USER
 from nbjobs.models.jobs import JobStatus
-from nbjobs.roots.server import NbJobs
+from nbjobs.roots.server import Server
 from nbjobs.settings import load_settings
 from nbjobs.store.engine import open_store
 from nbjobs.store.tables import item_upload_parts, item_uploads, items, job_blobs, jobs
 from tests.conftest import notebook_bytes
-from tests.unit.test_store_contract import make_job
+from tests.unit.contracts.test_jobs import make_job
 from tests.web.conftest import CTX, PASSWORD, Caller
 from tests.web.test_webtools_admin import publish
 
@@ -32,7 +32,7 @@ USERS = "/sharing/rest/content/users"
 
 
 @pytest.fixture
-def nb(tmp_path: Path, clock: ManualClock) -> Iterator[NbJobs]:
+def nb(tmp_path: Path, clock: ManualClock) -> Iterator[Server]:
     """The web tests' app (no workers, real SQLite) with small limits, so each is cheap to cross."""
     settings = load_settings(
         {},
@@ -44,7 +44,8 @@ def nb(tmp_path: Path, clock: ManualClock) -> Iterator[NbJobs]:
         max_parameter_bytes=4 * KIB,
         max_queued_jobs_per_user=3,
     )
-    app = NbJobs.from_settings(settings, clock=clock)
+    app = Server.from_settings(settings, clock=clock)
+    app.prepare()
     app.users.hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
     app.users.add("admin", PASSWORD, role=ORG_ADMIN)
     app.users.add("alice", PASSWORD, role=ORG_USER)
@@ -54,7 +55,7 @@ def nb(tmp_path: Path, clock: ManualClock) -> Iterator[NbJobs]:
     app.store.close()
 
 
-def _rows(nb: NbJobs, table) -> int:  # noqa: ANN001
+def _rows(nb: Server, table) -> int:  # noqa: ANN001
     with nb.store.engine.connect() as conn:
         return conn.execute(select(func.count()).select_from(table)).scalar_one()
 
@@ -151,7 +152,7 @@ def test_uploads_keep_the_larger_upload_limit(alice: Caller, nb):
     assert nb.items.get(alice_principal(nb), started).size == len(data)
 
 
-def alice_principal(nb: NbJobs):  # noqa: ANN201
+def alice_principal(nb: Server):  # noqa: ANN201
     return nb.users.get("alice").principal()
 
 

@@ -19,7 +19,7 @@ from nbjobs.clock import ManualClock
 from nbjobs.errors import StoreError, TooManyLogons
 from nbjobs.models.accounts import ORG_ADMIN, ORG_USER
 from nbjobs.models.jobs import OUTPUT, JobStatus
-from nbjobs.roots.server import NbJobs
+from nbjobs.roots.server import Server
 from nbjobs.service.accounts.login_limit import LoginLimiter
 from nbjobs.settings import load_settings
 from nbjobs.store import tables
@@ -36,7 +36,7 @@ ADMIN_LOCKED = {"status": "error", "messages": ["Unable to generate token.", LOC
 
 
 @pytest.fixture
-def nb(tmp_path: Path, clock: ManualClock) -> Iterator[NbJobs]:
+def nb(tmp_path: Path, clock: ManualClock) -> Iterator[Server]:
     """The conftest server, with a small lockout configured through the settings."""
     settings = load_settings(
         {
@@ -49,7 +49,8 @@ def nb(tmp_path: Path, clock: ManualClock) -> Iterator[NbJobs]:
         workers=0,
         max_upload_bytes=64 * 1024,
     )
-    app = NbJobs.from_settings(settings, clock=clock)
+    app = Server.from_settings(settings, clock=clock)
+    app.prepare()
     app.users.hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
     app.users.add("admin", PASSWORD, role=ORG_ADMIN)
     app.users.add("alice", PASSWORD, role=ORG_USER)
@@ -72,7 +73,7 @@ def _fail(client: TestClient, username: str = "alice", times: int = 1) -> None:
 # -- secrets at rest ----------------------------------------------------------------------------------------
 
 
-def _rows(nb: NbJobs, table) -> list[dict]:
+def _rows(nb: Server, table) -> list[dict]:
     with nb.store.engine.connect() as conn:
         return [dict(row._mapping) for row in conn.execute(select(table))]
 
@@ -135,7 +136,7 @@ def test_unknown_names_count_against_the_address(client, nb, clock):
     for n in range(MAX_PER_ADDRESS):
         _fail(client, f"nobody{n}")  # one failure per name: no username reaches its own limit
     assert _sign_in(client, "bob") == PORTAL_LOCKED
-    with TestClient(create_app(nb, sync_interval=3600), base_url="https://testserver",
+    with TestClient(create_app(nb.web), base_url="https://testserver",
                     client=("198.51.100.7", 40000)) as elsewhere:  # fmt: skip
         assert "token" in _sign_in(elsewhere, "bob")  # the same name from another address
     clock.advance(LOCKOUT_S * 1000)
@@ -237,7 +238,7 @@ def test_headers_on_html_json_and_error_answers(client, nb):
     for name, response in answers.items():
         assert response.status_code in (200, 307), name
         _assert_secured(response)
-    with TestClient(create_app(nb, sync_interval=3600), base_url="http://testserver") as plain:
+    with TestClient(create_app(nb.web), base_url="http://testserver") as plain:
         _assert_secured(plain.get(CTX + "/sharing/rest", params={"f": "json"}), https=False)
 
 

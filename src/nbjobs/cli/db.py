@@ -24,20 +24,13 @@ def db() -> None:
 @click.option("--database-url", help="SQLAlchemy/libpq URL of the database. [env NBJOBS_DATABASE_URL]")
 def upgrade(data_dir: Path | None, database_url: str | None) -> None:
     """Create or migrate the schema to the newest revision (safe to run again)."""
-    from nbjobs.store.engine import make_engine
-    from nbjobs.store.migrate import current
-    from nbjobs.store.migrate import upgrade as do_upgrade
+    from nbjobs.roots.operator import upgrade_database
 
     try:
         settings = load_settings(data_dir=data_dir, database_url=database_url)
-        engine = make_engine(settings)
-        before = current(engine)
-        do_upgrade(engine)
-        after = current(engine)
+        url, before, after = upgrade_database(settings)
     except NbJobsError as exc:
         raise click.ClickException(exc.message) from exc
     except Exception as exc:  # a driver error names the real problem; no traceback for it
         raise click.ClickException(f"cannot upgrade the database: {exc}") from exc
-    url = engine.url.render_as_string(hide_password=True)
     click.echo(f"{url}: {before or 'empty'} -> {after}")
-    engine.dispose()

@@ -12,9 +12,9 @@ import click
 
 from nbjobs.errors import InvalidParameters
 from nbjobs.execution.engine import ExecutionRequest, execute
-from nbjobs.execution.parameters import parse_cli_value, parse_parameters
 from nbjobs.execution.processes import kill_process_tree
 from nbjobs.models.jobs import Failure, FailureReason
+from nbjobs.models.parameters import NotebookParameters, parse_cli_value, parse_parameters
 
 
 class _Progress:
@@ -78,19 +78,20 @@ def _collect_parameters(
     raw: tuple[tuple[str, str], ...],
     files: tuple[Path, ...],
     inline: str | None,
-) -> dict[str, Any]:
-    merged: dict[str, Any] = {}
+) -> NotebookParameters:
+    """Files, then the inline object, then -p and -r, each parsed once; a later source wins a name."""
+    merged = NotebookParameters()
     try:
         for path in files:
-            merged.update(parse_parameters(path.read_text()))
+            merged = merged.merged(parse_parameters(path.read_text()))
         if inline:
-            merged.update(parse_parameters(inline))
+            merged = merged.merged(parse_parameters(inline))
     except InvalidParameters as exc:
         raise click.BadParameter(exc.message) from exc
-    merged.update({name: parse_cli_value(value) for name, value in params})
-    merged.update(dict(raw))
+    flags: dict[str, Any] = {name: parse_cli_value(value) for name, value in params}
+    flags.update(dict(raw))
     try:
-        return parse_parameters(merged)
+        return merged.merged(parse_parameters(flags))
     except InvalidParameters as exc:
         raise click.BadParameter(exc.message) from exc
 

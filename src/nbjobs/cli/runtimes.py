@@ -4,35 +4,28 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from nbjobs.cli.options import data_dir_option
 from nbjobs.errors import NbJobsError
+from nbjobs.service.authz import OPERATOR
+
+if TYPE_CHECKING:  # imported where used, to keep `nbjobs --help` fast
+    from nbjobs.roots.operator import Operator
+    from nbjobs.service.runtimes.registry import RuntimeFields, RuntimeService
 
 _data_dir = data_dir_option
 
 
-def _service(data_dir: Path | None):  # noqa: ANN202
-    from nbjobs.clock import now_ms
-    from nbjobs.service.runtimes.environments import SubprocessEnvironments
-    from nbjobs.service.runtimes.kernelspecs import kernel_dir
-    from nbjobs.service.runtimes.registry import RuntimeService
+def _service(data_dir: Path | None) -> tuple[RuntimeService, Operator]:
+    from nbjobs.roots.operator import Operator
     from nbjobs.settings import load_settings
-    from nbjobs.store.engine import open_store
-    from nbjobs.store.runtimes import SqlRuntimeStore
 
-    settings = load_settings(data_dir=data_dir)
-    store = open_store(settings)
-    service = RuntimeService(
-        SqlRuntimeStore(store.engine),
-        now_ms,
-        kernels=kernel_dir(settings),
-        environments=SubprocessEnvironments(),
-    )
-    service.ensure_default()
-    return service, store
+    operator = Operator.open(load_settings(data_dir=data_dir))
+    operator.runtimes.ensure_default()
+    return operator.runtimes, operator
 
 
 def _limit_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -57,7 +50,7 @@ def _limit_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-def _fields(name: str | None, **opts: Any):  # noqa: ANN202
+def _fields(name: str | None, **opts: Any) -> RuntimeFields:
     from nbjobs.service.runtimes.registry import RuntimeFields
 
     return RuntimeFields(
@@ -112,7 +105,7 @@ def add(name: str, data_dir: Path | None, **opts: Any) -> None:
     """Register a runtime running in another Python environment (--python) or kernelspec (--image-id)."""
     service, store = _service(data_dir)
     try:
-        spec = service.register(_fields(name, **opts))
+        spec = service.register(OPERATOR, _fields(name, **opts))
     except NbJobsError as exc:
         raise click.ClickException(exc.message) from exc
     finally:
@@ -129,7 +122,7 @@ def update(runtime: str, name: str | None, data_dir: Path | None, **opts: Any) -
     """Change RUNTIME (an id or a name); options not given stay as they are."""
     service, store = _service(data_dir)
     try:
-        spec = service.update(service.lookup(runtime).runtime_id, _fields(name, **opts))
+        spec = service.update(OPERATOR, service.lookup(runtime).runtime_id, _fields(name, **opts))
     except NbJobsError as exc:
         raise click.ClickException(exc.message) from exc
     finally:
@@ -144,7 +137,7 @@ def remove(runtime: str, data_dir: Path | None) -> None:
     """Unregister RUNTIME (an id or a name); jobs keep the runtime they recorded."""
     service, store = _service(data_dir)
     try:
-        spec = service.unregister(service.lookup(runtime).runtime_id)
+        spec = service.unregister(OPERATOR, service.lookup(runtime).runtime_id)
     except NbJobsError as exc:
         raise click.ClickException(exc.message) from exc
     finally:

@@ -64,7 +64,7 @@ def serve(
     (what still runs is then recovered at the next start)."""
     import uvicorn
 
-    from nbjobs.roots.server import NbJobs
+    from nbjobs.roots.server import Server
     from nbjobs.web.app import create_app
     from nbjobs.web.tls import ensure_self_signed
 
@@ -83,8 +83,8 @@ def serve(
         )
         if (settings.cert_file is None) != (settings.key_file is None):
             raise click.UsageError("--cert and --key go together")
-        nbjobs = NbJobs.from_settings(settings)
-        admin_password = nbjobs.users.ensure_admin(settings.admin_user, settings.admin_password)
+        server = Server.from_settings(settings)
+        admin_password = server.users.ensure_admin(settings.admin_user, settings.admin_password)
     except NbJobsError as exc:
         raise click.ClickException(exc.message) from exc
     tls: dict[str, str] = {}
@@ -100,7 +100,7 @@ def serve(
     if admin_password is not None:
         click.echo(f"created administrator {settings.admin_user!r} with password: {admin_password}")
         click.echo("  (shown once; change it with: nbjobs users passwd)")
-    nbjobs.start()
+    server.start()
     url = f"{scheme}://{settings.host}:{settings.port}/{settings.context}"
     runs = f"{settings.workers} worker(s)"
     if settings.broker_url:
@@ -120,12 +120,13 @@ def serve(
 
     previous = {sig: signal.signal(sig, stop_requested) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        uvicorn.run(create_app(nbjobs), host=settings.host, port=settings.port, log_level="warning", **tls)
+        app = create_app(server.web)
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", **tls)
     finally:
         draining.set()
         logging.getLogger(__name__).warning(
             "stopping: running jobs may finish within %gs", settings.drain_seconds
         )
-        nbjobs.stop(grace=settings.drain_seconds)
+        server.stop(grace=settings.drain_seconds)
         for sig, handler in previous.items():
             signal.signal(sig, handler)

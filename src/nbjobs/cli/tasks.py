@@ -5,25 +5,29 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from nbjobs.cli.options import data_dir_option
 
+if TYPE_CHECKING:  # imported where used, to keep `nbjobs --help` fast
+    from nbjobs.models.stores import TaskStore
+    from nbjobs.roots.operator import Operator
+
 _data_dir = data_dir_option
 
 
-def _store(data_dir: Path | None):  # noqa: ANN202
+def _store(data_dir: Path | None) -> tuple[TaskStore, Operator]:
     from nbjobs.errors import NbJobsError
+    from nbjobs.roots.operator import Operator
     from nbjobs.settings import load_settings
-    from nbjobs.store.engine import open_store
-    from nbjobs.store.tasks import SqlTaskStore
 
     try:
-        store = open_store(load_settings(data_dir=data_dir))
+        operator = Operator.open(load_settings(data_dir=data_dir))
     except NbJobsError as exc:
         raise click.ClickException(exc.message) from exc
-    return SqlTaskStore(store.engine), store
+    return operator.tasks, operator
 
 
 def _when(ms: int) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -10,28 +12,23 @@ from nbjobs.cli.options import data_dir_option
 from nbjobs.errors import NbJobsError
 from nbjobs.models.accounts import ORG_USER, ROLES
 
+if TYPE_CHECKING:  # imported where used, to keep `nbjobs --help` fast
+    from nbjobs.roots.operator import Operator
+    from nbjobs.service.accounts.tokens import TokenService
+    from nbjobs.service.accounts.users import UserService
+
 _data_dir = data_dir_option
 
 
-def _services(data_dir: Path | None):  # noqa: ANN202
-    from nbjobs.clock import now_ms
-    from nbjobs.service.accounts.tokens import TokenService
-    from nbjobs.service.accounts.users import UserService
+def _services(data_dir: Path | None) -> tuple[UserService, TokenService, Operator]:
+    from nbjobs.roots.operator import Operator
     from nbjobs.settings import load_settings
-    from nbjobs.store.engine import open_store
-    from nbjobs.store.users import SqlTokenStore, SqlUserStore
 
-    settings = load_settings(data_dir=data_dir)
-    store = open_store(settings)
-    user_store = SqlUserStore(store.engine)
-    return (
-        UserService(user_store, now_ms),
-        TokenService(SqlTokenStore(store.engine), user_store, now_ms),
-        store,
-    )
+    operator = Operator.open(load_settings(data_dir=data_dir))
+    return operator.users, operator.tokens, operator
 
 
-def _password_option(help_text: str):  # noqa: ANN202
+def _password_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True, help=help_text)
 
 

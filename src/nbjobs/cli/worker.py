@@ -79,9 +79,7 @@ def worker(
       NBJOBS_BROKER_URL=redis://queue:6379/0 \\
       nbjobs worker --runtime "Python 3 Standard" --concurrency 4
     """
-    from nbjobs.dispatch.celery.publisher import CeleryDispatcher
-    from nbjobs.dispatch.celery.worker import WorkerNode
-    from nbjobs.roots.server import NbJobs
+    from nbjobs.roots.worker import Worker
     from nbjobs.settings import load_settings
 
     logging.basicConfig(
@@ -92,34 +90,16 @@ def worker(
         settings = load_settings(
             broker_url=broker_url, database_url=database_url, data_dir=data_dir, drain_seconds=drain_seconds
         )
-        # Runners work in a directory of their own: every path handed to them must be absolute.
-        settings = settings.with_overrides(data_dir=settings.data_dir.absolute())
         if not settings.broker_url:
             raise click.UsageError("a broker is required: --broker-url or NBJOBS_BROKER_URL")
         if not settings.database_url:
             raise click.UsageError(
                 "a shared database is required: --database-url or NBJOBS_DATABASE_URL (PostgreSQL)"
             )
-        nbjobs = NbJobs.from_settings(settings)
-        assert isinstance(nbjobs.dispatcher, CeleryDispatcher)
-        runtimes = [nbjobs.runtimes.lookup(key) for key in runtime_keys] or [nbjobs.runtimes.default()]
+        worker_ = Worker.from_settings(settings, runtime_keys=runtime_keys, concurrency=concurrency)
     except NbJobsError as exc:
         raise click.ClickException(exc.message) from exc
-    node = WorkerNode(
-        settings=settings,
-        store=nbjobs.store,
-        workers=nbjobs.workers,
-        supervisor=nbjobs.supervisor,
-        dispatcher=nbjobs.dispatcher,
-        clock=nbjobs.clock,
-        runtimes=runtimes,
-        concurrency=concurrency or settings.workers or 1,
-        worker_id=nbjobs.boot_prefix,
-    )
-    names = ", ".join(f"{s.name} ({q})" for s, q in zip(runtimes, node.queues, strict=True))
+    node = worker_.node
+    names = ", ".join(f"{s.name} ({q})" for s, q in zip(node.runtimes, node.queues, strict=True))
     click.echo(f"nbjobs worker {node.worker_id}: {node.concurrency} slot(s) for {names}", err=True)
-    try:
-        code = node.run(loglevel=loglevel.upper())
-    finally:
-        nbjobs.store.close()
-    sys.exit(code)
+    sys.exit(worker_.run(loglevel=loglevel.upper()))

@@ -1,7 +1,8 @@
-"""The embedded dispatcher: N worker threads in the server process, each claiming and supervising jobs.
+"""The embedded dispatcher: N worker threads in the server process, each claiming and running jobs.
 
 It implements ``dispatch.base.Dispatcher``: ``notify`` only wakes a thread, because the threads claim
-from the job table directly (the table is the queue)."""
+from the job table directly (the table is the queue). ``run(burst=True)`` is the deterministic mode for
+tests: claim and run in the caller's thread until nothing waits."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import threading
 import time
 
 from nbjobs.clock import Clock
-from nbjobs.execution.supervisor import Supervisor
+from nbjobs.dispatch.base import JobRunner
 from nbjobs.models.jobs import Job
 from nbjobs.models.stores import JobStore
 from nbjobs.settings import Settings
@@ -18,8 +19,8 @@ from nbjobs.settings import Settings
 log = logging.getLogger(__name__)
 
 
-class LocalPool:
-    """Claims SUBMITTED jobs atomically and runs each under a Supervisor (which spawns the runner)."""
+class LocalDispatcher:
+    """Claims SUBMITTED jobs atomically and runs each with the ``JobRunner`` (the supervisor)."""
 
     def __init__(
         self,
@@ -27,13 +28,13 @@ class LocalPool:
         settings: Settings,
         clock: Clock,
         worker_prefix: str,
-        supervisor: Supervisor | None = None,
+        supervisor: JobRunner,
     ) -> None:
         self.store = store
         self.settings = settings
         self.clock = clock
         self.worker_prefix = worker_prefix
-        self.supervisor = supervisor or Supervisor(store, settings, clock)
+        self.supervisor = supervisor
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []

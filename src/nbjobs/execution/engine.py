@@ -31,9 +31,10 @@ from nbjobs.execution.notebook_io import (
     read_notebook,
     write_notebook,
 )
-from nbjobs.execution.parameters import inject_parameters, parse_parameters, remove_injected_cell
+from nbjobs.execution.parameters import inject_parameters, remove_injected_cell
 from nbjobs.execution.processes import kill_process_tree
 from nbjobs.models.jobs import Failure, FailureReason
+from nbjobs.models.parameters import NotebookParameters
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,8 @@ class ExecutionRequest:
     """Everything one execution needs; plain data so it can cross a process boundary as JSON."""
 
     notebook: bytes
-    parameters: Any = None  # dict, JSON text, or None; validated here, not trusted
+    # Parsed at the edge; its literals are pasted as they are (a stored job's are rendered on first use).
+    parameters: NotebookParameters = field(default_factory=NotebookParameters)
     kernel_name: str = ""  # empty: the notebook's kernelspec, else default_kernel_name
     default_kernel_name: str = "python3"
     save_injected_parameters: bool = False
@@ -124,9 +126,8 @@ def execute(request: ExecutionRequest, listener: Listener, warm: WarmKernel | No
     except InvalidNotebook as exc:
         return Outcome(Failure(FailureReason.INVALID_NOTEBOOK, exc.message), None)
     try:
-        params = parse_parameters(request.parameters)
-        nb, injected_at = inject_parameters(nb, params)
-    except InvalidParameters as exc:
+        nb, injected_at = inject_parameters(nb, request.parameters)
+    except InvalidParameters as exc:  # only a stored value edited by hand: parsed ones always render
         return Outcome(Failure(FailureReason.INVALID_PARAMETERS, exc.message), None)
 
     kernel_name = request.kernel_name or kernel_name_of(nb, request.default_kernel_name)

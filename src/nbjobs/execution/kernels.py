@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from jupyter_client.client import KernelClient
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import run_sync
@@ -75,7 +76,7 @@ class WarmKernel:
 
     kernel_name: str
     km: AsyncKernelManager
-    kc: object
+    kc: KernelClient
     sockets: str
     pid: int
     stream_cap: int = 0  # the per-cell stream cap already installed in the kernel (0: none)
@@ -111,7 +112,7 @@ class WarmKernel:
     def discard(self) -> None:
         """Kill the kernel, close the client's sockets and remove their files."""
         with contextlib.suppress(Exception):
-            self.kc.stop_channels()  # type: ignore[attr-defined]
+            self.kc.stop_channels()
         if self.pid:
             kill_process_tree(self.pid)
         process = getattr(self.km.provisioner, "process", None)

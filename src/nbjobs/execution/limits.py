@@ -22,6 +22,7 @@ import os
 import resource
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -180,9 +181,9 @@ def detect_backend(root: Path = CGROUP_ROOT) -> LimitBackend:
     """The strongest mechanism this machine lets nbjobs use (probed by writing, not guessed)."""
     controllers = root / "cgroup.controllers"
     if controllers.exists() and "memory" in controllers.read_text().split():
-        backend: LimitBackend = CgroupV2Backend(root)
-        if _probe(lambda: backend._prepare()):  # type: ignore[attr-defined]
-            return backend
+        v2 = CgroupV2Backend(root)
+        if _probe(v2._prepare):
+            return v2
     if (root / "memory").is_dir() and (root / "cpu").is_dir():
         v1 = CgroupV1Backend(root)
         if _probe(lambda: _probe_v1(v1)):
@@ -198,7 +199,7 @@ def _probe_v1(backend: CgroupV1Backend) -> None:
         probe.rmdir()
 
 
-def _probe(action) -> bool:  # noqa: ANN001
+def _probe(action: Callable[[], object]) -> bool:
     try:
         action()
     except OSError:

@@ -18,7 +18,7 @@ from jupyter_client.asynchronous import AsyncKernelClient
 class ReadyClient(AsyncKernelClient):
     """AsyncKernelClient with an exact, flush-free readiness check."""
 
-    async def wait_for_ready(self, timeout: float | None = None) -> None:  # type: ignore[override]
+    async def wait_for_ready(self, timeout: float | None = None) -> None:
         deadline = time.monotonic() + (timeout if timeout is not None else float("inf"))
         # Every request sent so far counts: a kernel slower than a second to start answers them late
         # and in order, and matching only the newest would keep us one reply behind forever.

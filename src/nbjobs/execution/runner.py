@@ -16,19 +16,22 @@ import os
 import select
 import signal
 import sys
-from dataclasses import asdict
+from dataclasses import fields
 from pathlib import Path
 from typing import IO, Any
 
 from nbjobs.execution.engine import ExecutionRequest, Outcome, execute
 from nbjobs.execution.kernels import WarmKernel, kernel_exists
+from nbjobs.models.parameters import NotebookParameters
 
 PR_SET_PDEATHSIG = 1
 
 
 def request_to_json(request: ExecutionRequest, output_path: Path) -> bytes:
-    data = asdict(request)
+    """The request as the runner reads it on stdin; the parameters keep any literals already rendered."""
+    data: dict[str, Any] = {f.name: getattr(request, f.name) for f in fields(request)}
     data["notebook"] = base64.b64encode(request.notebook).decode()
+    data["parameters"] = request.parameters.to_json()
     data["env"] = dict(request.env) if request.env is not None else None
     data["output"] = str(output_path)
     return json.dumps(data).encode()
@@ -38,6 +41,8 @@ def request_from_json(raw: bytes) -> tuple[ExecutionRequest, Path]:
     data = json.loads(raw)
     output = Path(data.pop("output"))
     data["notebook"] = base64.b64decode(data["notebook"])
+    data["parameters"] = NotebookParameters.from_json(data["parameters"])
+    data["output_names"] = tuple(data["output_names"])
     return ExecutionRequest(**data), output
 
 

@@ -1,27 +1,23 @@
 """The supervisor: owns one claimed job from EXECUTING to its end.
 
 It starts the runner in its own process group, relays progress to the store, renews the lease,
-watches for cancel and the deadline, and stops a run in stages (interrupt → grace → SIGTERM →
-SIGKILL of the kernel's whole process tree). It is the single writer of the job's final status,
-and every write it makes is fenced by the attempt it claimed.
+watches for cancel and the deadline, and then stops the run in stages (``stopping.py``: interrupt →
+grace → SIGTERM → SIGKILL of the kernel's whole process tree). It is the single writer of the job's
+final status (decided by ``verdict.py``), and every write it makes is fenced by the attempt it claimed.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import json
 import logging
 import os
 import pwd
 import queue
 import shutil
-import signal
 import subprocess
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +25,10 @@ from nbjobs.clock import Clock
 from nbjobs.execution.contract import CredentialIssuer, JobCredentials, RuntimeLookup, deadline_minutes
 from nbjobs.execution.engine import ExecutionRequest
 from nbjobs.execution.limits import LimitBackend, RlimitBackend
-from nbjobs.execution.processes import kill_process_tree
 from nbjobs.execution.runner import request_to_json
-from nbjobs.execution.warm_pool import RunnerPool
+from nbjobs.execution.stopping import StagedStop, kill_run, sweep
+from nbjobs.execution.verdict import RunEnd, results_of, verdict
+from nbjobs.execution.warm_pool import WarmPool
 from nbjobs.models.jobs import OUTPUT, RUNNING, Failure, FailureReason, Job, JobStatus, JobUpdate
 from nbjobs.models.runtimes import RuntimeSpec
 from nbjobs.models.stores import JobStore
@@ -39,19 +36,9 @@ from nbjobs.settings import Settings
 
 log = logging.getLogger(__name__)
 
-_STDERR_TAIL = 4000
 # Progress is written at most this often (the final state always is): a 20-cell notebook would
 # otherwise pay 20 database commits on its critical path.
 _PROGRESS_INTERVAL = 0.2
-
-
-@dataclass
-class _Stop:
-    """A staged stop in progress: why, and when each stage is due."""
-
-    reason: FailureReason
-    started: float
-    stage: int = 0  # 0 interrupted, 1 terminated, 2 killed kernel, 3 killed runner
 
 
 class Supervisor:
@@ -80,21 +67,25 @@ class Supervisor:
         self.credentials = credentials
         # maxExecuteNotebookTimeMinutes as configured now (notebooks/configuration/update may change it)
         self.max_minutes = max_minutes or (lambda: settings.max_execute_notebook_time_minutes)
-        self._pools: dict[str, RunnerPool] = {}
+        self._pools: dict[str, WarmPool] = {}
         self._pools_lock = threading.Lock()
         self._running: dict[str, _Run] = {}  # job id -> its run, for wake()
         self._started = False
         self.pool = self.pool_for(settings.default_kernel_name)
 
-    def pool_for(self, kernel_name: str) -> RunnerPool:
+    def pool_for(self, kernel_name: str) -> WarmPool:
         """The warm pool of one kernel (one per runtime), created on first use."""
         with self._pools_lock:
             pool = self._pools.get(kernel_name)
             if pool is None:
-                pool = self._pools[kernel_name] = RunnerPool(self.settings, kernel_name)
+                pool = self._pools[kernel_name] = WarmPool(self.settings, kernel_name)
                 if self._started:
                     pool.start()
             return pool
+
+    def prepare(self, kernel_name: str) -> None:
+        """Keep kernels of ``kernel_name`` warm from now on (a worker's runtimes)."""
+        self.pool_for(kernel_name)
 
     def start(self) -> None:
         """Keep every pool filled in the background."""
@@ -151,7 +142,7 @@ class Supervisor:
 
 
 class _Run:
-    def __init__(self, sup: Supervisor, job: Job, spec: RuntimeSpec, pool: RunnerPool, workdir: Path) -> None:
+    def __init__(self, sup: Supervisor, job: Job, spec: RuntimeSpec, pool: WarmPool, workdir: Path) -> None:
         self.sup = sup
         self.spec = spec
         self.pool = pool
@@ -164,7 +155,7 @@ class _Run:
         self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.kernel_pid = 0
         self.done: dict[str, Any] | None = None
-        self.stop: _Stop | None = None
+        self.stop: StagedStop | None = None
         self.fenced = False
         self.reader_finished = False
         self.progress: tuple[int, str] | None = None  # the latest reported, written at most every 0.2 s
@@ -225,19 +216,7 @@ class _Run:
         except BrokenPipeError:
             pass
         self._watch(proc)
-        if self.done is not None:
-            # The runner already swept its kernel's process tree before reporting "done": a group kill
-            # is enough, and reaping the two processes need not hold up the job's end.
-            for pgid in (self.kernel_pid, proc.pid):
-                with contextlib.suppress(OSError):
-                    if pgid:
-                        os.killpg(pgid, signal.SIGKILL)
-            threading.Thread(target=_reap, args=(proc, reader), daemon=True).start()
-        else:
-            if self.kernel_pid:
-                kill_process_tree(self.kernel_pid)
-            kill_process_tree(proc.pid)
-            _reap(proc, reader)
+        sweep(proc, reader, self.kernel_pid, reported=self.done is not None)
         oom = False
         if request.limits:
             oom = self.sup.limits.oom_killed(self.group)
@@ -276,17 +255,17 @@ class _Run:
                 if self.store.heartbeat(job.job_id, job.attempt, self.clock(), lease_ms) is None:
                     log.warning("job %s attempt %s lost its lease; stopping it", job.job_id, job.attempt)
                     self.fenced = True
-                    self._kill_all(proc)
+                    kill_run(self.kernel_pid, proc.pid)
                     continue
             if self.stop is not None:
-                self._advance_stop(proc)
+                self.stop.advance(self.kernel_pid)
             elif now >= next_check or self.check_now:
                 self.check_now = False
                 next_check = now + settings.poll_seconds
                 current = self.store.get(job.job_id)
                 if current is None or current.attempt != job.attempt or current.status not in RUNNING:
                     self.fenced = True  # deleted, re-run, re-queued or ended by someone else
-                    self._kill_all(proc)
+                    kill_run(self.kernel_pid, proc.pid)
                 elif current.cancel_requested:
                     self._begin_stop(FailureReason.CANCELLED)
                 elif now >= deadline:
@@ -326,7 +305,7 @@ class _Run:
             runner_pid = self.proc.pid if self.proc is not None else 0
             self.store.set_processes(job.job_id, job.attempt, runner_pid, self.kernel_pid)
             if self.stop is not None:  # a cancel arrived while the kernel was starting
-                self._signal_kernel(signal.SIGINT)
+                self.stop.kernel_started(self.kernel_pid)
         elif kind == "progress" and self.stop is None:
             self.progress = (int(event["percent"]), str(event["message"]))
             self.progress_pending = True
@@ -346,91 +325,33 @@ class _Run:
     def _begin_stop(self, reason: FailureReason) -> None:
         job = self.job
         log.info("stopping job %s: %s", job.job_id, reason)
-        self.stop = _Stop(reason, time.monotonic())
+        runner_pid = self.proc.pid if self.proc is not None else 0
+        settings = self.settings
+        self.stop = StagedStop(
+            reason, runner_pid, grace=settings.cancel_grace_seconds, kill_grace=settings.kill_grace_seconds
+        )
         if reason == FailureReason.TIMEOUT:
             self.store.set_progress(job.job_id, job.attempt, self.clock(), job.progress_percent, "Timed out")
-        if self.proc is not None:  # tell the runner to start no further cell...
-            with contextlib.suppress(OSError):
-                os.kill(self.proc.pid, signal.SIGUSR1)
-        self._signal_kernel(signal.SIGINT)  # ...and interrupt the one running now
-
-    def _advance_stop(self, proc: subprocess.Popen[bytes]) -> None:
-        assert self.stop is not None
-        elapsed = time.monotonic() - self.stop.started
-        grace, kill_grace = self.settings.cancel_grace_seconds, self.settings.kill_grace_seconds
-        if self.stop.stage == 0 and elapsed >= grace:
-            self.stop.stage = 1
-            self._signal_kernel(signal.SIGTERM)
-        elif self.stop.stage == 1 and elapsed >= grace + kill_grace:
-            self.stop.stage = 2
-            self._signal_kernel(signal.SIGKILL)
-        elif self.stop.stage == 2 and elapsed >= grace + 2 * kill_grace:
-            self.stop.stage = 3
-            kill_process_tree(proc.pid)
-
-    def _signal_kernel(self, sig: int) -> None:
-        if self.kernel_pid:
-            kill_process_tree(self.kernel_pid, sig)
-
-    def _kill_all(self, proc: subprocess.Popen[bytes]) -> None:
-        if self.kernel_pid:
-            kill_process_tree(self.kernel_pid)
-        kill_process_tree(proc.pid)
+        self.stop.begin(self.kernel_pid)
 
     # -- the end ------------------------------------------------------------------------------------
     def _finish(self, output: Path, stderr_path: Path, returncode: int | None, *, oom: bool) -> Job | None:
         job = self.job
-        now = self.clock()
         done = self.done or {}
         if output.exists():
-            self.store.put_blob(job.job_id, OUTPUT, output.read_bytes(), now, attempt=job.attempt)
-        results = {
-            "cellsExecuted": done.get("cells_executed", 0),
-            "outputTruncated": bool(done.get("output_truncated", False)),
-            "hasOutputNotebook": output.exists(),
-        }
-        if done.get("truncated_cells"):
-            results["truncatedCells"] = done["truncated_cells"]
-        if done.get("values"):
-            results["outputValues"] = done["values"]
-        if self.stop is not None and self.stop.reason == FailureReason.CANCELLED:
-            failure = Failure(FailureReason.CANCELLED, "The job was cancelled")
-            return self._end(JobStatus.CANCELLED, failure, results)
-        if self.stop is not None:
-            minutes = deadline_minutes(job, self.sup.max_minutes(), self.spec)
-            failure = Failure(
-                FailureReason.TIMEOUT, f"The job exceeded its time limit of {minutes:g} minutes"
-            )
-            return self._end(JobStatus.FAILED, failure, results)
-        if "failure" in done:
-            failure = Failure.from_wire(done["failure"]) if done["failure"] else None
-            if failure is None:
-                failure = _missing_outputs(done.get("values") or {})
-            if failure is None:
-                return self._end(JobStatus.COMPLETED, None, results)
-            if failure.reason == FailureReason.KERNEL_DIED:
-                failure = _with_last_words(failure, stderr_path)
-            return self._end(JobStatus.FAILED, self._memory_limit(failure, oom), results)
-        tail = (
-            stderr_path.read_bytes()[-_STDERR_TAIL:].decode(errors="replace") if stderr_path.exists() else ""
+            self.store.put_blob(job.job_id, OUTPUT, output.read_bytes(), self.clock(), attempt=job.attempt)
+        end = RunEnd(
+            done=done,
+            stop_reason=self.stop.reason if self.stop is not None else None,
+            deadline_minutes=deadline_minutes(job, self.sup.max_minutes(), self.spec),
+            memory_bytes=self.spec.memory_bytes,
+            oom=oom,
+            returncode=returncode,
+            log_path=stderr_path,
+            job_id=job.job_id,
         )
-        message = f"The job runner exited unexpectedly (exit code {returncode})"
-        log.error("%s for job %s: %s", message, job.job_id, tail)
-        failure = self._memory_limit(Failure(FailureReason.KERNEL_DIED, message), oom)
-        return self._end(JobStatus.FAILED, failure, results)
-
-    def _memory_limit(self, failure: Failure, oom: bool) -> Failure:
-        """Name the runtime's memory limit as the reason when it is what ended the run."""
-        limit = self.spec.memory_bytes
-        if not limit:
-            return failure
-        killed = oom and failure.reason == FailureReason.KERNEL_DIED
-        refused = failure.reason == FailureReason.CELL_ERROR and failure.ename == "MemoryError"
-        if not (killed or refused):
-            return failure
-        what = "was killed" if killed else "could not allocate more"
-        message = f"The kernel exceeded the runtime's memory limit of {limit / 2**20:.0f} MiB and {what}"
-        return dataclasses.replace(failure, reason=FailureReason.MEMORY_LIMIT, message=message)
+        status, failure = verdict(end)
+        return self._end(status, failure, results_of(done, has_output=output.exists()))
 
     def _end(self, status: JobStatus, failure: Failure | None, results: dict[str, Any]) -> Job | None:
         job = self.job
@@ -453,36 +374,6 @@ class _Run:
         else:
             env.setdefault("HOME", str(cwd))
         return env
-
-
-def _reap(proc: subprocess.Popen[bytes], reader: threading.Thread) -> None:
-    """Collect an ended runner: its exit status and the end of its event pipe."""
-    proc.wait()
-    reader.join(timeout=5)
-    if proc.stdout is not None:
-        proc.stdout.close()
-
-
-def _missing_outputs(values: dict[str, dict[str, Any]]) -> Failure | None:
-    """A failure naming every requested output the notebook did not set (or that could not be read)."""
-    missing = [
-        f"'{name}' ({read.get('error', 'not set')})" for name, read in values.items() if "value" not in read
-    ]
-    if not missing:
-        return None
-    return Failure(FailureReason.OUTPUT_MISSING, "Output not set by the notebook: " + ", ".join(missing))
-
-
-def _with_last_words(failure: Failure, log_path: Path) -> Failure:
-    """Add the last line the kernel wrote to stderr (e.g. "No module named ipykernel_launcher")."""
-    try:
-        tail = log_path.read_bytes()[-_STDERR_TAIL:].decode(errors="replace")
-    except OSError:
-        return failure
-    lines = [line.strip() for line in tail.splitlines() if line.strip() and "WARNING" not in line]
-    if not lines:
-        return failure
-    return dataclasses.replace(failure, message=f"{failure.message}: {lines[-1][:300]}")
 
 
 def _give_to(username: str, path: Path) -> None:

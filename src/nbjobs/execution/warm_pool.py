@@ -68,7 +68,7 @@ class Runner:
         self.forget()
 
 
-class RunnerPool:
+class WarmPool:
     """Up to ``size`` warm runners for one kernel; ``take`` never blocks on the pool."""
 
     def __init__(self, settings: Settings, kernel_name: str) -> None:

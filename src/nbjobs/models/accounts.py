@@ -12,9 +12,6 @@ class Principal:
     username: str
     is_admin: bool = False
 
-    def can_see(self, owner: str) -> bool:
-        return self.is_admin or self.username == owner
-
 
 ORG_ADMIN = "org_admin"
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from nbjobs.models.parameters import NotebookParameters
 from nbjobs.models.runtimes import Runtime
 
 _BASE36 = string.digits + string.ascii_lowercase
@@ -95,25 +96,31 @@ def can_transition(source: JobStatus, target: JobStatus) -> bool:
 
 @dataclass(frozen=True)
 class JobInputs:
-    """What the submitter asked for; rendered as the job's ``inputs`` object."""
+    """What the submitter asked for; rendered as the job's ``inputs`` object.
+
+    ``notebook_parameters`` is parsed where a request comes in, never below. ``from_wire`` (a job read
+    back from the store) wraps the stored object with ``NotebookParameters.trusted``: no check and no
+    rendering on read, because every read of a job (views, polls, the reaper) would pay for it and the
+    store holds only what a parse accepted. The literals are rendered once, on first use, by the run.
+    """
 
     item_id: str = ""
     execution_timeout_minutes: int | None = None
     update_portal_item: bool = True
     save_injected_parameters: bool = False
-    notebook_parameters: dict[str, Any] = field(default_factory=dict)
+    notebook_parameters: NotebookParameters = field(default_factory=NotebookParameters)
     run_id: str = ""
     task_id: str = ""
     webhook_receiver_id: str = ""  # set on jobs a webhook receiver started
     output_names: tuple[str, ...] = ()  # variables read back after the run (web tool outputs)
 
     def to_wire(self) -> dict[str, Any]:
-        wire = {
+        wire: dict[str, Any] = {
             "itemId": self.item_id,
             "executionTimeoutInMinutes": self.execution_timeout_minutes,
             "updatePortalItem": self.update_portal_item,
             "saveInjectedParameters": self.save_injected_parameters,
-            "notebookParameters": self.notebook_parameters,
+            "notebookParameters": self.notebook_parameters.to_wire(),
             "runId": self.run_id,
             "taskId": self.task_id,
         }
@@ -130,7 +137,7 @@ class JobInputs:
             execution_timeout_minutes=data.get("executionTimeoutInMinutes"),
             update_portal_item=data.get("updatePortalItem", True),
             save_injected_parameters=data.get("saveInjectedParameters", False),
-            notebook_parameters=data.get("notebookParameters") or {},
+            notebook_parameters=NotebookParameters.trusted(data.get("notebookParameters") or {}),
             run_id=data.get("runId", ""),
             task_id=data.get("taskId", ""),
             webhook_receiver_id=data.get("webhookReceiverId", ""),

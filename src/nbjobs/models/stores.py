@@ -5,14 +5,17 @@ Every pair of implementations runs under one contract suite in tests/unit/contra
 
 from __future__ import annotations
 
+import builtins
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from nbjobs.models.accounts import Token, User
 from nbjobs.models.automation import Delivery, Firing, Receiver, RunStatus, Task, TaskRun, TaskState
 from nbjobs.models.items import Item, Upload
-from nbjobs.models.jobs import Job, JobStatus, JobUpdate
+from nbjobs.models.jobs import Job, JobStatus, JobUpdate, Waiting
 from nbjobs.models.runtimes import RuntimeSpec
 from nbjobs.models.webtools import WebTool, WebToolCall
+from nbjobs.models.workers import WorkerRecord
 
 
 class JobStore(Protocol):
@@ -77,10 +80,10 @@ class JobStore(Protocol):
     def processes(self, job_id: str) -> tuple[int, int]:
         """(runner_pid, kernel_pid) last recorded for the job; zeros when unknown."""
 
-    def expired(self, now: int) -> list[Job]:
+    def expired(self, now: int) -> builtins.list[Job]:
         """Running jobs whose lease has expired."""
 
-    def running_on(self, worker_prefix: str) -> list[Job]:
+    def running_on(self, worker_prefix: str) -> builtins.list[Job]:
         """Running jobs whose worker id starts with ``worker_prefix``."""
 
     def put_blob(self, job_id: str, kind: str, data: bytes, now: int, *, attempt: int | None = None) -> bool:
@@ -149,7 +152,7 @@ class ItemStore(Protocol):
     def add_pending_update(self, job_id: str, item_id: str, now: int) -> None:
         """Remember that ``job_id``'s executed notebook should be written back to ``item_id``."""
 
-    def pending_updates(self) -> list[tuple[str, str]]:
+    def pending_updates(self) -> builtins.list[tuple[str, str]]:
         """(job_id, item_id) pairs still to write back."""
 
     def drop_pending_update(self, job_id: str) -> None:
@@ -206,20 +209,20 @@ class TaskStore(Protocol):
     def count_active(self, owner: str) -> int:
         """How many active tasks ``owner`` has."""
 
-    def due(self, now: int, limit: int = 100) -> list[Task]:
+    def due(self, now: int, limit: int = 100) -> builtins.list[Task]:
         """Active tasks whose next fire time has come."""
 
     def fire(self, task_id: str, expected_next_fire: int, firing: Firing) -> bool:
         """Advance the task from ``expected_next_fire`` and insert the occasion's run, atomically; False
         when another scheduler got there first (the task moved on, or the occasion already has a run)."""
 
-    def runs(self, task_id: str, limit: int = 30) -> list[TaskRun]:
+    def runs(self, task_id: str, limit: int = 30) -> builtins.list[TaskRun]:
         """The task's runs, newest first."""
 
     def get_run(self, run_id: str) -> TaskRun | None:
         """The run, or None."""
 
-    def open_runs(self, task_id: str | None = None, limit: int = 500) -> list[TaskRun]:
+    def open_runs(self, task_id: str | None = None, limit: int = 500) -> builtins.list[TaskRun]:
         """Runs still scheduled or executing (of one task, or all), oldest occasion first."""
 
     def update_run(
@@ -263,7 +266,7 @@ class ReceiverStore(Protocol):
     def log(self, delivery: Delivery) -> None:
         """Append to a receiver's delivery log (keeping the newest ``DELIVERIES_KEPT``)."""
 
-    def deliveries(self, receiver_id: str, limit: int = 100) -> list[Delivery]:
+    def deliveries(self, receiver_id: str, limit: int = 100) -> builtins.list[Delivery]:
         """The receiver's deliveries, newest first."""
 
 
@@ -328,3 +331,36 @@ class ConfigStore(Protocol):
 
     def replace(self, values: dict[str, Any], now: int) -> None:
         """Make ``values`` the complete set of overrides, in one transaction."""
+
+
+class WorkerStore(Protocol):
+    """The registry of `nbjobs worker` processes, renewed by their heartbeats."""
+
+    def register(self, worker: WorkerRecord) -> None:
+        """Insert or replace a worker's row."""
+
+    def beat(self, worker_id: str, now: int, state: str | None = None) -> bool:
+        """Renew a worker's heartbeat (and state); False if its row is gone (it was pruned)."""
+
+    def remove(self, worker_id: str) -> None:
+        """Forget a worker (it stopped)."""
+
+    def live(self, since: int) -> list[WorkerRecord]:
+        """Workers whose last heartbeat is at or after ``since``, by host and start time."""
+
+    def prune(self, before: int) -> int:
+        """Forget workers silent since before ``before``; returns how many."""
+
+
+class Outbox(Protocol):
+    """What the job table says about publishing SUBMITTED jobs to a broker (distributed mode)."""
+
+    def mark_dispatched(self, job_ids: Iterable[str], now: int) -> None:
+        """Record that these jobs' messages were published at ``now``."""
+
+    def due(self, *, created_before: int, dispatched_before: int, limit: int = 500) -> list[Waiting]:
+        """SUBMITTED jobs never published (created before ``created_before``) or last published before
+        ``dispatched_before``, oldest first."""
+
+    def waiting_counts(self) -> dict[str, int]:
+        """SUBMITTED jobs per runtime id."""

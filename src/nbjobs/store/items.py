@@ -3,6 +3,7 @@ implementation."""
 
 from __future__ import annotations
 
+import builtins
 from typing import Any
 
 from sqlalchemy import Engine, delete, insert, select, update
@@ -90,7 +91,7 @@ class SqlItemStore:
         with self.engine.begin() as conn:
             conn.execute(insert(item_updates).values(job_id=job_id, item_id=item_id, created=now))
 
-    def pending_updates(self) -> list[tuple[str, str]]:
+    def pending_updates(self) -> builtins.list[tuple[str, str]]:
         stmt = select(item_updates.c.job_id, item_updates.c.item_id).order_by(item_updates.c.created)
         with self.engine.connect() as conn:
             return [(r[0], r[1]) for r in conn.execute(stmt)]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import builtins
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, insert, literal, select, update
+from sqlalchemy import ColumnElement, Engine, Update, delete, func, insert, literal, select, update
 
 from nbjobs.models.jobs import (
     ENDED,
@@ -175,7 +176,7 @@ class SqlJobStore:
                 .scalar_subquery()
             )
             candidate = candidate.where(busy < per_user_cap)
-        candidate = (
+        picked = (
             candidate.order_by(waiting.c.date_created, waiting.c.job_id)
             .limit(1)
             .with_for_update(skip_locked=True, of=waiting)
@@ -183,7 +184,7 @@ class SqlJobStore:
         )
         stmt = (
             update(jobs)
-            .where(jobs.c.job_id == candidate, jobs.c.status == str(JobStatus.SUBMITTED))
+            .where(jobs.c.job_id == picked, jobs.c.status == str(JobStatus.SUBMITTED))
             .values(**_claim_values(worker_id, now, lease_ms), attempt=jobs.c.attempt + 1)
             .returning(*jobs.c)
         )
@@ -257,7 +258,7 @@ class SqlJobStore:
         return True
 
     def delete_ended(self, *, ended_before: int | None = None, username: str | None = None) -> int:
-        cond = [jobs.c.status.in_([str(s) for s in ENDED])]
+        cond: builtins.list[ColumnElement[bool]] = [jobs.c.status.in_([str(s) for s in ENDED])]
         if ended_before is not None:
             cond.append(jobs.c.end_time < ended_before)
         if username is not None:
@@ -297,15 +298,15 @@ class SqlJobStore:
         with self.engine.connect() as conn:
             return int(conn.execute(stmt).scalar_one())
 
-    def expired(self, now: int) -> list[Job]:
+    def expired(self, now: int) -> builtins.list[Job]:
         stmt = select(jobs).where(jobs.c.status.in_([str(s) for s in RUNNING]), jobs.c.lease_expires < now)
         with self.engine.connect() as conn:
             return [job_from_row(r) for r in conn.execute(stmt)]
 
-    def running_on(self, worker_prefix: str) -> list[Job]:
-        stmt = select(jobs).where(
-            jobs.c.status.in_([str(s) for s in RUNNING]), jobs.c.worker_id.startswith(worker_prefix)
-        )
+    def running_on(self, worker_prefix: str) -> builtins.list[Job]:
+        # Not LIKE (startswith): "_" and "%" in a host name would be wildcards; SQLite's LIKE ignores case.
+        prefix = func.substr(jobs.c.worker_id, 1, len(worker_prefix)) == worker_prefix
+        stmt = select(jobs).where(jobs.c.status.in_([str(s) for s in RUNNING]), prefix)
         with self.engine.connect() as conn:
             return [job_from_row(r) for r in conn.execute(stmt)]
 
@@ -317,7 +318,7 @@ class SqlJobStore:
         return bytes(row[0]) if row else None
 
 
-def _cas(job_id: str, sources: frozenset[JobStatus], attempt: int | None):  # noqa: ANN202
+def _cas(job_id: str, sources: frozenset[JobStatus], attempt: int | None) -> Update:
     stmt = update(jobs).where(jobs.c.job_id == job_id, jobs.c.status.in_([str(s) for s in sources]))
     if attempt is not None:
         stmt = stmt.where(jobs.c.attempt == attempt)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from typing import Any
 
 from sqlalchemy import Engine, delete, insert, select, update
@@ -114,7 +115,7 @@ class SqlReceiverStore:
                 )
             )
 
-    def deliveries(self, receiver_id: str, limit: int = 100) -> list[Delivery]:
+    def deliveries(self, receiver_id: str, limit: int = 100) -> builtins.list[Delivery]:
         d = webhook_deliveries.c
         stmt = (
             select(webhook_deliveries)

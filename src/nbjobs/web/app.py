@@ -1,19 +1,15 @@
-"""``create_app``: the ASGI application over one running nbjobs, mounted at ``/<context>``."""
+"""``create_app``: the ASGI application over the web services, mounted at ``/<context>``."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, FastAPI
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from nbjobs import __version__
-from nbjobs.roots.server import NbJobs
 from nbjobs.web.errors import install_error_handlers
 from nbjobs.web.middleware import Guard
 from nbjobs.web.routes import (
@@ -29,24 +25,14 @@ from nbjobs.web.routes import (
     webhooks,
     webtools,
 )
+from nbjobs.web.services import WebServices
 
 log = logging.getLogger(__name__)
 
 
-def create_app(nbjobs: NbJobs, *, sync_interval: float | None = None) -> FastAPI:
-    """The web app. It does not start or stop ``nbjobs``; it runs the item write-back loop while it serves."""
-    settings = nbjobs.settings
-    interval = settings.poll_seconds if sync_interval is None else sync_interval
-
-    @contextlib.asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(_sync_items(nbjobs, interval))
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+def create_app(services: WebServices) -> FastAPI:
+    """The web app. It starts nothing: background duties belong to the server's housekeeper."""
+    settings = services.settings
 
     app = FastAPI(
         title="nbjobs",
@@ -55,9 +41,8 @@ def create_app(nbjobs: NbJobs, *, sync_interval: float | None = None) -> FastAPI
         openapi_url=f"/{settings.context}/openapi.json",
         docs_url=f"/{settings.context}/docs",
         redoc_url=None,
-        lifespan=lifespan,
     )
-    app.state.nbjobs = nbjobs
+    app.state.services = services
     app.state.oauth_key = secrets.token_bytes(32)
     root = APIRouter(prefix=f"/{settings.context}")
     for router in (portal.router, content.router, tokens.portal, tokens.admin, admin.router, jobs.router,
@@ -79,13 +64,3 @@ def create_app(nbjobs: NbJobs, *, sync_interval: float | None = None) -> FastAPI
         max_webhook=settings.webhook_max_body_bytes,
     )
     return app
-
-
-async def _sync_items(nbjobs: NbJobs, interval: float) -> None:
-    """Write executed notebooks back to their items (updatePortalItem=true) as their jobs end."""
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            await asyncio.to_thread(nbjobs.notebooks.sync_item_updates)
-        except Exception:
-            log.exception("writing executed notebooks back to items failed; will retry")

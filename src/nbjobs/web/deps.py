@@ -1,4 +1,4 @@
-"""FastAPI dependencies: the running nbjobs, the parameter bag and the signed-in user."""
+"""FastAPI dependencies: the web services, the parameter bag and the signed-in user."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ from starlette.requests import Request
 
 from nbjobs.errors import TokenRequired
 from nbjobs.models.accounts import User
-from nbjobs.roots.server import NbJobs
 from nbjobs.web.params import Params, read_params
 from nbjobs.web.render import TOKEN_COOKIE
+from nbjobs.web.services import WebServices
 
 
-def get_nbjobs(request: Request) -> NbJobs:
-    return request.app.state.nbjobs
+def get_services(request: Request) -> WebServices:
+    services: WebServices = request.app.state.services
+    return services
 
 
 def token_of(request: Request, params: Params) -> str:
@@ -39,7 +40,7 @@ def optional_user(request: Request, params: Annotated[Params, Depends(read_param
     token = token_of(request, params)
     if not token:
         return None
-    return get_nbjobs(request).tokens.authenticate(token)
+    return get_services(request).tokens.authenticate(token)
 
 
 async def current_user(user: Annotated[User | None, Depends(optional_user)]) -> User:
@@ -49,7 +50,7 @@ async def current_user(user: Annotated[User | None, Depends(optional_user)]) -> 
     return user
 
 
-Nb = Annotated[NbJobs, Depends(get_nbjobs)]
+Nb = Annotated[WebServices, Depends(get_services)]
 Form = Annotated[Params, Depends(read_params)]
 SignedIn = Annotated[User, Depends(current_user)]
 MaybeSignedIn = Annotated[User | None, Depends(optional_user)]

@@ -3,7 +3,7 @@
 The broker is a hint, never the record. Messages are acknowledged early and carry no result
 (no result backend); a worker that gets one claims the job by a compare-and-set on status and
 attempt, so a duplicate, redelivered or late message does nothing. What a broker loses, the
-reconciler (``dispatch/reconciler.py``) publishes again from the job table.
+reconciler (``reconciler.py`` beside this module) publishes again from the job table.
 
 Celery is the optional extra ``nbjobs[celery]``, imported only when a broker URL is configured.
 """
@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 from nbjobs.clock import Clock
 from nbjobs.errors import ConfigurationError
 from nbjobs.models.jobs import Job, Waiting
+from nbjobs.models.stores import Outbox
 from nbjobs.settings import Settings
-from nbjobs.store.outbox import SqlOutbox
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -95,7 +95,7 @@ def make_celery(settings: Settings) -> Celery:
 class CeleryDispatcher:
     """Publishes committed SUBMITTED jobs to their runtime's queue and records when it did."""
 
-    def __init__(self, app: Celery, outbox: SqlOutbox, clock: Clock) -> None:
+    def __init__(self, app: Celery, outbox: Outbox, clock: Clock) -> None:
         self.app = app
         self.outbox = outbox
         self.clock = clock
@@ -141,6 +141,10 @@ class CeleryDispatcher:
 
     def start(self) -> None:
         """Nothing to start: the API side only publishes, on the first job."""
+
+    def drain(self, timeout: float) -> bool:
+        """Nothing runs in this process: the workers drain their own jobs."""
+        return True
 
     def stop(self, timeout: float | None = None) -> None:
         self.app.close()

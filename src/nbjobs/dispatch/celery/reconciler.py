@@ -16,22 +16,33 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from typing import Protocol
 
 from nbjobs.clock import Clock
-from nbjobs.dispatch.celery.publisher import CeleryDispatcher, queue_name
+from nbjobs.dispatch.celery.publisher import queue_name
 from nbjobs.models.jobs import Waiting
-from nbjobs.store.outbox import SqlOutbox
+from nbjobs.models.stores import Outbox
 
 log = logging.getLogger(__name__)
 
 FIRST_PUBLISH_GRACE_MS = 5_000
 
 
+class Publisher(Protocol):
+    """What the reconciler needs of the broker side (``CeleryDispatcher``, or a test's fake)."""
+
+    def publish(self, waiting: list[Waiting]) -> int:
+        """Send one message per job; how many the broker took."""
+
+    def depth(self, queue: str) -> int | None:
+        """Messages waiting in ``queue``; None when the broker cannot tell."""
+
+
 class Reconciler:
     """Re-publishes SUBMITTED jobs nobody claimed; ``tick`` is one round (steppable in tests)."""
 
     def __init__(
-        self, outbox: SqlOutbox, dispatcher: CeleryDispatcher, clock: Clock, redispatch_seconds: float
+        self, outbox: Outbox, dispatcher: Publisher, clock: Clock, redispatch_seconds: float
     ) -> None:
         self.outbox = outbox
         self.dispatcher = dispatcher

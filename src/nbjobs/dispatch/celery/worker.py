@@ -13,7 +13,9 @@ the worker and the runner, which outlives a killed parent. We never need what th
 
 Besides the task the node keeps a row in the ``workers`` table fresh (the machines view), ends on
 start what an earlier process on this host left running, and drains on SIGTERM: it stops taking
-messages, lets running jobs finish for up to ``drain_seconds``, then ends them as lost.
+messages, lets running jobs finish for up to ``drain_seconds``, then ends them as lost. What it needs
+for that (recovery, the cancel listener, its background duties) comes wired from ``roots/worker.py``
+as small Protocols: this package knows neither the service layer nor a store.
 """
 
 from __future__ import annotations
@@ -25,20 +27,17 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from nbjobs import __version__
 from nbjobs.clock import Clock
+from nbjobs.dispatch.base import JobRunner
 from nbjobs.dispatch.celery.publisher import TASK_NAME, CeleryDispatcher, queue_name
-from nbjobs.execution.supervisor import Supervisor
-from nbjobs.models.jobs import JobStatus
+from nbjobs.models.jobs import Job, JobStatus
 from nbjobs.models.runtimes import RuntimeSpec
+from nbjobs.models.stores import JobStore, WorkerStore
 from nbjobs.models.workers import WorkerRecord
-from nbjobs.service.jobs.recovery import end_lost, recover_host
 from nbjobs.settings import Settings
-from nbjobs.store.jobs import SqlJobStore
-from nbjobs.store.notify import CancelListener
-from nbjobs.store.workers import SqlWorkerStore
 
 log = logging.getLogger(__name__)
 
@@ -46,19 +45,43 @@ ONLINE, DRAINING = "online", "draining"
 FORGET_AFTER_MS = 24 * 3_600_000  # rows of workers silent this long are dropped at a worker's start
 
 
+class JobRecovery(Protocol):
+    """``service.jobs.recovery.Recovery`` as the worker uses it."""
+
+    def after_restart(self, host_prefix: str, own_prefix: str) -> list[Job]: ...
+
+    def abandon_running(self, worker_prefix: str, message: str) -> list[Job]: ...
+
+
+class Duties(Protocol):
+    """``service.housekeeping.Housekeeper``: the worker's periodic duties (heartbeat, lease reaper)."""
+
+    def tick(self, now: int | None = None) -> list[str]: ...
+
+
+class Listener(Protocol):
+    """A running cancel listener (PostgreSQL LISTEN/NOTIFY)."""
+
+    def stop(self) -> None: ...
+
+
 @dataclass
 class WorkerNode:
     """The worker's parts; ``run`` blocks until the Celery worker has shut down."""
 
     settings: Settings
-    store: SqlJobStore
-    workers: SqlWorkerStore
-    supervisor: Supervisor
+    store: JobStore
+    workers: WorkerStore
+    supervisor: JobRunner
     dispatcher: CeleryDispatcher
     clock: Clock
     runtimes: list[RuntimeSpec]
     concurrency: int
     worker_id: str  # "<host>/<pid>-<boot>": every job this process claims has it as prefix
+    recovery: JobRecovery
+    duties: Duties | None = None  # wired by the root: the node's heartbeat, the lease reaper
+    # Starts a cancel listener that calls back with a job id (None: rely on the supervisor's row poll).
+    listen_cancels: Callable[[Callable[[str], None]], Listener] | None = None
     hostname: str = field(default_factory=socket.gethostname)
     _draining: threading.Event = field(default_factory=threading.Event)
     _stopped: threading.Event = field(default_factory=threading.Event)
@@ -97,15 +120,8 @@ class WorkerNode:
     # -- lifecycle ----------------------------------------------------------------------------------
     def recover(self) -> int:
         """End what earlier processes on this host left running (not the jobs of live workers)."""
-        now = self.clock()
-        self.workers.prune(now - FORGET_AFTER_MS)
-        live = [w.worker_id for w in self.workers.live(now - self.lease_ms) if w.worker_id != self.worker_id]
-        changed = recover_host(self.store, f"{self.hostname}/", (self.worker_id, *live), self.clock)
-        for job in changed:
-            log.warning("recovered job %s left by an earlier worker: %s", job.job_id, job.status)
-            if job.status == JobStatus.SUBMITTED:
-                self.dispatcher.notify(job)
-        return len(changed)
+        self.workers.prune(self.clock() - FORGET_AFTER_MS)
+        return len(self.recovery.after_restart(f"{self.hostname}/", self.worker_id))
 
     def register(self, state: str = ONLINE) -> None:
         now = self.clock()
@@ -139,17 +155,8 @@ class WorkerNode:
 
     def abandon_running(self, message: str) -> int:
         """End this worker's running jobs as lost (or re-queue them, by their policy). Their
-        supervisors see the job ended at their next poll and kill the runner and kernel."""
-        count = 0
-        for job in self.store.running_on(self.worker_id + "/"):
-            ended = end_lost(self.store, job, self.clock, message)
-            if ended is None:
-                continue
-            count += 1
-            log.warning("job %s: %s; now %s", job.job_id, message, ended.status)
-            if ended.status == JobStatus.SUBMITTED:
-                self.dispatcher.notify(ended)
-        return count
+        supervisors are woken and kill the runner and kernel."""
+        return len(self.recovery.abandon_running(self.worker_id + "/", message))
 
     def run(self, *, loglevel: str = "INFO") -> int:
         """Serve the queues until SIGTERM (drain) or SIGQUIT/second SIGINT (cold); the exit code."""
@@ -165,14 +172,12 @@ class WorkerNode:
 
         signals.worker_shutting_down.connect(on_shutdown, weak=False)
         for spec in self.runtimes:
-            self.supervisor.pool_for(spec.kernel_name)  # warm kernels for what this worker serves
+            self.supervisor.prepare(spec.kernel_name)  # warm kernels for what this worker serves
         self.register()
         self.recover()
         self.supervisor.start()
-        listener = None
-        if self.store.engine.dialect.name == "postgresql":  # cancels reach us at once, not at the next poll
-            listener = CancelListener(self.store.engine, self.supervisor.wake)
-            listener.start()
+        # cancels reach us at once, not at the next poll
+        listener = self.listen_cancels(self.supervisor.wake) if self.listen_cancels is not None else None
         agent = threading.Thread(target=self._agent, name="nbjobs-worker-agent", daemon=True)
         agent.start()
         worker = app.Worker(
@@ -198,23 +203,23 @@ class WorkerNode:
         return worker.exitcode or 0
 
     def _agent(self) -> None:
-        """Heartbeat the registry; once draining, end what still runs when the grace is over."""
-        next_beat, announced, abandoned = 0.0, False, False
+        """Run the node's duties (heartbeat, lease reaper); once draining, end what still runs when
+        the grace is over. A draining node announces itself in the registry at once."""
+        announced, abandoned = False, False
         while not self._stopped.wait(0.5):
-            now = time.monotonic()
             try:
                 if self._draining.is_set() and not announced:
-                    announced, next_beat = True, 0.0
+                    announced = True
                     log.warning("draining: running jobs may finish within %gs", self.settings.drain_seconds)
-                if now >= next_beat:
-                    next_beat = now + self.settings.heartbeat_seconds
                     self.beat()
-                over = announced and now - self._drain_started >= self.settings.drain_seconds
+                if self.duties is not None:
+                    self.duties.tick()
+                over = announced and time.monotonic() - self._drain_started >= self.settings.drain_seconds
                 if over and not abandoned:
                     abandoned = True
                     self.abandon_running("the worker was stopped before the job finished")
             except Exception:
-                log.exception("worker heartbeat failed; will retry")
+                log.exception("worker housekeeping failed; will retry")
 
 
 def waking_thread_pool(hub: Callable[[], Any]) -> type:

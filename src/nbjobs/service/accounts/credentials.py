@@ -54,4 +54,8 @@ class JobCredentialIssuer:
             "token": issued.token,
             "expiration": issued.expires,
         }
-        return JobCredentials(auth, lambda: self.tokens.revoke(issued.token))
+
+        def revoke() -> None:  # TokenService.revoke's bool (was it still live) means nothing here
+            self.tokens.revoke(issued.token)
+
+        return JobCredentials(auth, revoke)

@@ -10,42 +10,16 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from nbjobs.clock import Clock
-from nbjobs.errors import InvalidCredentials, InvalidRequest, PermissionDenied, UserNotFound
+from nbjobs.errors import InvalidCredentials, InvalidRequest, UserNotFound
 from nbjobs.models.accounts import ORG_ADMIN, ORG_USER, ROLES, User
 from nbjobs.models.stores import UserStore
 from nbjobs.service.accounts.login_limit import LoginLimiter
+from nbjobs.service.authz import default_privileges, may_act_for
 
-CREATE_NOTEBOOKS = "premium:publisher:createNotebooks"
-NOTEBOOK_PRIVILEGES = (
-    CREATE_NOTEBOOKS,
-    "premium:publisher:scheduleNotebooks",
-    "portal:publisher:publishServerGPServices",
-    "portal:user:runWebTool",
-)
-USER_PRIVILEGES = (
-    "portal:user:createItem",
-    "portal:user:viewOrgItems",
-    "portal:user:viewOrgUsers",
-    *NOTEBOOK_PRIVILEGES,
-)
-ADMIN_PRIVILEGES = (
-    *USER_PRIVILEGES,
-    "premium:publisher:createAdvancedNotebooks",
-    "portal:admin:viewUsers",
-    "portal:admin:updateUsers",
-    "portal:admin:viewItems",
-    "portal:admin:updateItems",
-    "portal:admin:deleteItems",
-    "portal:admin:manageWebhooks",
-    "portal:admin:createGPWebhook",
-)
 MIN_PASSWORD_LENGTH = 8
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")
 
 
-def default_privileges(role: str) -> tuple[str, ...]:
-    """The privileges a new user of ``role`` gets unless others are given."""
-    return ADMIN_PRIVILEGES if role == ORG_ADMIN else USER_PRIVILEGES
 
 
 class UserService:
@@ -92,6 +66,13 @@ class UserService:
         )
         self.store.add(user)
         return user
+
+    def view(self, caller: User, username: str) -> User:
+        """The user ``username`` as ``caller`` may see it: themselves, or anyone for an administrator;
+        others answer as unknown users."""
+        if not may_act_for(caller.principal(), username):
+            raise UserNotFound(f"User '{username}' does not exist or is inaccessible.")
+        return self.get(username)
 
     def get(self, username: str) -> User:
         user = self.store.get(username)
@@ -158,13 +139,6 @@ class UserService:
         return self.hasher.hash(password)
 
 
-def require_privilege(user: User, privilege: str) -> None:
-    """PermissionDenied unless ``user`` holds ``privilege`` (administrators hold every privilege)."""
-    if not user.is_admin and privilege not in user.privileges:
-        raise PermissionDenied(
-            "You do not have permissions to access this resource or perform this operation.",
-            details=[f"Missing privilege {privilege}"],
-        )
 
 
 def _bad_login() -> InvalidCredentials:

@@ -230,7 +230,9 @@ def _number(name: str, text: str, lo: int, hi: int, names: dict[str, int] | None
     if names and upper in names:
         return names[upper]
     if not text.isdigit():
-        allowed = f" or {min(names, key=names.get)}-{max(names, key=names.get)}" if names else ""
+        allowed = ""
+        if names:
+            allowed = f" or {min(names, key=names.__getitem__)}-{max(names, key=names.__getitem__)}"
         raise _bad(name, whole, f"{text!r} is not a number from {lo} to {hi}{allowed}")
     value = int(text)
     if not lo <= value <= hi:

@@ -26,9 +26,11 @@ from nbjobs.clock import Clock
 from nbjobs.errors import InvalidRequest, NbJobsError
 from nbjobs.models.automation import Firing, RunStatus, Task, TaskRun, TaskState
 from nbjobs.models.jobs import JobStatus
+from nbjobs.models.parameters import NotebookParameters
 from nbjobs.models.stores import JobStore, TaskStore
-from nbjobs.service.accounts.users import UserService, require_privilege
-from nbjobs.service.automation.tasks import SCHEDULE_NOTEBOOKS, first_fire, new_task_id
+from nbjobs.service.accounts.users import UserService
+from nbjobs.service.authz import SCHEDULE_NOTEBOOKS, require_privilege
+from nbjobs.service.automation.tasks import first_fire, new_task_id
 from nbjobs.service.jobs.execute_notebook import NotebookExecution
 
 log = logging.getLogger(__name__)
@@ -60,7 +62,8 @@ class NotebookLauncher:
             user,
             task.item_id,
             update_portal_item=bool(p.get("updatePortalItem", True)),
-            parameters=p.get("notebookParameters") or {},
+            # parsed when the task was defined (normalize_parameters); stored since, so trusted
+            parameters=NotebookParameters.trusted(p.get("notebookParameters") or {}),
             save_injected_parameters=bool(p.get("saveInjectedParameters", False)),
             timeout_minutes=p.get("executionTimeoutInMinutes"),
             runtime_id=p.get("notebookRuntimeId", ""),

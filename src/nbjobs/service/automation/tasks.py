@@ -6,6 +6,7 @@ unknown ones. Firing runs is the scheduler's job (``service/scheduler.py``).
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import json
 import uuid
@@ -22,15 +23,15 @@ from nbjobs.errors import (
     TaskNotFound,
     UnsupportedTaskType,
 )
-from nbjobs.execution.parameters import parse_parameters
 from nbjobs.models.accounts import User
 from nbjobs.models.automation import RunStatus, Task, TaskRun, TaskState
+from nbjobs.models.parameters import parse_parameters
 from nbjobs.models.stores import TaskStore
-from nbjobs.service.accounts.users import UserService, require_privilege
+from nbjobs.service.accounts.users import UserService
+from nbjobs.service.authz import SCHEDULE_NOTEBOOKS, may_act_for, require_privilege
 from nbjobs.service.automation.cron import CronSchedule
 from nbjobs.service.content.items import NOTEBOOK_TYPE, ItemService
 
-SCHEDULE_NOTEBOOKS = "premium:publisher:scheduleNotebooks"
 EXECUTE_NOTEBOOK = "ExecuteNotebook"
 # Task types ArcGIS portals know; only ExecuteNotebook runs here, the others get a clear refusal.
 KNOWN_TYPES = (
@@ -111,7 +112,7 @@ def normalize_parameters(raw: dict[str, Any] | None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "updatePortalItem": _bool(raw, "updatePortalItem", True),
         "saveInjectedParameters": _bool(raw, "saveInjectedParameters", False),
-        "notebookParameters": parse_parameters(notebook),
+        "notebookParameters": parse_parameters(notebook).to_wire(),
     }
     timeout = raw.get("executionTimeoutInMinutes")
     if timeout is not None:
@@ -234,7 +235,7 @@ class TaskService:
         return schedule_of(task).interval_seconds(max(self.clock(), task.start_date - 1))
 
     # -- runs ---------------------------------------------------------------------------------------
-    def runs(self, caller: User, owner: str, task_id: str, limit: int = 30) -> list[TaskRun]:
+    def runs(self, caller: User, owner: str, task_id: str, limit: int = 30) -> builtins.list[TaskRun]:
         """The task's runs, newest first (ArcGIS returns at most 30)."""
         task = self.get(caller, owner, task_id)
         return self.store.runs(task.task_id, limit)
@@ -269,7 +270,7 @@ class TaskService:
 
     # -- rules --------------------------------------------------------------------------------------
     def _owner(self, caller: User, owner: str) -> User:
-        if caller.username.lower() != (owner or "").lower() and not caller.is_admin:
+        if not may_act_for(caller.principal(), owner):
             raise PermissionDenied("You do not have permissions to access this user's tasks.")
         return self.users.get(owner)
 

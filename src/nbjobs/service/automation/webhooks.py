@@ -9,6 +9,7 @@ a known receiver is written to its delivery log, accepted or not.
 from __future__ import annotations
 
 import base64
+import builtins
 import dataclasses
 import hashlib
 import hmac
@@ -25,7 +26,6 @@ from nbjobs.errors import (
     InvalidToken,
     NbJobsError,
     PayloadTooLarge,
-    PermissionDenied,
     RateLimited,
     ReceiverDisabled,
     ReceiverNotFound,
@@ -33,13 +33,20 @@ from nbjobs.errors import (
     SignatureMismatch,
     SignatureMissing,
 )
-from nbjobs.execution.parameters import parse_parameters
 from nbjobs.models.accounts import User
 from nbjobs.models.automation import Delivery, Receiver
 from nbjobs.models.jobs import Job
+from nbjobs.models.parameters import NotebookParameters, parse_parameters
 from nbjobs.models.stores import ReceiverStore
 from nbjobs.service.accounts.tokens import TokenService
-from nbjobs.service.accounts.users import CREATE_NOTEBOOKS, UserService, require_privilege
+from nbjobs.service.accounts.users import UserService
+from nbjobs.service.authz import (
+    CREATE_NOTEBOOKS,
+    WEBHOOK_RECEIVERS,
+    may_see,
+    require_admin,
+    require_privilege,
+)
 from nbjobs.service.automation.ratelimit import RateLimiter
 from nbjobs.service.content.items import NOTEBOOK_TYPE, ItemService
 from nbjobs.service.jobs.execute_notebook import NotebookExecution
@@ -149,19 +156,19 @@ class WebhookService:
 
     # -- administration (administrators) ------------------------------------------------------------
     def list(self, caller: User) -> list[Receiver]:
-        _require_admin(caller)
+        require_admin(caller, WEBHOOK_RECEIVERS)
         return self.store.list()
 
     def get(self, caller: User, receiver_id: str) -> Receiver:
         """The receiver, for an administrator or its run-as user."""
         receiver = self.store.get(receiver_id)
-        if receiver is None or not caller.principal().can_see(receiver.username):
+        if receiver is None or not may_see(caller.principal(), receiver.username):
             raise ReceiverNotFound(receiver_id)
         return receiver
 
     def create(self, caller: User, spec: ReceiverSpec) -> Receiver:
         """A new enabled receiver; ``name``, ``itemId``, ``secret`` and ``signatureHeaders`` are required."""
-        _require_admin(caller)
+        require_admin(caller, WEBHOOK_RECEIVERS)
         for field, label in (("name", "name"), ("item_id", "itemId"), ("secret", "secret")):
             if not getattr(spec, field):
                 raise InvalidRequest(f"{label} is required.")
@@ -185,7 +192,7 @@ class WebhookService:
         return receiver
 
     def update(self, caller: User, receiver_id: str, spec: ReceiverSpec) -> Receiver:
-        _require_admin(caller)
+        require_admin(caller, WEBHOOK_RECEIVERS)
         receiver = self._apply(caller, self.get(caller, receiver_id), spec)
         self.store.save(receiver)
         return receiver
@@ -194,7 +201,7 @@ class WebhookService:
         return self.update(caller, receiver_id, ReceiverSpec(disabled=disabled))
 
     def delete(self, caller: User, receiver_id: str) -> None:
-        _require_admin(caller)
+        require_admin(caller, WEBHOOK_RECEIVERS)
         self.get(caller, receiver_id)
         self.store.delete(receiver_id)
         self.limiter.forget(receiver_id)
@@ -208,7 +215,7 @@ class WebhookService:
         self._notebook_item(user, receiver.item_id)
         return receiver
 
-    def deliveries(self, caller: User, receiver_id: str, limit: int = 100) -> list[Delivery]:
+    def deliveries(self, caller: User, receiver_id: str, limit: int = 100) -> builtins.list[Delivery]:
         """The receiver's delivery log, newest first, for an administrator or its run-as user."""
         return self.store.deliveries(self.get(caller, receiver_id).receiver_id, limit)
 
@@ -231,11 +238,14 @@ class WebhookService:
             check_signature(receiver.secret, event.body, event.headers, receiver.signature_headers)
             signature_ok = True
             user = self._run_as(receiver)
-            parameters = {
-                **receiver.parameters,
-                "webhook_payload": payload_of(event.body),
-                "webhook_headers": visible_headers(event.headers, receiver.signature_headers),
-            }
+            # The receiver's own parameters were parsed when it was defined; only the event's are new.
+            event_parameters = parse_parameters(
+                {
+                    "webhook_payload": payload_of(event.body),
+                    "webhook_headers": visible_headers(event.headers, receiver.signature_headers),
+                }
+            )
+            parameters = NotebookParameters.trusted(receiver.parameters).merged(event_parameters)
             job = self.notebooks.execute(
                 user,
                 receiver.item_id,
@@ -298,7 +308,7 @@ class WebhookService:
             clash = sorted(set(spec.parameters) & set(RESERVED_PARAMETERS))
             if clash:
                 raise InvalidRequest(f"parameters cannot set {', '.join(clash)}: the event fills them in.")
-            changes["parameters"] = parse_parameters(spec.parameters)
+            changes["parameters"] = parse_parameters(spec.parameters).to_wire()
         if spec.disabled is not None:
             changes["disabled"] = spec.disabled
         if spec.api_token:
@@ -324,8 +334,3 @@ class WebhookService:
                 f"Item {item_id} is a {item.type!r} item; a webhook receiver runs a Notebook item."
             )
         return item.item_id
-
-
-def _require_admin(caller: User) -> None:
-    if not caller.is_admin:
-        raise PermissionDenied("Only administrators manage webhook receivers.")

@@ -13,6 +13,7 @@ from nbjobs.execution.notebook_io import read_notebook
 from nbjobs.models.accounts import Principal
 from nbjobs.models.items import Item, Upload
 from nbjobs.models.stores import ItemStore
+from nbjobs.service.authz import may_see
 
 NOTEBOOK_TYPE = "Notebook"
 NOTEBOOK_TYPE_KEYWORDS = ("Notebook", "Jupyter", "Python")
@@ -103,14 +104,14 @@ class ItemService:
     def upload_status(self, who: Principal, item_id: str) -> str:
         """``partial`` while an upload awaits its commit, ``completed`` for an item."""
         upload = self.store.get_upload(item_id) if item_id else None
-        if upload is not None and who.can_see(upload.owner) and not self._expired(upload):
+        if upload is not None and may_see(who, upload.owner) and not self._expired(upload):
             return "partial"
         self.get(who, item_id)
         return "completed"
 
     def _upload(self, who: Principal, item_id: str) -> Upload:
         upload = self.store.get_upload(item_id) if item_id else None
-        if upload is None or not who.can_see(upload.owner):
+        if upload is None or not may_see(who, upload.owner):
             raise ItemNotFound(item_id)
         if self._expired(upload):
             self.store.drop_upload(item_id)
@@ -123,7 +124,7 @@ class ItemService:
     # -- the rest ----------------------------------------------------------------------------------------
 
     def _check_add(self, who: Principal, owner: str, type: str) -> None:
-        if not who.is_admin and who.username != owner:
+        if not may_see(who, owner):
             raise PermissionDenied("You do not have permissions to add items for another user.")
         if (type or "").lower() != NOTEBOOK_TYPE.lower():
             raise InvalidRequest(f"Unsupported item type {type!r}: this server stores only 'Notebook' items.")
@@ -148,7 +149,7 @@ class ItemService:
 
     def get(self, who: Principal, item_id: str) -> Item:
         item = self.store.get(item_id) if item_id else None
-        if item is None or not who.can_see(item.owner):
+        if item is None or not may_see(who, item.owner):
             raise ItemNotFound(item_id)
         return item
 
@@ -177,7 +178,7 @@ class ItemService:
 
     def list(self, who: Principal, owner: str) -> list[Item]:
         """Items of ``owner`` that ``who`` may see."""
-        return self.store.list(owner) if who.can_see(owner) else []
+        return self.store.list(owner) if may_see(who, owner) else []
 
     def write_back(self, item_id: str, data: bytes) -> bool:
         """Replace an item's notebook on behalf of the server (executeNotebook updatePortalItem)."""
@@ -200,5 +201,7 @@ def _properties(fields: ItemFields) -> dict[str, Any]:
 
 def _fields(properties: dict[str, Any]) -> ItemFields:
     names = {f.name for f in dataclasses.fields(ItemFields)}
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in properties.items() if k in names}
+    values: dict[str, Any] = {
+        k: tuple(v) if isinstance(v, list) else v for k, v in properties.items() if k in names
+    }
     return ItemFields(**values)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from nbjobs.clock import Clock
 from nbjobs.errors import InvalidRequest, UnknownRuntimeId
 from nbjobs.models.accounts import User
 from nbjobs.models.jobs import OUTPUT, Job, JobInputs, JobStatus
+from nbjobs.models.parameters import NotebookParameters
 from nbjobs.models.runtimes import DEFAULT_RUNTIME, Runtime
 from nbjobs.models.stores import ItemStore
-from nbjobs.service.accounts.users import CREATE_NOTEBOOKS, require_privilege
+from nbjobs.service.authz import CREATE_NOTEBOOKS, require_privilege
 from nbjobs.service.content.items import ItemService
 from nbjobs.service.jobs.service import JobService
 from nbjobs.service.runtimes.registry import RuntimeService
@@ -42,7 +42,7 @@ class NotebookExecution:
         item_id: str,
         *,
         update_portal_item: bool = True,
-        parameters: Any = None,
+        parameters: NotebookParameters | None = None,
         save_injected_parameters: bool = False,
         timeout_minutes: int | None = None,
         runtime_id: str = "",
@@ -68,7 +68,7 @@ class NotebookExecution:
             run_id=run_id,
             webhook_receiver_id=webhook_receiver_id,
         )
-        job = self.jobs.submit(who, notebook, inputs=inputs, parameters=parameters or {}, runtime=runtime)
+        job = self.jobs.submit(who, notebook, inputs=inputs, parameters=parameters, runtime=runtime)
         if update_portal_item:
             self.item_store.add_pending_update(job.job_id, item_id, self.clock())
         return job

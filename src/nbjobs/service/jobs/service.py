@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
 from nbjobs.clock import Clock
 from nbjobs.errors import (
@@ -16,7 +14,6 @@ from nbjobs.errors import (
     JobNotFound,
     PayloadTooLarge,
 )
-from nbjobs.execution.parameters import parse_parameters
 from nbjobs.models.accounts import Principal
 from nbjobs.models.jobs import (
     ENDED,
@@ -30,8 +27,10 @@ from nbjobs.models.jobs import (
     JobUpdate,
     new_job_id,
 )
+from nbjobs.models.parameters import NotebookParameters
 from nbjobs.models.runtimes import DEFAULT_RUNTIME, Runtime
 from nbjobs.models.stores import JobStore
+from nbjobs.service.authz import may_see, owner_scope
 from nbjobs.settings import Settings
 
 HOUR_MS = 3_600_000
@@ -64,19 +63,21 @@ class JobService:
         notebook: bytes,
         *,
         inputs: JobInputs | None = None,
-        parameters: Any = None,
+        parameters: NotebookParameters | None = None,
         job_type: JobType = JobType.EXECUTE_NOTEBOOK,
         runtime: Runtime | None = None,
         retry_on_worker_lost: int = 0,
     ) -> Job:
-        """Store a new SUBMITTED job; the notebook itself is checked when it runs, parameters now."""
+        """Store a new SUBMITTED job; the notebook itself is checked when it runs, the parameters' limits
+        now (``parameters``, parsed by the caller, replaces ``inputs.notebook_parameters``)."""
         inputs = inputs or JobInputs()
-        params = parse_parameters(inputs.notebook_parameters if parameters is None else parameters)
-        check_parameter_limits(
-            params, max_count=self.settings.max_parameters, max_bytes=self.settings.max_parameter_bytes
-        )
         if parameters is not None:
-            inputs = _with_parameters(inputs, params)
+            inputs = replace(inputs, notebook_parameters=parameters)
+        check_parameter_limits(
+            inputs.notebook_parameters,
+            max_count=self.settings.max_parameters,
+            max_bytes=self.settings.max_parameter_bytes,
+        )
         if inputs.execution_timeout_minutes is not None and inputs.execution_timeout_minutes < 0:
             raise InvalidRequest("executionTimeoutInMinutes must be 0 or a positive number of minutes")
         if retry_on_worker_lost < 0:
@@ -105,7 +106,7 @@ class JobService:
     def get(self, who: Principal, job_id: str) -> Job:
         """The job if ``who`` may see it, else JobNotFound (whether or not it exists)."""
         job = self.store.get(job_id)
-        if job is None or not who.can_see(job.username):
+        if job is None or not may_see(who, job.username):
             raise JobNotFound(job_id)
         return job
 
@@ -119,7 +120,7 @@ class JobService:
         newest_first: bool = False,
     ) -> tuple[list[Job], int]:
         """The jobs ``who`` may see (admins: all; others: their own) and their total count."""
-        owner = None if who.is_admin else who.username
+        owner = owner_scope(who)
         jobs = self.store.list(
             username=owner, statuses=statuses, limit=limit, offset=offset, newest_first=newest_first
         )
@@ -157,7 +158,7 @@ class JobService:
 
     def delete_all(self, who: Principal) -> int:
         """Delete the ended jobs ``who`` may see; running and waiting jobs are never touched."""
-        return self.store.delete_ended(username=None if who.is_admin else who.username)
+        return self.store.delete_ended(username=owner_scope(who))
 
     def purge_expired(self) -> int:
         """Delete jobs that ended more than asyncJobsCleanAgeHours ago."""
@@ -165,7 +166,7 @@ class JobService:
         return self.store.delete_ended(ended_before=self.clock() - age)
 
 
-def check_parameter_limits(params: dict[str, Any], *, max_count: int, max_bytes: int) -> None:
+def check_parameter_limits(params: NotebookParameters, *, max_count: int, max_bytes: int) -> None:
     """Refuse more than ``max_count`` parameters or more than ``max_bytes`` of them as compact JSON
     (0: no limit); InvalidParameters / PayloadTooLarge name the limit."""
     if max_count and len(params) > max_count:
@@ -174,13 +175,9 @@ def check_parameter_limits(params: dict[str, Any], *, max_count: int, max_bytes:
             "(NBJOBS_MAX_PARAMETERS)."
         )
     if max_bytes:
-        size = len(json.dumps(params, ensure_ascii=False, separators=(",", ":"), default=str).encode())
+        size = params.json_size
         if size > max_bytes:
             raise PayloadTooLarge(
                 f"notebookParameters is {size} bytes as JSON; this server accepts at most {max_bytes} "
                 "(NBJOBS_MAX_PARAMETER_BYTES)."
             )
-
-
-def _with_parameters(inputs: JobInputs, params: dict[str, Any]) -> JobInputs:
-    return replace(inputs, notebook_parameters=params)

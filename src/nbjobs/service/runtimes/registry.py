@@ -9,6 +9,7 @@ the history.
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import json
 import math
@@ -21,11 +22,17 @@ from pathlib import Path
 from typing import Any
 
 from nbjobs.clock import Clock
-from nbjobs.errors import InvalidRequest, PermissionDenied, RuntimeDisabled, RuntimeNotFound, UnknownRuntimeId
+from nbjobs.errors import InvalidRequest, RuntimeDisabled, RuntimeNotFound, UnknownRuntimeId
 from nbjobs.models.accounts import User
 from nbjobs.models.runtimes import DEFAULT_RUNTIME, RuntimeSpec
 from nbjobs.models.stores import RuntimeStore
-from nbjobs.service.accounts.users import CREATE_NOTEBOOKS, require_privilege
+from nbjobs.service.authz import (
+    ADVANCED_NOTEBOOKS,
+    RUNTIMES,
+    require_admin,
+    require_notebook_user,
+    require_privilege,
+)
 from nbjobs.service.runtimes.environments import Environments, executable_problem
 from nbjobs.service.runtimes.kernelspecs import (
     KERNEL_PREFIX,
@@ -36,7 +43,6 @@ from nbjobs.service.runtimes.kernelspecs import (
     write_kernelspec,
 )
 
-ADVANCED_NOTEBOOKS = "premium:publisher:createAdvancedNotebooks"
 UNITS = ("b", "k", "m", "g")
 MAX_NAME = 128
 __all__ = ["RuntimeCheck", "RuntimeFields", "RuntimeService", "jupyter_path", "kernel_dir"]
@@ -79,8 +85,10 @@ class _Environment:
 
 
 class RuntimeService:
-    """Register, change, check and choose runtimes. Changing them is for administrators (the web layer
-    asks ``require_admin``); the CLI acts as the machine's operator."""
+    """Register, change, check and choose runtimes. Every operation a caller asks for takes the calling
+    user and asks ``service.authz``: changing runtimes is for administrators, reading them for notebook
+    users; the CLI calls as ``authz.OPERATOR`` (the machine's operator). ``find``, ``lookup``,
+    ``default``, ``list`` and ``validate`` are the system's own view (composition roots, supervisor)."""
 
     def __init__(
         self,
@@ -100,6 +108,16 @@ class RuntimeService:
         self._lock = threading.Lock()
 
     # -- reading ------------------------------------------------------------------------------------
+    def read(self, caller: User, runtime_id: str) -> RuntimeSpec:
+        """One runtime, for a notebook user."""
+        require_notebook_user(caller)
+        return self.get(runtime_id)
+
+    def readable(self, caller: User) -> builtins.list[RuntimeSpec]:
+        """Every runtime, the default first, for a notebook user."""
+        require_notebook_user(caller)
+        return self.list()
+
     def get(self, runtime_id: str) -> RuntimeSpec:
         spec = self.store.get(runtime_id) if runtime_id else None
         if spec is None:
@@ -152,9 +170,10 @@ class RuntimeService:
         return written
 
     # -- changing -----------------------------------------------------------------------------------
-    def register(self, fields: RuntimeFields) -> RuntimeSpec:
+    def register(self, caller: User, fields: RuntimeFields) -> RuntimeSpec:
         """Add a runtime from ``python`` (an interpreter with ipykernel) or ``image_id`` (an installed
         kernelspec); InvalidRequest names the first bad field."""
+        require_admin(caller, RUNTIMES)
         name = _clean_name(fields.name)
         runtime_id = uuid.uuid4().hex
         env = self._environment(fields, runtime_id)
@@ -184,8 +203,9 @@ class RuntimeService:
             raise
         return spec
 
-    def update(self, runtime_id: str, fields: RuntimeFields) -> RuntimeSpec:
+    def update(self, caller: User, runtime_id: str, fields: RuntimeFields) -> RuntimeSpec:
         """Change the given fields of a runtime. The default keeps its interpreter and stays enabled."""
+        require_admin(caller, RUNTIMES)
         old = self.get(runtime_id)
         changes: dict[str, Any] = {}
         if fields.name is not None:
@@ -208,8 +228,9 @@ class RuntimeService:
             self._write_kernelspec(spec)
         return spec
 
-    def unregister(self, runtime_id: str) -> RuntimeSpec:
+    def unregister(self, caller: User, runtime_id: str) -> RuntimeSpec:
         """Forget a runtime (not the default); jobs keep the runtime identity they recorded."""
+        require_admin(caller, RUNTIMES)
         spec = self.get(runtime_id)
         if spec.is_default:
             raise InvalidRequest("The default runtime cannot be unregistered.")
@@ -217,18 +238,24 @@ class RuntimeService:
         self._remove_kernelspec(spec)
         return spec
 
-    def restore(self) -> RuntimeSpec:
+    def restore(self, caller: User) -> RuntimeSpec:
         """Back to the factory set: only the default runtime, with its original settings."""
+        require_admin(caller, RUNTIMES)
         for spec in self.store.list():
             if not spec.is_default:
-                self.unregister(spec.runtime_id)
+                self.unregister(caller, spec.runtime_id)
         current = self.ensure_default()
         factory = dataclasses.replace(_factory_default(current.created), updated=self.clock())
         self.store.save(factory)
         return factory
 
     # -- environments -------------------------------------------------------------------------------
-    def validate(self) -> list[RuntimeCheck]:
+    def check(self, caller: User) -> builtins.list[RuntimeCheck]:
+        """``validate`` for an administrator (validateRuntimes)."""
+        require_admin(caller, RUNTIMES)
+        return self.validate()
+
+    def validate(self) -> builtins.list[RuntimeCheck]:
         """For each runtime: does its python exist and import ipykernel (and is its kernelspec there)?"""
         checks = []
         for spec in self.store.list():
@@ -244,9 +271,9 @@ class RuntimeService:
             checks.append(RuntimeCheck(spec, not error, python, probe.version, error))
         return checks
 
-    def manifest(self, runtime_id: str) -> list[dict[str, Any]]:
+    def manifest(self, caller: User, runtime_id: str) -> builtins.list[dict[str, Any]]:
         """The libraries of the runtime's environment in the ArcGIS manifest shape; cached per runtime."""
-        spec = self.get(runtime_id)
+        spec = self.read(caller, runtime_id)
         python = self.python_of(spec)
         key = (spec.runtime_id, python, spec.updated)
         with self._lock:
@@ -305,15 +332,8 @@ class RuntimeService:
             remove_kernelspec(self.kernels, spec.kernel_name)
 
 
-def require_admin(user: User) -> None:
-    """PermissionDenied unless ``user`` is an administrator: only they change runtimes."""
-    if not user.is_admin:
-        raise PermissionDenied("Only administrators can change runtimes.")
 
 
-def require_reader(user: User) -> None:
-    """Reading runtimes is for notebook users (administrators hold every privilege)."""
-    require_privilege(user, CREATE_NOTEBOOKS)
 
 
 def runtime_name_of(notebook: bytes) -> str:

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from nbjobs.clock import Clock
-from nbjobs.errors import InvalidRequest, PermissionDenied
+from nbjobs.errors import InvalidRequest
+from nbjobs.models.accounts import User
 from nbjobs.models.stores import ConfigStore
+from nbjobs.service.authz import CONFIGURATION, require_admin
 from nbjobs.settings import MIN_CLEAN_AGE_HOURS, Settings
 
 MIN_EXECUTE_MINUTES = 15  # ArcGIS: maxExecuteNotebookTimeMinutes has a minimum of 15
@@ -74,11 +76,10 @@ class ConfigService:
         return int(self.current()["asyncJobsCleanAgeHours"])
 
     def update(
-        self, who_is_admin: bool, changes: dict[str, Any], *, replace_all: bool = False
+        self, caller: User, changes: dict[str, Any], *, replace_all: bool = False
     ) -> dict[str, Any]:
         """Validate and store ``changes``; with ``replace_all`` (family A), absent properties revert."""
-        if not who_is_admin:
-            raise PermissionDenied("Only administrators can change the server configuration.")
+        require_admin(caller, CONFIGURATION)
         if not isinstance(changes, dict) or not changes:
             raise InvalidRequest("Give the properties to change as a JSON object.")
         checked: dict[str, Any] = {}

@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nbjobs.clock import Clock
-from nbjobs.errors import PermissionDenied
 from nbjobs.models.accounts import User
-from nbjobs.models.stores import JobStore
+from nbjobs.models.stores import JobStore, WorkerStore
 from nbjobs.models.workers import WorkerRecord
-from nbjobs.store.workers import SqlWorkerStore
+from nbjobs.service.authz import MACHINES, require_admin
 
 
 @dataclass(frozen=True)
@@ -21,13 +20,26 @@ class Machine:
 
 
 def list_machines(
-    user: User, workers: SqlWorkerStore, store: JobStore, clock: Clock, lease_ms: int
+    user: User, workers: WorkerStore, store: JobStore, clock: Clock, lease_ms: int
 ) -> list[Machine]:
     """Workers that renewed their heartbeat within one lease, with their running job ids.
     PermissionDenied for anyone but an administrator."""
-    if not user.is_admin:
-        raise PermissionDenied("Only administrators can see the machines.")
+    require_admin(user, MACHINES)
     return [
         Machine(w, tuple(j.job_id for j in store.running_on(w.worker_id + "/")))
         for w in workers.live(clock() - lease_ms)
     ]
+
+
+class MachineService:
+    """The machines view over the worker registry and the job table."""
+
+    def __init__(self, workers: WorkerStore, jobs: JobStore, clock: Clock, *, lease_ms: int) -> None:
+        self.workers = workers
+        self.jobs = jobs
+        self.clock = clock
+        self.lease_ms = lease_ms
+
+    def list(self, caller: User) -> list[Machine]:
+        """Live workers with their running jobs, for an administrator."""
+        return list_machines(caller, self.workers, self.jobs, self.clock, self.lease_ms)

@@ -292,6 +292,7 @@ def _declared_param(
     seen.add(name)
     default = defaults.get(name)
     declared_type = raw.get("type")
+    ptype: ParamType | None
     if declared_type:
         try:
             ptype = ParamType.parse(declared_type)
@@ -299,7 +300,7 @@ def _declared_param(
             result.errors.append(f"Webtool {kind} parameter '{name}': {exc.message}")
             return None
     else:
-        ptype = _INFERRED.get(type(default))  # type: ignore[assignment]
+        ptype = _INFERRED.get(type(default))
         if ptype is None:
             result.errors.append(
                 f"Webtool {kind} parameter '{name}' has no type and none can be inferred from its value."

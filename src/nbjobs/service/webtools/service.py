@@ -6,6 +6,7 @@ until ``edit``. A tool whose notebook item is gone is deleted the next time anyo
 
 from __future__ import annotations
 
+import builtins
 import re
 import uuid
 from collections.abc import Mapping
@@ -23,10 +24,18 @@ from nbjobs.errors import (
 )
 from nbjobs.models.accounts import Principal, User
 from nbjobs.models.jobs import Job, JobInputs, JobType
+from nbjobs.models.parameters import parse_parameters
 from nbjobs.models.runtimes import DEFAULT_RUNTIME, Runtime
 from nbjobs.models.stores import WebToolStore
 from nbjobs.models.webtools import ACCESS, PRIVATE, WebTool, WebToolCall
-from nbjobs.service.accounts.users import CREATE_NOTEBOOKS, require_privilege
+from nbjobs.service.authz import (
+    CREATE_NOTEBOOKS,
+    PUBLISH_WEB_TOOLS,
+    RUN_WEB_TOOL,
+    may_see,
+    owner_scope,
+    require_privilege,
+)
 from nbjobs.service.content.items import ItemService, new_item_id
 from nbjobs.service.jobs.service import JobService
 from nbjobs.service.runtimes.registry import RuntimeService
@@ -34,8 +43,6 @@ from nbjobs.service.webtools.outcome import Outcome, outcome
 from nbjobs.service.webtools.params import Analysis, ParamType, ToolParam, ToolParams, analyze
 from nbjobs.service.webtools.values import InvalidValue, convert_input, typed_output
 
-PUBLISH_WEB_TOOLS = "portal:publisher:publishServerGPServices"
-RUN_WEB_TOOL = "portal:user:runWebTool"
 EMPTY_ITEM_ID = "An empty Notebook ItemID is not allowed for this operation."
 MAX_PAGE = 100
 # Request fields that are not tool inputs: the format, the token, and GP environment settings.
@@ -122,14 +129,14 @@ class WebToolService:
     def get(self, user: User, service_name: str) -> WebTool:
         """The tool as its owner or an administrator manages it; others' answer as unknown ones."""
         tool = self.store.get(_bare(service_name))
-        if tool is None or not user.principal().can_see(tool.owner) or not self._alive(tool):
+        if tool is None or not may_see(user.principal(), tool.owner) or not self._alive(tool):
             raise ServiceNotFound(_bare(service_name))
         return tool
 
     def list(self, user: User, *, start: int = 1, num: int = 10) -> tuple[list[WebTool], int]:
         """The caller's tools (an administrator's: all), paged from ``start`` (1-based), at most 100."""
         require_privilege(user, CREATE_NOTEBOOKS)
-        owner = None if user.is_admin else user.username
+        owner = owner_scope(user.principal())
         for tool in self.store.list(owner, limit=1_000_000):
             self._alive(tool)
         num = max(1, min(num, MAX_PAGE))
@@ -171,17 +178,17 @@ class WebToolService:
         """The tool if ``user`` may run it: the runWebTool privilege, and the tool is theirs or shared."""
         require_privilege(user, RUN_WEB_TOOL)
         tool = self.store.get(_bare(service_name))
-        visible = tool is not None and (user.principal().can_see(tool.owner) or tool.access != PRIVATE)
+        visible = tool is not None and (may_see(user.principal(), tool.owner) or tool.access != PRIVATE)
         if tool is None or not visible or not self._alive(tool):
             raise ServiceNotFound(_bare(service_name))
         return tool
 
-    def visible(self, user: User) -> list[WebTool]:
+    def visible(self, user: User) -> builtins.list[WebTool]:
         """Every tool ``user`` may run (the rest/services directory)."""
         require_privilege(user, RUN_WEB_TOOL)
         who = user.principal()
         tools = [
-            t for t in self.store.list(None, limit=1_000_000) if who.can_see(t.owner) or t.access != PRIVATE
+            t for t in self.store.list(None, limit=1_000_000) if may_see(who, t.owner) or t.access != PRIVATE
         ]
         return [t for t in tools if self._alive(t)]
 
@@ -201,7 +208,7 @@ class WebToolService:
         inputs = JobInputs(
             item_id=tool.notebook_id,
             update_portal_item=False,
-            notebook_parameters=injected,
+            notebook_parameters=parse_parameters(injected),
             output_names=tuple(p.name for p in params.outputs),
         )
         job = self.jobs.submit(

@@ -1,7 +1,11 @@
-"""In-memory configuration store (tests); mirrors store/config.py."""
+"""In-memory configuration store (tests); mirrors store/config.py.
+
+Values are copied in and out, as JSON columns are, so no caller shares a nested list or dict with it.
+"""
 
 from __future__ import annotations
 
+import copy
 import threading
 from typing import Any
 
@@ -12,8 +16,8 @@ class MemoryConfigStore:
         self._lock = threading.Lock()
 
     def load(self) -> dict[str, Any]:
-        return dict(self._values)
+        return copy.deepcopy(self._values)
 
     def replace(self, values: dict[str, Any], now: int) -> None:
         with self._lock:
-            self._values = dict(values)
+            self._values = copy.deepcopy(values)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 
 from nbjobs.models.items import Item, Upload
+from nbjobs.store.memory.shared import refuse_taken
 
 
 class MemoryItemStore:
@@ -18,6 +20,7 @@ class MemoryItemStore:
 
     def add(self, item: Item, data: bytes) -> None:
         with self._lock:
+            refuse_taken(item.item_id, self._items)
             self._items[item.item_id] = item
             self._data[item.item_id] = data
 
@@ -45,7 +48,9 @@ class MemoryItemStore:
         return sorted(found, key=lambda i: (-i.created, i.item_id))
 
     def add_pending_update(self, job_id: str, item_id: str, now: int) -> None:
-        self._pending[job_id] = (item_id, now)
+        with self._lock:
+            refuse_taken(job_id, self._pending)
+            self._pending[job_id] = (item_id, now)
 
     def pending_updates(self) -> list[tuple[str, str]]:
         return [(j, p[0]) for j, p in sorted(self._pending.items(), key=lambda kv: kv[1][1])]
@@ -55,11 +60,12 @@ class MemoryItemStore:
 
     def add_upload(self, upload: Upload) -> None:
         with self._lock:
-            self._uploads[upload.item_id] = upload
+            refuse_taken(upload.item_id, self._uploads)
+            self._uploads[upload.item_id] = copy.deepcopy(upload)
             self._parts[upload.item_id] = {}
 
     def get_upload(self, item_id: str) -> Upload | None:
-        return self._uploads.get(item_id)
+        return copy.deepcopy(self._uploads.get(item_id))  # SQL hands out a fresh properties dict
 
     def put_part(self, item_id: str, part_num: int, data: bytes) -> bool:
         with self._lock:
@@ -77,8 +83,10 @@ class MemoryItemStore:
 
     def finish_upload(self, item: Item, data: bytes) -> bool:
         with self._lock:
-            if self._uploads.pop(item.item_id, None) is None:
+            if item.item_id not in self._uploads:
                 return False
+            refuse_taken(item.item_id, self._items)
+            del self._uploads[item.item_id]
             self._parts.pop(item.item_id, None)
             self._items[item.item_id] = item
             self._data[item.item_id] = data

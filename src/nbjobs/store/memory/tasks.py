@@ -1,17 +1,20 @@
-"""In-memory task and webhook receiver stores: the fakes unit tests use in place of the SQL ones.
+"""In-memory task store: the fake unit tests use in place of the SQL one (store/tasks.py).
 
-They keep the SQL stores' guarantees that matter to callers: ``fire`` is a compare-and-set on the task's
+It keeps the SQL store's guarantees that matter to callers: ``fire`` is a compare-and-set on the task's
 next fire time plus a unique (task, occasion) key, and run changes are conditional on the run's status.
+Tasks are copied in and out, as rows are, so no caller shares a ``parameters`` dict with the store.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import threading
 
 from nbjobs.models.automation import OPEN_RUNS, Firing, RunStatus, Task, TaskRun, TaskState
+from nbjobs.store.memory.shared import refuse_taken
 
-_COUNTERS = ("occurrences", "last_start")
+_KEPT_BY_SAVE = ("occurrences", "last_start", "created")  # what SqlTaskStore.save does not write
 
 
 class MemoryTaskStore:
@@ -22,17 +25,18 @@ class MemoryTaskStore:
 
     def add(self, task: Task) -> None:
         with self._lock:
-            self._tasks[task.task_id] = task
+            refuse_taken(task.task_id, self._tasks)
+            self._tasks[task.task_id] = copy.deepcopy(task)
 
     def get(self, task_id: str) -> Task | None:
-        return self._tasks.get(task_id)
+        return copy.deepcopy(self._tasks.get(task_id))
 
     def save(self, task: Task) -> None:
         with self._lock:
             current = self._tasks.get(task.task_id)
             if current is not None:
-                kept = {name: getattr(current, name) for name in _COUNTERS}
-                self._tasks[task.task_id] = dataclasses.replace(task, **kept)
+                kept = {name: getattr(current, name) for name in _KEPT_BY_SAVE}
+                self._tasks[task.task_id] = copy.deepcopy(dataclasses.replace(task, **kept))
 
     def delete(self, task_id: str) -> bool:
         with self._lock:
@@ -53,14 +57,14 @@ class MemoryTaskStore:
             and (item_id is None or t.item_id == item_id)
             and (states is None or t.state in states)
         ]
-        return sorted(found, key=lambda t: (t.created, t.task_id))
+        return copy.deepcopy(sorted(found, key=lambda t: (t.created, t.task_id)))
 
     def count_active(self, owner: str) -> int:
         return sum(1 for t in self._tasks.values() if t.owner == owner and t.state == TaskState.ACTIVE)
 
     def due(self, now: int, limit: int = 100) -> list[Task]:
         found = [t for t in self._tasks.values() if t.active and 0 < t.next_fire <= now]
-        return sorted(found, key=lambda t: (t.next_fire, t.task_id))[:limit]
+        return copy.deepcopy(sorted(found, key=lambda t: (t.next_fire, t.task_id))[:limit])
 
     def fire(self, task_id: str, expected_next_fire: int, firing: Firing) -> bool:
         run = firing.run
@@ -68,10 +72,10 @@ class MemoryTaskStore:
             task = self._tasks.get(task_id)
             if task is None or task.next_fire != expected_next_fire or not task.active:
                 return False
-            if any(
+            if run.run_id in self._runs or any(
                 r.task_id == task_id and r.scheduled_for == run.scheduled_for for r in self._runs.values()
             ):
-                return False
+                return False  # SQL: the run's insert breaks a key and the advance is rolled back
             self._tasks[task_id] = dataclasses.replace(
                 task,
                 next_fire=firing.next_fire,
@@ -142,5 +146,3 @@ class MemoryTaskStore:
     def delete_run(self, run_id: str) -> bool:
         with self._lock:
             return self._runs.pop(run_id, None) is not None
-
-

@@ -1,4 +1,4 @@
-"""In-memory user, token and item stores: the fakes unit tests use in place of the SQL ones."""
+"""In-memory user and token stores: the fakes unit tests use in place of the SQL ones."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import dataclasses
 
 from nbjobs.errors import UserExists
 from nbjobs.models.accounts import Token, User
+from nbjobs.store.memory.shared import refuse_taken
 
 
 class MemoryUserStore:
@@ -26,7 +27,8 @@ class MemoryUserStore:
         return sorted(self._users.values(), key=lambda u: u.username)
 
     def save(self, user: User) -> None:
-        self._users[user.username] = user
+        if user.username in self._users:  # like SQL: the stored name matched exactly; never an insert
+            self._users[user.username] = user
 
     def count(self) -> int:
         return len(self._users)
@@ -37,6 +39,7 @@ class MemoryTokenStore:
         self._tokens: dict[str, Token] = {}
 
     def add(self, token: Token) -> None:
+        refuse_taken(token.token_hash, self._tokens)
         self._tokens[token.token_hash] = token
 
     def get(self, token_hash: str) -> Token | None:
@@ -60,5 +63,3 @@ class MemoryTokenStore:
         for h in old:
             del self._tokens[h]
         return len(old)
-
-

@@ -1,10 +1,16 @@
-"""In-memory web tool store: the fake that passes the same contract tests as ``SqlWebToolStore``."""
+"""In-memory web tool store: the fake that passes the same contract tests as ``SqlWebToolStore``.
+
+Tools and calls are copied in and out, as rows are, so no caller shares a ``params`` or ``inputs`` dict
+with the store.
+"""
 
 from __future__ import annotations
 
+import copy
 import threading
 
 from nbjobs.models.webtools import WebTool, WebToolCall
+from nbjobs.store.memory.shared import refuse_taken
 
 
 class MemoryWebToolStore:
@@ -21,22 +27,22 @@ class MemoryWebToolStore:
             )
             if taken:
                 return False
-            self._tools[tool.service_name] = tool
+            self._tools[tool.service_name] = copy.deepcopy(tool)
             self._snapshots[tool.service_name] = bytes(snapshot)
             return True
 
     def get(self, service_name: str) -> WebTool | None:
-        return self._tools.get(service_name)
+        return copy.deepcopy(self._tools.get(service_name))
 
     def by_notebook(self, notebook_id: str) -> WebTool | None:
-        return next((t for t in self._tools.values() if t.notebook_id == notebook_id), None)
+        return copy.deepcopy(next((t for t in self._tools.values() if t.notebook_id == notebook_id), None))
 
     def _ordered(self, owner: str | None) -> list[WebTool]:
         tools = [t for t in self._tools.values() if owner is None or t.owner == owner]
         return sorted(tools, key=lambda t: (t.created, t.service_name))
 
     def list(self, owner: str | None = None, *, limit: int = 100, offset: int = 0) -> list[WebTool]:
-        return self._ordered(owner)[offset : offset + limit]
+        return copy.deepcopy(self._ordered(owner)[offset : offset + limit])
 
     def count(self, owner: str | None = None) -> int:
         return len(self._ordered(owner))
@@ -48,7 +54,9 @@ class MemoryWebToolStore:
         with self._lock:
             if tool.service_name not in self._tools:
                 return
-            self._tools[tool.service_name] = tool
+            others = (t.notebook_id for t in self._tools.values() if t.service_name != tool.service_name)
+            refuse_taken(tool.notebook_id, others)  # SQL: the unique key on notebook_id
+            self._tools[tool.service_name] = copy.deepcopy(tool)
             if snapshot is not None:
                 self._snapshots[tool.service_name] = bytes(snapshot)
 
@@ -59,10 +67,12 @@ class MemoryWebToolStore:
             return self._tools.pop(service_name, None) is not None
 
     def add_call(self, call: WebToolCall) -> None:
-        self._calls[call.job_id] = call
+        with self._lock:
+            refuse_taken(call.job_id, self._calls)
+            self._calls[call.job_id] = copy.deepcopy(call)
 
     def get_call(self, job_id: str) -> WebToolCall | None:
-        return self._calls.get(job_id)
+        return copy.deepcopy(self._calls.get(job_id))
 
     def delete_calls(self, created_before: int) -> int:
         with self._lock:

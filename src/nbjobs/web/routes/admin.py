@@ -8,11 +8,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from nbjobs.errors import InvalidRequest
-from nbjobs.roots.server import NbJobs
+from nbjobs.models.parameters import parse_parameters
 from nbjobs.web.deps import Form, Nb, SignedIn
 from nbjobs.web.params import Params
 from nbjobs.web.render import Link, Operation, respond
 from nbjobs.web.routing import operation
+from nbjobs.web.services import WebServices
 from nbjobs.web.views import base_url
 
 ADMIN_VERSION = "11.3"
@@ -71,7 +72,7 @@ def execute_notebook(request: Request, nb: Nb, user: SignedIn, params: Form) -> 
         user,
         params.text("itemId"),
         update_portal_item=update,
-        parameters=params.text("notebookParameters") or None,
+        parameters=parse_parameters(params.text("notebookParameters")),
         save_injected_parameters=save,
         timeout_minutes=timeout,
         runtime_id=params.text("notebookRuntimeId"),
@@ -107,12 +108,12 @@ def _changes(params: Params, *names: str) -> dict:
     return {k: v for k, v in params.values.items() if k in _NOTEBOOK_CONFIG}
 
 
-def _notebook_config(nb: NbJobs) -> dict:
+def _notebook_config(nb: WebServices) -> dict:
     current = nb.config.current()
     return {k: current[k] for k in _NOTEBOOK_CONFIG}
 
 
-def _system_properties(nb: NbJobs) -> dict:
+def _system_properties(nb: WebServices) -> dict:
     current = nb.config.current()
     return {
         "asyncJobsCleanupAgeHours": current["asyncJobsCleanAgeHours"],
@@ -145,7 +146,7 @@ def configuration(request: Request, nb: Nb, user: SignedIn, params: Form) -> Res
     tags=TAGS,
 )
 def update_configuration(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
-    nb.config.update(user.is_admin, _changes(params, "configJSON", "properties"))
+    nb.config.update(user, _changes(params, "configJSON", "properties"))
     return respond(request, {"status": "success"}, title="Configuration updated")
 
 
@@ -181,5 +182,5 @@ def update_system_properties(request: Request, nb: Nb, user: SignedIn, params: F
     changes = params.json_object("properties")
     if changes is None:
         raise InvalidRequest("'properties' is required: a JSON object of the properties to set.")
-    nb.config.update(user.is_admin, changes, replace_all=True)
+    nb.config.update(user, changes, replace_all=True)
     return respond(request, {"status": "success"}, title="System properties updated")

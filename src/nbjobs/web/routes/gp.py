@@ -17,13 +17,13 @@ from starlette.responses import Response
 
 from nbjobs.errors import InvalidRequest, JobNotFound, NotFound, WebToolFailed
 from nbjobs.models.jobs import Job
-from nbjobs.roots.server import NbJobs
 from nbjobs.service.webtools.outcome import SUCCEEDED, Outcome
 from nbjobs.service.webtools.params import INPUT, OUTPUT, ParamType, ToolParam, ToolParams
 from nbjobs.service.webtools.values import typed_output
 from nbjobs.web.deps import Form, Nb, SignedIn
 from nbjobs.web.render import Link, Operation, respond
 from nbjobs.web.routing import operation
+from nbjobs.web.services import WebServices
 
 router = APIRouter(prefix="/rest/services")
 TAGS = ("GP services",)
@@ -231,7 +231,7 @@ def _result(param: ToolParam, out: Outcome) -> dict[str, Any]:
     return {"paramName": param.name, "dataType": param.type.gp, "value": out.results.get(param.name)}
 
 
-async def _wait(nb: NbJobs, job_id: str, seconds: float) -> Job:
+async def _wait(nb: WebServices, job_id: str, seconds: float) -> Job:
     """The job once it has ended, or as it is when ``seconds`` have passed."""
     start = time.monotonic()
     while True:

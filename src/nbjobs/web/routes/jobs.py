@@ -27,7 +27,7 @@ _SUCCESS = {"status": "success"}
 def _job(nb: Nb, user: User, job_id: str) -> Job:
     if not is_job_id(job_id):
         raise JobNotFound(job_id)
-    return nb.service.get(user.principal(), job_id)
+    return nb.jobs.get(user.principal(), job_id)
 
 
 def _job_page(request: Request, nb: Nb, job: Job) -> Response:
@@ -46,7 +46,7 @@ def _job_page(request: Request, nb: Nb, job: Job) -> Response:
 
 def _output(nb: Nb, user: User, job_id: str) -> bytes:
     _job(nb, user, job_id)
-    data = nb.service.output_notebook(user.principal(), job_id)
+    data = nb.jobs.output_notebook(user.principal(), job_id)
     if data is None:
         raise JobNotFound(job_id)
     return data
@@ -65,7 +65,7 @@ def _output(nb: Nb, user: User, job_id: str) -> bytes:
 def notebook_jobs(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
     detail = params.flag("detail", False)
     num = params.integer("num", 100, minimum=1, maximum=MAX_JOBS_PER_LIST) or 100
-    jobs, _total = nb.service.list(user.principal(), limit=num, newest_first=params.flag("sortByDate", False))
+    jobs, _total = nb.jobs.list(user.principal(), limit=num, newest_first=params.flag("sortByDate", False))
     body = (
         {"notebookJobs": [job_full(j) for j in jobs]}
         if detail
@@ -84,7 +84,7 @@ def notebook_job_cancel(
     request: Request, job_id: str, nb: Nb, user: SignedIn, params: Form
 ) -> Response:
     _job(nb, user, job_id)
-    nb.service.cancel(user.principal(), job_id)
+    nb.jobs.cancel(user.principal(), job_id)
     return respond(request, _SUCCESS, title="Cancelled")
 
 
@@ -131,7 +131,7 @@ async def notebook_job_output_html(
 def system_jobs(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
     detail = params.flag("detail", False)
     num = params.integer("num", 100, minimum=1, maximum=MAX_JOBS_PER_LIST) or 100
-    jobs, total = nb.service.list(user.principal(), limit=num, newest_first=params.flag("sortByDate", False))
+    jobs, total = nb.jobs.list(user.principal(), limit=num, newest_first=params.flag("sortByDate", False))
     body = {"asyncJobs": [job_full(j) if detail else job_brief_a(j) for j in jobs], "total": total}
     return respond(
         request,
@@ -150,7 +150,7 @@ def system_jobs(request: Request, nb: Nb, user: SignedIn, params: Form) -> Respo
     tags=TAGS,
 )
 def system_jobs_delete_all(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
-    nb.service.delete_all(user.principal())
+    nb.jobs.delete_all(user.principal())
     return respond(request, _SUCCESS, title="Deleted")
 
 
@@ -162,7 +162,7 @@ def system_job(request: Request, job_id: str, nb: Nb, user: SignedIn, params: Fo
 @operation(router, "/system/jobs/{job_id}/cancel", summary="Cancel a job", tags=TAGS)
 def system_job_cancel(request: Request, job_id: str, nb: Nb, user: SignedIn, params: Form) -> Response:
     _job(nb, user, job_id)
-    nb.service.cancel(user.principal(), job_id)
+    nb.jobs.cancel(user.principal(), job_id)
     return respond(request, _SUCCESS, title="Cancelled")
 
 
@@ -185,5 +185,5 @@ def generic_job(request: Request, job_id: str, nb: Nb, user: SignedIn, params: F
 @operation(router, "/jobs/{job_id}/cancel", summary="Cancel a job (generic path)", tags=TAGS)
 def generic_job_cancel(request: Request, job_id: str, nb: Nb, user: SignedIn, params: Form) -> Response:
     _job(nb, user, job_id)
-    nb.service.cancel(user.principal(), job_id)
+    nb.jobs.cancel(user.principal(), job_id)
     return respond(request, _SUCCESS, title="Cancelled")

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from nbjobs.service.system.machines import Machine, list_machines
+from nbjobs.service.system.machines import Machine
 from nbjobs.web.deps import Form, Nb, SignedIn
 from nbjobs.web.render import respond
 from nbjobs.web.routing import operation
@@ -38,6 +38,5 @@ def machine_view(machine: Machine) -> dict[str, Any]:
 
 @operation(router, "/machines", summary="Live worker machines (administrators)", tags=TAGS)
 async def machines(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
-    lease_ms = int(nb.settings.lease_seconds * 1000)
-    found = await asyncio.to_thread(list_machines, user, nb.workers, nb.store, nb.clock, lease_ms)
+    found = await asyncio.to_thread(nb.machines.list, user)
     return respond(request, {"machines": [machine_view(m) for m in found]}, title="Machines")

@@ -128,6 +128,4 @@ def community_self(request: Request, user: SignedIn, params: Form) -> Response:
     router, "/community/users/{username}", summary="A user (yourself, or anyone for an admin)", tags=TAGS
 )
 def community_user(request: Request, username: str, nb: Nb, user: SignedIn, params: Form) -> Response:
-    if not user.principal().can_see(username) and username.lower() != user.username.lower():
-        raise UserNotFound(f"User '{username}' does not exist or is inaccessible.")
-    return respond(request, user_view(nb.users.get(username)), title=f"User {username}")
+    return respond(request, user_view(nb.users.view(user, username)), title=f"User {username}")

@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from nbjobs.errors import InvalidRequest, RuntimesInvalid
 from nbjobs.models.runtimes import RuntimeSpec
-from nbjobs.service.runtimes.registry import RuntimeFields, RuntimeService, require_admin, require_reader
+from nbjobs.service.runtimes.registry import RuntimeFields, RuntimeService
 from nbjobs.web.deps import Form, Nb, SignedIn
 from nbjobs.web.params import Params
 from nbjobs.web.render import Link, Operation, respond
@@ -111,8 +111,7 @@ def _number(params: Params, name: str) -> float | None:
 # Operations on the collection come before /{runtime_id}, which would otherwise match their names.
 @operation(router, "", summary="Runtimes", tags=TAGS)
 def list_runtimes(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
-    require_reader(user)
-    runtimes = nb.runtimes.list()
+    runtimes = nb.runtimes.readable(user)
     return respond(
         request,
         {
@@ -133,22 +132,19 @@ def list_runtimes(request: Request, nb: Nb, user: SignedIn, params: Form) -> Res
     router, "/register", summary="Register a runtime", methods=("POST",), fields=_REGISTER_FIELDS, tags=TAGS
 )
 def register_runtime(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
-    require_admin(user)
-    spec = nb.runtimes.register(fields_of(params))
+    spec = nb.runtimes.register(user, fields_of(params))
     return respond(request, {"notebookRuntime": {"id": spec.runtime_id}}, title="Runtime registered")
 
 
 @operation(router, "/restore", summary="Back to the default runtime only", methods=("POST",), tags=TAGS)
 def restore_runtimes(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
-    require_admin(user)
-    nb.runtimes.restore()
+    nb.runtimes.restore(user)
     return respond(request, {"status": "success"}, title="Runtimes restored")
 
 
 @operation(router, "/validateRuntimes", summary="Check every runtime can start a kernel", tags=TAGS)
 async def validate_runtimes(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
-    require_admin(user)
-    checks = await asyncio.to_thread(nb.runtimes.validate)
+    checks = await asyncio.to_thread(nb.runtimes.check, user)
     failed = [c for c in checks if not c.ok]
     if failed:
         details = [f"Runtime '{c.runtime.name}' ({c.runtime.runtime_id}): {c.error}" for c in failed]
@@ -167,8 +163,7 @@ async def validate_runtimes(request: Request, nb: Nb, user: SignedIn, params: Fo
 
 @operation(router, "/{runtime_id}", summary="One runtime", tags=TAGS)
 def get_runtime(request: Request, runtime_id: str, nb: Nb, user: SignedIn, params: Form) -> Response:
-    require_reader(user)
-    spec = nb.runtimes.get(runtime_id)
+    spec = nb.runtimes.read(user, runtime_id)
     return respond(
         request,
         runtime_view(nb.runtimes, spec),
@@ -182,8 +177,7 @@ def get_runtime(request: Request, runtime_id: str, nb: Nb, user: SignedIn, param
 async def runtime_manifest(
     request: Request, runtime_id: str, nb: Nb, user: SignedIn, params: Form
 ) -> Response:
-    require_reader(user)
-    libraries = await asyncio.to_thread(nb.runtimes.manifest, runtime_id)
+    libraries = await asyncio.to_thread(nb.runtimes.manifest, user, runtime_id)
     return respond(request, {"libraries": libraries}, title="Manifest")
 
 
@@ -196,8 +190,7 @@ async def runtime_manifest(
     tags=TAGS,
 )
 def update_runtime(request: Request, runtime_id: str, nb: Nb, user: SignedIn, params: Form) -> Response:
-    require_admin(user)
-    nb.runtimes.update(runtime_id, fields_of(params))
+    nb.runtimes.update(user, runtime_id, fields_of(params))
     return respond(request, {"status": "success"}, title="Runtime updated")
 
 
@@ -205,6 +198,5 @@ def update_runtime(request: Request, runtime_id: str, nb: Nb, user: SignedIn, pa
 def unregister_runtime(
     request: Request, runtime_id: str, nb: Nb, user: SignedIn, params: Form
 ) -> Response:
-    require_admin(user)
-    nb.runtimes.unregister(runtime_id)
+    nb.runtimes.unregister(user, runtime_id)
     return respond(request, {"status": "success"}, title="Runtime unregistered")

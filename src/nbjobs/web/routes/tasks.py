@@ -10,12 +10,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from nbjobs.models.automation import Task, TaskRun
-from nbjobs.roots.server import NbJobs
 from nbjobs.service.automation.tasks import TaskSpec
 from nbjobs.web.deps import Form, Nb, SignedIn
 from nbjobs.web.params import Params
 from nbjobs.web.render import Link, Operation, respond
 from nbjobs.web.routing import operation
+from nbjobs.web.services import WebServices
 
 router = APIRouter(prefix="/sharing/rest/community/users/{username}/tasks")
 TAGS = ("tasks",)
@@ -38,7 +38,7 @@ _TASK_FIELDS = (
 _UPDATE_FIELDS = (*_TASK_FIELDS, "isActive")
 
 
-def task_view(nb: NbJobs, task: Task) -> dict[str, Any]:
+def task_view(nb: WebServices, task: Task) -> dict[str, Any]:
     """A task as ArcGIS portals render it, plus nbjobs' ``timeZone``, ``overlapPolicy`` and ``nextStart``."""
     parameters = dict(task.parameters)
     parameters["notebookParameters"] = json.dumps(parameters.get("notebookParameters") or {})
@@ -73,7 +73,7 @@ def task_view(nb: NbJobs, task: Task) -> dict[str, Any]:
     }
 
 
-def run_view(nb: NbJobs, run: TaskRun, task: Task) -> dict[str, Any]:
+def run_view(nb: WebServices, run: TaskRun, task: Task) -> dict[str, Any]:
     return {
         "runId": run.run_id,
         "taskId": run.task_id,

@@ -112,7 +112,7 @@ def _redirect_allowed(request: Request, redirect_uri: str) -> bool:
 
 
 def _signin_page(request: Request, info: dict, message: str = "") -> HTMLResponse:
-    action = f"{base_url(request, request.app.state.nbjobs.settings)}/sharing/oauth2/signin"
+    action = f"{base_url(request, request.app.state.services.settings)}/sharing/oauth2/signin"
     error = f"<p style='color:red'>{html.escape(message)}</p>" if message else ""
     body = (
         "<!doctype html><html><head><meta charset='utf-8'><title>Sign in</title>"

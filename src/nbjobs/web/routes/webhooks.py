@@ -15,12 +15,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from nbjobs.models.automation import Delivery, Receiver
-from nbjobs.roots.server import NbJobs
 from nbjobs.service.automation.webhooks import Event, ReceiverSpec
 from nbjobs.web.deps import Form, Nb, SignedIn
 from nbjobs.web.params import Params
 from nbjobs.web.render import Link, Operation, respond
 from nbjobs.web.routing import operation
+from nbjobs.web.services import WebServices
 from nbjobs.web.views import base_url
 
 admin = APIRouter(prefix="/admin/notebooks/webhookReceivers")
@@ -30,7 +30,7 @@ _FIELDS = ("name", "itemId", "secret", "signatureHeaders", "apiToken", "username
 _UPDATE_FIELDS = (*_FIELDS, "disabled")
 
 
-def receiver_view(request: Request, nb: NbJobs, receiver: Receiver) -> dict[str, Any]:
+def receiver_view(request: Request, nb: WebServices, receiver: Receiver) -> dict[str, Any]:
     """A receiver as ArcGIS renders it, without its secret."""
     return {
         "id": receiver.receiver_id,
@@ -114,7 +114,7 @@ def get_receiver(request: Request, receiver_id: str, nb: Nb, user: SignedIn, par
     )
 
 
-async def _receive(request: Request, nb: NbJobs, receiver_id: str) -> Response:
+async def _receive(request: Request, nb: WebServices, receiver_id: str) -> Response:
     limit = nb.webhooks.max_body_bytes
     chunks: list[bytes] = []
     size = 0

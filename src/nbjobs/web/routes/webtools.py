@@ -11,10 +11,10 @@ from starlette.responses import Response
 
 from nbjobs.errors import InvalidRequest
 from nbjobs.models.webtools import WebTool
-from nbjobs.roots.server import NbJobs
 from nbjobs.web.deps import Form, Nb, SignedIn
 from nbjobs.web.render import Link, Operation, respond
 from nbjobs.web.routing import operation
+from nbjobs.web.services import WebServices
 from nbjobs.web.views import base_url
 
 router = APIRouter(prefix="/admin/services")
@@ -22,12 +22,12 @@ TAGS = ("web tools",)
 _SUCCESS = {"status": "success"}
 
 
-def rest_url(request: Request, nb: NbJobs, tool: WebTool) -> str:
+def rest_url(request: Request, nb: WebServices, tool: WebTool) -> str:
     """Where GP clients call the tool."""
     return f"{base_url(request, nb.settings)}/rest/services/{tool.service_name}/GPServer"
 
 
-def service_brief(request: Request, nb: NbJobs, tool: WebTool) -> dict[str, Any]:
+def service_brief(request: Request, nb: WebServices, tool: WebTool) -> dict[str, Any]:
     """An entry of the services list (``id`` and ``type`` are what the ArcGIS client builds URLs from)."""
     return {
         "id": tool.service_name,
@@ -45,7 +45,7 @@ def service_brief(request: Request, nb: NbJobs, tool: WebTool) -> dict[str, Any]
     }
 
 
-def service_view(request: Request, nb: NbJobs, tool: WebTool) -> dict[str, Any]:
+def service_view(request: Request, nb: WebServices, tool: WebTool) -> dict[str, Any]:
     """``<name>.GPServer`` in the ArcGIS shape, plus what nbjobs knows of it."""
     return {
         "extensions": [],

@@ -18,10 +18,14 @@ from nbjobs.models.jobs import (
     JobUpdate,
     new_job_id,
 )
+from nbjobs.models.parameters import parse_parameters
 from nbjobs.models.runtimes import DEFAULT_RUNTIME
+from nbjobs.models.stores import JobStore
 from nbjobs.settings import load_settings
 from nbjobs.store.engine import open_store
+from nbjobs.store.jobs import SqlJobStore
 from nbjobs.store.memory.jobs import MemoryJobStore
+from tests.unit.contracts.common import assert_implements
 
 LEASE = 60_000
 
@@ -55,7 +59,7 @@ def make_job(created: int = 1000, username: str = "alice", **inputs) -> Job:
 def test_create_then_get_round_trips_every_field(store):
     job = make_job(
         item_id="a" * 32,
-        notebook_parameters={"x": [1, {"y": None}]},
+        notebook_parameters=parse_parameters({"x": [1, {"y": None}]}),
         execution_timeout_minutes=5,
         save_injected_parameters=True,
         run_id="r1",
@@ -248,3 +252,40 @@ def test_claim_by_id_respects_the_per_user_cap(store):
     assert store.get(second.job_id).status == JobStatus.SUBMITTED
     store.transition(first.job_id, JobStatus.COMPLETED, 20)
     assert store.claim(second.job_id, 1, "w", 30, LEASE, per_user_cap=1).attempt == 1
+
+
+def test_implementations_match_the_protocol():
+    assert_implements(JobStore, SqlJobStore, MemoryJobStore)
+
+
+def test_create_with_max_active_counts_the_owner_s_jobs_not_ended(store):
+    first, second, third = make_job(1, "alice"), make_job(2, "alice"), make_job(3, "alice")
+    assert store.create(first, b"1", max_active=2) and store.create(second, b"2", max_active=2)
+    assert store.create(third, b"3", max_active=2) is False
+    assert store.get(third.job_id) is None and store.get_blob(third.job_id, "input") is None
+    assert store.create(make_job(4, "bob"), b"", max_active=2)  # another owner's count is their own
+    store.transition(first.job_id, JobStatus.CANCELLED, 10)
+    assert store.create(third, b"3", max_active=2)
+    assert store.count(username="alice") == 3
+
+
+def test_processes_are_zeros_until_recorded_and_only_for_the_running_attempt(store):
+    job = make_job()
+    store.create(job, b"")
+    assert store.processes(job.job_id) == (0, 0) and store.processes("j" + "0" * 32) == (0, 0)
+    assert not store.set_processes(job.job_id, 1, 111, 222)  # not running yet
+    store.claim_next("w", 0, LEASE)
+    assert not store.set_processes(job.job_id, 2, 111, 222)
+    assert store.set_processes(job.job_id, 1, 111, 222)
+    assert store.processes(job.job_id) == (111, 222)
+
+
+def test_running_on_takes_the_prefix_literally(store):
+    for worker_id in ("aXb/1/0", "A_B/1/0", "a_b/1/0", "a%b/1/0"):
+        job = make_job()
+        store.create(job, b"")
+        store.claim(job.job_id, 1, worker_id, 0, LEASE)
+    assert [j.worker_id for j in store.running_on("a_b/")] == ["a_b/1/0"]  # "_" is no wildcard
+    assert [j.worker_id for j in store.running_on("a%")] == ["a%b/1/0"]  # nor is "%"
+    assert store.running_on("A_B/1/") != store.running_on("a_b/1/")  # and case counts
+    assert len(store.running_on("")) == 4

@@ -1,0 +1,66 @@
+"""The operator's composition root: what the maintenance commands (`nbjobs users|runtimes|tasks|db`)
+work on, over a data directory's database, without a server running.
+
+``Operator.open(settings)`` wires only the services those commands use; ``close`` releases the
+database. The schema commands (``database_revision``, ``upgrade_database``) do not open the store at
+all: they must work on an empty or older database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nbjobs.clock import Clock, now_ms
+from nbjobs.models.stores import TaskStore
+from nbjobs.service.accounts.tokens import TokenService
+from nbjobs.service.accounts.users import UserService
+from nbjobs.service.runtimes.environments import SubprocessEnvironments
+from nbjobs.service.runtimes.kernelspecs import kernel_dir
+from nbjobs.service.runtimes.registry import RuntimeService
+from nbjobs.settings import Settings
+from nbjobs.store.engine import make_engine, open_store
+from nbjobs.store.jobs import SqlJobStore
+from nbjobs.store.migrate import current, upgrade
+from nbjobs.store.runtimes import SqlRuntimeStore
+from nbjobs.store.tasks import SqlTaskStore
+from nbjobs.store.users import SqlTokenStore, SqlUserStore
+
+
+@dataclass
+class Operator:
+    users: UserService
+    tokens: TokenService
+    runtimes: RuntimeService
+    tasks: TaskStore  # read-only views of every user's tasks
+    _store: SqlJobStore
+
+    @classmethod
+    def open(cls, settings: Settings, clock: Clock = now_ms) -> Operator:
+        store = open_store(settings)
+        engine = store.engine
+        user_store = SqlUserStore(engine)
+        runtimes = RuntimeService(
+            SqlRuntimeStore(engine), clock, kernels=kernel_dir(settings), environments=SubprocessEnvironments()
+        )
+        return cls(
+            users=UserService(user_store, clock),
+            tokens=TokenService(SqlTokenStore(engine), user_store, clock),
+            runtimes=runtimes,
+            tasks=SqlTaskStore(engine),
+            _store=store,
+        )
+
+    def close(self) -> None:
+        self._store.close()
+
+
+def upgrade_database(settings: Settings) -> tuple[str, str, str]:
+    """Create or migrate the schema to the newest revision: (database URL without password, revision
+    before or "", revision after)."""
+    engine = make_engine(settings)
+    try:
+        before = current(engine) or ""
+        upgrade(engine)
+        return engine.url.render_as_string(hide_password=True), before, current(engine) or ""
+    finally:
+        engine.dispose()

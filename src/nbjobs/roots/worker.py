@@ -1,0 +1,148 @@
+"""The worker's composition root: ``Worker.from_settings`` wires one `nbjobs worker` process.
+
+Only what a worker needs: the job store, the runtimes it serves, the supervisor with its warm pools,
+the Celery consumer (``dispatch/celery/worker.py``), recovery and its housekeeper (heartbeat, lease
+reaper). No web services, no scheduler, no local dispatcher.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from nbjobs.clock import Clock, now_ms
+from nbjobs.dispatch.celery.publisher import CeleryDispatcher, make_celery
+from nbjobs.dispatch.celery.worker import Listener, WorkerNode
+from nbjobs.errors import ConfigurationError
+from nbjobs.execution.limits import detect_backend
+from nbjobs.execution.supervisor import Supervisor
+from nbjobs.models.runtimes import RuntimeSpec
+from nbjobs.service.accounts.credentials import JobCredentialIssuer
+from nbjobs.service.accounts.tokens import TokenService
+from nbjobs.service.accounts.users import UserService
+from nbjobs.service.housekeeping import Duty, Housekeeper
+from nbjobs.service.jobs.recovery import Recovery
+from nbjobs.service.runtimes.environments import SubprocessEnvironments
+from nbjobs.service.runtimes.kernelspecs import kernel_dir
+from nbjobs.service.runtimes.registry import RuntimeService
+from nbjobs.service.system.config import ConfigService
+from nbjobs.settings import Settings
+from nbjobs.store.config import SqlConfigStore
+from nbjobs.store.engine import open_store
+from nbjobs.store.jobs import SqlJobStore
+from nbjobs.store.notify import CancelListener
+from nbjobs.store.outbox import SqlOutbox
+from nbjobs.store.runtimes import SqlRuntimeStore
+from nbjobs.store.users import SqlTokenStore, SqlUserStore
+from nbjobs.store.workers import SqlWorkerStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Worker:
+    """One `nbjobs worker`: ``run`` blocks until it has drained and stopped."""
+
+    settings: Settings
+    store: SqlJobStore
+    runtimes: RuntimeService
+    supervisor: Supervisor
+    node: WorkerNode
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        runtime_keys: tuple[str, ...] = (),
+        concurrency: int | None = None,
+        clock: Clock = now_ms,
+    ) -> Worker:
+        """Wire a worker for the runtimes named by ``runtime_keys`` (ids or names; none: the default).
+        ConfigurationError without a broker or a shared database."""
+        if not settings.broker_url:
+            raise ConfigurationError("a broker is required: --broker-url or NBJOBS_BROKER_URL")
+        if not settings.database_url:
+            raise ConfigurationError(
+                "a shared database is required: --database-url or NBJOBS_DATABASE_URL (PostgreSQL)"
+            )
+        store = open_store(settings)
+        engine = store.engine
+        lease_ms = int(settings.lease_seconds * 1000)
+        runtimes = RuntimeService(
+            SqlRuntimeStore(engine), clock, kernels=kernel_dir(settings), environments=SubprocessEnvironments()
+        )
+        specs: list[RuntimeSpec] = [runtimes.lookup(key) for key in runtime_keys] or [runtimes.default()]
+        user_store = SqlUserStore(engine)
+        users = UserService(user_store, clock)
+        tokens = TokenService(
+            SqlTokenStore(engine),
+            user_store,
+            clock,
+            default_minutes=settings.token_minutes,
+            max_minutes=settings.max_token_minutes,
+        )
+        config = ConfigService(settings, SqlConfigStore(engine), clock)
+        supervisor = Supervisor(
+            store,
+            settings,
+            clock,
+            runtimes=runtimes.find,
+            credentials=JobCredentialIssuer(users, tokens, settings),
+            max_minutes=config.max_execute_minutes,
+        )
+        dispatcher = CeleryDispatcher(make_celery(settings), SqlOutbox(engine), clock)
+        workers = SqlWorkerStore(engine)
+        recovery = Recovery(
+            store, workers, clock, lease_ms=lease_ms, requeued=dispatcher.notify, wake=supervisor.wake
+        )
+        listen: Callable[[Callable[[str], None]], Listener] | None = None
+        if engine.dialect.name == "postgresql":
+
+            def listen(on_cancel: Callable[[str], None]) -> Listener:
+                listener = CancelListener(engine, on_cancel)
+                listener.start()
+                return listener
+
+        node = WorkerNode(
+            settings=settings,
+            store=store,
+            workers=workers,
+            supervisor=supervisor,
+            dispatcher=dispatcher,
+            clock=clock,
+            runtimes=specs,
+            concurrency=concurrency or settings.workers or 1,
+            worker_id=f"{socket.gethostname()}/{os.getpid()}-{uuid.uuid4().hex[:8]}",
+            recovery=recovery,
+            listen_cancels=listen,
+        )
+        # A worker reaps expired leases too, so jobs of a worker killed outright end even while no API
+        # server runs (the reaper's writes are fenced: several reapers never disagree).
+        node.duties = Housekeeper(
+            clock,
+            [
+                Duty("worker-heartbeat", settings.heartbeat_seconds, node.beat),
+                Duty("lease-reaper", settings.reaper_interval_seconds, recovery.reap_expired),
+            ],
+            name="nbjobs-worker-agent",
+        )
+        return cls(settings, store, runtimes, supervisor, node)
+
+    def prepare(self) -> None:
+        """The kernelspecs of runtimes with their own environment, and the resource-limit probe."""
+        self.runtimes.install_kernelspecs()
+        self.supervisor.limits = detect_backend()
+        log.info("resource limits enforced with %s", self.supervisor.limits.name)
+
+    def run(self, *, loglevel: str = "INFO") -> int:
+        """Serve the queues until SIGTERM (drain) or SIGQUIT/second SIGINT (cold); the exit code."""
+        try:
+            self.prepare()
+            return self.node.run(loglevel=loglevel)
+        finally:
+            self.store.close()
