@@ -108,7 +108,7 @@ class Cluster:
     database_url: str
     broker_url: str
     tmp: Path
-    api: NbJobs
+    api: Server
     workers: list[Worker] = field(default_factory=list)
 
     def env(self, **extra: str) -> dict[str, str]:

@@ -15,7 +15,7 @@ from nbjobs.dispatch.celery.publisher import queue_name
 from nbjobs.models.jobs import ENDED, FailureReason, JobInputs, JobStatus, Waiting
 from nbjobs.models.parameters import parse_parameters
 from nbjobs.service.authz import OPERATOR
-from nbjobs.service.runtimes.registry import RuntimeFields
+from nbjobs.service.runtimes.fields import RuntimeFields
 
 from .cluster import (
     REDIS_URL,

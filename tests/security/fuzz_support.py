@@ -101,7 +101,7 @@ class Seeds:
     """Real rows the fuzzer aims at: alice owns the notebooks, jobs, task and web tool; the admin the
     webhook receiver (run as alice). ``refresh`` re-creates whatever a destructive operation removed."""
 
-    nb: NbJobs
+    nb: Server
     admin: Api
     alice: Api
     item: str = ""

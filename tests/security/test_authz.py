@@ -49,7 +49,7 @@ from nbjobs.service.authz import OPERATOR
 from nbjobs.service.automation.tasks import TaskSpec
 from nbjobs.service.automation.webhooks import ReceiverSpec
 from nbjobs.service.content.items import ItemFields
-from nbjobs.service.runtimes.registry import RuntimeFields
+from nbjobs.service.runtimes.fields import RuntimeFields
 from nbjobs.settings import load_settings
 from nbjobs.web.app import create_app
 from tests.conftest import notebook_bytes
@@ -200,7 +200,7 @@ def live_operations(app: Any) -> set[tuple[str, str]]:
 
 @dataclasses.dataclass
 class World:
-    nb: NbJobs
+    nb: Server
     client: TestClient
     clock: ManualClock
     tokens: dict[str, list[str]]  # role -> the token(s) it sends ([] for anonymous)

@@ -20,8 +20,9 @@ from nbjobs.models.accounts import ORG_ADMIN, ORG_USER, User
 from nbjobs.models.runtimes import DEFAULT_RUNTIME, RuntimeSpec
 from nbjobs.service.authz import OPERATOR, USER_PRIVILEGES
 from nbjobs.service.runtimes.environments import FakeEnvironments
+from nbjobs.service.runtimes.fields import RuntimeFields, runtime_name_of
 from nbjobs.service.runtimes.kernelspecs import kernel_dir
-from nbjobs.service.runtimes.registry import RuntimeFields, RuntimeService, runtime_name_of
+from nbjobs.service.runtimes.registry import RuntimeService
 from nbjobs.settings import load_settings
 from nbjobs.store.memory.runtimes import MemoryRuntimeStore
 

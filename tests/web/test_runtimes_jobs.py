@@ -19,8 +19,8 @@ from nbjobs.models.jobs import FailureReason, JobStatus
 from nbjobs.roots.server import Server
 from nbjobs.service.authz import OPERATOR
 from nbjobs.service.content.items import ItemFields
+from nbjobs.service.runtimes.fields import RuntimeFields
 from nbjobs.service.runtimes.kernelspecs import jupyter_path
-from nbjobs.service.runtimes.registry import RuntimeFields
 from nbjobs.settings import load_settings
 
 pytestmark = pytest.mark.kernel

@@ -14,7 +14,8 @@ from nbjobs.service.authz import OPERATOR
 
 if TYPE_CHECKING:  # imported where used, to keep `nbjobs --help` fast
     from nbjobs.roots.operator import Operator
-    from nbjobs.service.runtimes.registry import RuntimeFields, RuntimeService
+    from nbjobs.service.runtimes.fields import RuntimeFields
+    from nbjobs.service.runtimes.registry import RuntimeService
 
 _data_dir = data_dir_option
 
@@ -51,7 +52,7 @@ def _limit_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _fields(name: str | None, **opts: Any) -> RuntimeFields:
-    from nbjobs.service.runtimes.registry import RuntimeFields
+    from nbjobs.service.runtimes.fields import RuntimeFields
 
     return RuntimeFields(
         name=name,

@@ -12,7 +12,8 @@ from starlette.responses import Response
 
 from nbjobs.errors import InvalidRequest, RuntimesInvalid
 from nbjobs.models.runtimes import RuntimeSpec
-from nbjobs.service.runtimes.registry import RuntimeFields, RuntimeService
+from nbjobs.service.runtimes.fields import RuntimeFields
+from nbjobs.service.runtimes.registry import RuntimeService
 from nbjobs.web.deps import Form, Nb, SignedIn
 from nbjobs.web.params import Params
 from nbjobs.web.render import Link, Operation, respond
