@@ -81,31 +81,33 @@ def serve(
             insecure_http=insecure_http,
             drain_seconds=drain_seconds,
         )
-        if (settings.cert_file is None) != (settings.key_file is None):
+        if (settings.server.cert_file is None) != (settings.server.key_file is None):
             raise click.UsageError("--cert and --key go together")
         server = Server.from_settings(settings)
-        admin_password = server.users.ensure_admin(settings.admin_user, settings.admin_password)
+        accounts = settings.accounts
+        admin_password = server.users.ensure_admin(accounts.admin_user, accounts.admin_password)
     except NbJobsError as exc:
         raise click.ClickException(exc.message) from exc
-    tls: dict[str, str] = {}
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
     scheme = "http"
-    if not settings.insecure_http:
+    if not settings.server.insecure_http:
         scheme = "https"
-        cert_file, key_file = settings.cert_file, settings.key_file
+        cert_file, key_file = settings.server.cert_file, settings.server.key_file
         if cert_file is None or key_file is None:
-            cert_file, key_file, created = ensure_self_signed(settings.data_dir, settings.host)
+            cert_file, key_file, created = ensure_self_signed(settings.store.data_dir, settings.server.host)
             made = "created" if created else "using"
             click.echo(f"{made} self-signed certificate {cert_file.resolve()}")
-        tls = {"ssl_certfile": str(cert_file), "ssl_keyfile": str(key_file)}
+        ssl_certfile, ssl_keyfile = str(cert_file), str(key_file)
     if admin_password is not None:
-        click.echo(f"created administrator {settings.admin_user!r} with password: {admin_password}")
+        click.echo(f"created administrator {settings.accounts.admin_user!r} with password: {admin_password}")
         click.echo("  (shown once; change it with: nbjobs users passwd)")
     server.start()
-    url = f"{scheme}://{settings.host}:{settings.port}/{settings.context}"
-    runs = f"{settings.workers} worker(s)"
-    if settings.broker_url:
+    url = f"{scheme}://{settings.server.host}:{settings.server.port}/{settings.server.context}"
+    runs = f"{settings.pool.workers} worker(s)"
+    if settings.broker.broker_url:
         runs = "jobs go to the broker (run `nbjobs worker`)"
-    click.echo(f"nbjobs {runs}, data in {settings.data_dir.resolve()}")
+    click.echo(f"nbjobs {runs}, data in {settings.store.data_dir.resolve()}")
     click.echo(f"serving at {url}  (portal {url}/sharing/rest, admin {url}/admin)", nl=True)
     # uvicorn handles SIGTERM/SIGINT itself, then restores the handlers it found and raises the signal
     # again: with the default ones the process would die there, before the pool drains.
@@ -121,12 +123,15 @@ def serve(
     previous = {sig: signal.signal(sig, stop_requested) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         app = create_app(server.web)
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", **tls)
+        uvicorn.run(
+            app, host=settings.server.host, port=settings.server.port, log_level="warning",
+            ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile,
+        )
     finally:
         draining.set()
         logging.getLogger(__name__).warning(
-            "stopping: running jobs may finish within %gs", settings.drain_seconds
+            "stopping: running jobs may finish within %gs", settings.pool.drain_seconds
         )
-        server.stop(grace=settings.drain_seconds)
+        server.stop(grace=settings.pool.drain_seconds)
         for sig, handler in previous.items():
             signal.signal(sig, handler)

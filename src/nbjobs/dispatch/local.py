@@ -45,9 +45,9 @@ class LocalDispatcher:
 
     def run_one(self, slot: int = 0) -> Job | None:
         """Claim and run one job in the calling thread; None when nothing was waiting."""
-        lease_ms = int(self.settings.lease_seconds * 1000)
+        lease_ms = int(self.settings.execution.lease_seconds * 1000)
         worker = f"{self.worker_prefix}/{slot}"
-        cap = self.settings.max_jobs_per_user
+        cap = self.settings.limits.max_jobs_per_user
         job = self.store.claim_next(worker, self.clock(), lease_ms, per_user_cap=cap)
         if job is None:
             return None
@@ -68,7 +68,7 @@ class LocalDispatcher:
 
     def start(self, workers: int | None = None) -> None:
         """Start ``workers`` threads (default: the configured number)."""
-        workers = self.settings.workers if workers is None else workers
+        workers = self.settings.pool.workers if workers is None else workers
         if workers > 0:
             self.supervisor.start()
         for slot in range(workers):
@@ -104,5 +104,5 @@ class LocalDispatcher:
                 log.exception("worker %s failed; retrying", slot)
                 job = None
             if job is None and not self._stopping.is_set():
-                self._wake.wait(self.settings.poll_seconds)
+                self._wake.wait(self.settings.execution.poll_seconds)
                 self._wake.clear()

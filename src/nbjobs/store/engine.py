@@ -16,12 +16,12 @@ from nbjobs.store.tables import jobs
 
 def make_engine(settings: Settings) -> Engine:
     """An Engine for the configured database; SQLite gets WAL and a generous busy timeout."""
-    url = settings.sqlalchemy_url
+    url = settings.store.sqlalchemy_url
     if url.startswith("sqlite"):
         try:
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            settings.store.data_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StoreError(f"cannot create the data directory {settings.data_dir}: {exc}") from exc
+            raise StoreError(f"cannot create the data directory {settings.store.data_dir}: {exc}") from exc
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
@@ -70,7 +70,7 @@ def _protect(settings: Settings, engine: Engine) -> None:
     if engine.url.get_backend_name() != "sqlite" or not engine.url.database:
         return
     os.chmod(engine.url.database, 0o600)
-    os.chmod(settings.data_dir, 0o711)
+    os.chmod(settings.store.data_dir, 0o711)
 
 
 def _redact(engine: Engine) -> str:

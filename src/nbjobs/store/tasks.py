@@ -8,9 +8,11 @@ any number of schedulers can tick at once and each occasion fires once.
 
 from __future__ import annotations
 
+import builtins
+
 from typing import Any
 
-from sqlalchemy import Engine, and_, case, delete, func, insert, select, update
+from sqlalchemy import Update, Engine, and_, case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from nbjobs.models.automation import OPEN_RUNS, Firing, RunStatus, Task, TaskRun, TaskState
@@ -157,7 +159,7 @@ class SqlTaskStore:
         *,
         item_id: str | None = None,
         states: frozenset[TaskState] | None = None,
-    ) -> list[Task]:
+    ) -> builtins.list[Task]:
         stmt = select(tasks).order_by(tasks.c.created, tasks.c.task_id)
         if owner is not None:
             stmt = stmt.where(tasks.c.owner == owner)
@@ -177,7 +179,7 @@ class SqlTaskStore:
         with self.engine.connect() as conn:
             return int(conn.execute(stmt).scalar_one())
 
-    def due(self, now: int, limit: int = 100) -> list[Task]:
+    def due(self, now: int, limit: int = 100) -> builtins.list[Task]:
         stmt = (
             select(tasks)
             .where(tasks.c.state == str(TaskState.ACTIVE), tasks.c.next_fire > 0, tasks.c.next_fire <= now)
@@ -213,7 +215,7 @@ class SqlTaskStore:
             return False  # the occasion already has its run: rolled back, the other scheduler won
         return True
 
-    def runs(self, task_id: str, limit: int = 30) -> list[TaskRun]:
+    def runs(self, task_id: str, limit: int = 30) -> builtins.list[TaskRun]:
         stmt = (
             select(task_runs)
             .where(task_runs.c.task_id == task_id)
@@ -228,7 +230,7 @@ class SqlTaskStore:
             row = conn.execute(select(task_runs).where(task_runs.c.run_id == run_id)).first()
         return _run_from_row(row) if row else None
 
-    def open_runs(self, task_id: str | None = None, limit: int = 500) -> list[TaskRun]:
+    def open_runs(self, task_id: str | None = None, limit: int = 500) -> builtins.list[TaskRun]:
         stmt = (
             select(task_runs)
             .where(task_runs.c.status.in_([str(s) for s in OPEN_RUNS]))
@@ -286,7 +288,7 @@ class SqlTaskStore:
             return conn.execute(delete(task_runs).where(task_runs.c.run_id == run_id)).rowcount == 1
 
 
-def _count_outcome(task_id: str, failed: bool, max_failures: int, now: int):  # noqa: ANN202
+def _count_outcome(task_id: str, failed: bool, max_failures: int, now: int) -> Update:
     stmt = update(tasks).where(tasks.c.task_id == task_id)
     if not failed:
         return stmt.values(consecutive_failures=0, updated=now)

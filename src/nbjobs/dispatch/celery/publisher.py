@@ -40,7 +40,7 @@ def task_id(job_id: str, attempt: int) -> str:
 
 
 def make_celery(settings: Settings) -> Celery:
-    """A Celery app for ``settings.broker_url`` with the delivery settings nbjobs relies on."""
+    """A Celery app for ``settings.broker.broker_url`` with the delivery settings nbjobs relies on."""
     try:
         from celery import Celery
         from celery.app import defaults as celery_defaults
@@ -49,7 +49,7 @@ def make_celery(settings: Settings) -> Celery:
             "NBJOBS_BROKER_URL is set but Celery is not installed; install the extra: "
             "pip install 'nbjobs[celery]'"
         ) from exc
-    url = settings.broker_url
+    url = settings.broker.broker_url
     if not url.startswith(("redis://", "rediss://", "amqp://", "amqps://", "pyamqp://")):
         scheme = url.split(":", 1)[0]
         raise ConfigurationError(f"NBJOBS_BROKER_URL must be a redis:// or amqp:// URL, got {scheme!r}")
@@ -86,8 +86,8 @@ def make_celery(settings: Settings) -> Celery:
     if url.startswith(("redis://", "rediss://")) and "worker_disable_prefetch" in celery_defaults.DEFAULTS:
         # Celery >= 5.6 on Redis: fetch only when a pool slot is free (memo F3).
         conf["worker_disable_prefetch"] = True
-    if settings.broker_transport_options:  # validated as a JSON object by Settings
-        conf["broker_transport_options"] = json.loads(settings.broker_transport_options)
+    if settings.broker.broker_transport_options:  # validated as a JSON object by Settings
+        conf["broker_transport_options"] = json.loads(settings.broker.broker_transport_options)
     app.conf.update(conf)
     return app
 
@@ -129,7 +129,8 @@ class CeleryDispatcher:
             with self.app.connection_for_write() as conn:
                 conn.ensure_connection(max_retries=1)
                 try:
-                    declared = conn.default_channel.queue_declare(queue=queue, passive=True)
+                    # kombu's stubs lack queue_declare on StdChannel; every transport's channel has it
+                    declared = conn.default_channel.queue_declare(queue=queue, passive=True)  # type: ignore[attr-defined]
                 except Exception as exc:  # py-amqp and kombu's virtual transports raise different types
                     if "NOT_FOUND" in str(exc):
                         return 0  # Redis drops an empty list; AMQP has no such queue yet

@@ -93,7 +93,7 @@ class WorkerNode:
 
     @property
     def lease_ms(self) -> int:
-        return int(self.settings.lease_seconds * 1000)
+        return int(self.settings.execution.lease_seconds * 1000)
 
     # -- the task -----------------------------------------------------------------------------------
     def run_job(self, job_id: str, attempt: int) -> None:
@@ -104,7 +104,7 @@ class WorkerNode:
                 self.dispatcher.notify(job)
             return
         slot = threading.current_thread().name
-        cap = self.settings.max_jobs_per_user
+        cap = self.settings.limits.max_jobs_per_user
         job = self.store.claim(
             job_id, attempt, f"{self.worker_id}/{slot}", self.clock(), self.lease_ms, per_user_cap=cap
         )
@@ -206,15 +206,16 @@ class WorkerNode:
         """Run the node's duties (heartbeat, lease reaper); once draining, end what still runs when
         the grace is over. A draining node announces itself in the registry at once."""
         announced, abandoned = False, False
+        drain_seconds = self.settings.pool.drain_seconds
         while not self._stopped.wait(0.5):
             try:
                 if self._draining.is_set() and not announced:
                     announced = True
-                    log.warning("draining: running jobs may finish within %gs", self.settings.drain_seconds)
+                    log.warning("draining: running jobs may finish within %gs", drain_seconds)
                     self.beat()
                 if self.duties is not None:
                     self.duties.tick()
-                over = announced and time.monotonic() - self._drain_started >= self.settings.drain_seconds
+                over = announced and time.monotonic() - self._drain_started >= drain_seconds
                 if over and not abandoned:
                     abandoned = True
                     self.abandon_running("the worker was stopped before the job finished")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import copy
 import threading
 
@@ -52,7 +53,7 @@ class MemoryItemStore:
             refuse_taken(job_id, self._pending)
             self._pending[job_id] = (item_id, now)
 
-    def pending_updates(self) -> list[tuple[str, str]]:
+    def pending_updates(self) -> builtins.list[tuple[str, str]]:
         return [(j, p[0]) for j, p in sorted(self._pending.items(), key=lambda kv: kv[1][1])]
 
     def drop_pending_update(self, job_id: str) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import threading
+from typing import Any
 
 from nbjobs.models.jobs import ENDED, RUNNING, Job, JobStatus, JobUpdate, sources_of
 
@@ -43,8 +45,10 @@ class MemoryJobStore:
         limit: int = 100,
         offset: int = 0,
         newest_first: bool = False,
-    ) -> list[Job]:
-        found = sorted(self._select(username, statuses), key=lambda j: (j.date_created, j.job_id))
+    ) -> builtins.list[Job]:
+        found: builtins.list[Job] = sorted(
+            self._select(username, statuses), key=lambda j: (j.date_created, j.job_id)
+        )
         if newest_first:
             found.reverse()
         return found[offset : offset + limit]
@@ -150,10 +154,10 @@ class MemoryJobStore:
     def processes(self, job_id: str) -> tuple[int, int]:
         return self._pids.get(job_id, (0, 0))
 
-    def expired(self, now: int) -> list[Job]:
+    def expired(self, now: int) -> builtins.list[Job]:
         return [j for j in self._jobs.values() if j.status in RUNNING and j.lease_expires < now]
 
-    def running_on(self, worker_prefix: str) -> list[Job]:
+    def running_on(self, worker_prefix: str) -> builtins.list[Job]:
         return [
             j for j in self._jobs.values() if j.status in RUNNING and j.worker_id.startswith(worker_prefix)
         ]
@@ -191,7 +195,7 @@ class MemoryJobStore:
             return None
         return job
 
-    def _select(self, username: str | None, statuses: frozenset[JobStatus] | None) -> list[Job]:
+    def _select(self, username: str | None, statuses: frozenset[JobStatus] | None) -> builtins.list[Job]:
         return [
             j
             for j in self._jobs.values()
@@ -199,7 +203,7 @@ class MemoryJobStore:
         ]
 
 
-def _changes(update: JobUpdate | None) -> dict[str, object]:
+def _changes(update: JobUpdate | None) -> dict[str, Any]:
     if update is None:
         return {}
     return {

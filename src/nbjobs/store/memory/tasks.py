@@ -7,9 +7,11 @@ Tasks are copied in and out, as rows are, so no caller shares a ``parameters`` d
 
 from __future__ import annotations
 
+import builtins
 import copy
 import dataclasses
 import threading
+from typing import Any
 
 from nbjobs.models.automation import OPEN_RUNS, Firing, RunStatus, Task, TaskRun, TaskState
 from nbjobs.store.memory.shared import refuse_taken
@@ -49,7 +51,7 @@ class MemoryTaskStore:
         *,
         item_id: str | None = None,
         states: frozenset[TaskState] | None = None,
-    ) -> list[Task]:
+    ) -> builtins.list[Task]:
         found = [
             t
             for t in self._tasks.values()
@@ -62,7 +64,7 @@ class MemoryTaskStore:
     def count_active(self, owner: str) -> int:
         return sum(1 for t in self._tasks.values() if t.owner == owner and t.state == TaskState.ACTIVE)
 
-    def due(self, now: int, limit: int = 100) -> list[Task]:
+    def due(self, now: int, limit: int = 100) -> builtins.list[Task]:
         found = [t for t in self._tasks.values() if t.active and 0 < t.next_fire <= now]
         return copy.deepcopy(sorted(found, key=lambda t: (t.next_fire, t.task_id))[:limit])
 
@@ -87,14 +89,14 @@ class MemoryTaskStore:
             self._runs[run.run_id] = run
         return True
 
-    def runs(self, task_id: str, limit: int = 30) -> list[TaskRun]:
+    def runs(self, task_id: str, limit: int = 30) -> builtins.list[TaskRun]:
         mine = [r for r in self._runs.values() if r.task_id == task_id]
         return sorted(mine, key=lambda r: (-r.scheduled_for, r.run_id))[:limit]
 
     def get_run(self, run_id: str) -> TaskRun | None:
         return self._runs.get(run_id)
 
-    def open_runs(self, task_id: str | None = None, limit: int = 500) -> list[TaskRun]:
+    def open_runs(self, task_id: str | None = None, limit: int = 500) -> builtins.list[TaskRun]:
         found = [r for r in self._runs.values() if r.status in OPEN_RUNS and task_id in (None, r.task_id)]
         return sorted(found, key=lambda r: (r.scheduled_for, r.run_id))[:limit]
 
@@ -112,7 +114,7 @@ class MemoryTaskStore:
             run = self._runs.get(run_id)
             if run is None or (expected is not None and run.status not in expected):
                 return None
-            changes = {"status": status, "result": result, "job_id": job_id}
+            changes: dict[str, Any] = {"status": status, "result": result, "job_id": job_id}
             run = dataclasses.replace(run, updated=now, **{k: v for k, v in changes.items() if v is not None})
             self._runs[run_id] = run
             return run

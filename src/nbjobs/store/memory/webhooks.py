@@ -5,6 +5,7 @@ Receivers are copied in and out, as rows are, so no caller shares a ``parameters
 
 from __future__ import annotations
 
+import builtins
 import copy
 import dataclasses
 import threading
@@ -57,5 +58,5 @@ class MemoryReceiverStore:
             log.sort(key=_newest_first, reverse=True)
             del log[DELIVERIES_KEPT:]
 
-    def deliveries(self, receiver_id: str, limit: int = 100) -> list[Delivery]:
+    def deliveries(self, receiver_id: str, limit: int = 100) -> builtins.list[Delivery]:
         return sorted(self._deliveries.get(receiver_id, []), key=_newest_first, reverse=True)[:limit]
