@@ -86,7 +86,8 @@ def seed_ended_jobs(
     store = open_store(settings)
     try:
         users = UserService(SqlUserStore(store.engine), now_ms)
-        users.ensure_admin(settings.admin_user, PASSWORD)  # as `nbjobs serve` would on an empty store
+        # as `nbjobs serve` would on an empty store
+        users.ensure_admin(settings.accounts.admin_user, PASSWORD)
         for name in usernames:
             with contextlib.suppress(UserExists):
                 users.add(name, PASSWORD)

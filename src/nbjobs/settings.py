@@ -1,81 +1,70 @@
-"""Configuration, read once at the edge (CLI flags and environment) into a frozen object."""
+"""Configuration, read once at the edge (CLI flags and environment) into a frozen object.
+
+``Settings`` is a frozen dataclass of frozen groups: ``settings.server.port``, ``settings.pool.workers``…
+Each field is declared once, in its group, with its default and its environment variable:
+``setting(default, "NBJOBS_…")``, or ``None`` for a field no variable sets. ``FIELDS`` is that table read
+back (field name → group, environment variable, parser). Field names are unique across the groups, so
+``load_settings`` and ``Settings.with_overrides`` take them flat (``workers=1``), and refuse a name that
+is not a field. Nothing here reads the environment or the machine at import time: the one computed
+default (``workers``: the CPU count) is computed when settings are built.
+"""
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any, TypeVar
 
 from nbjobs.errors import ConfigurationError
 
 MIN_CLEAN_AGE_HOURS = 6  # ArcGIS: asyncJobsCleanAgeHours has a minimum of 6.
 
+_T = TypeVar("_T")
+
+
+def setting(default: _T, env: str | None) -> _T:
+    """A settings field: its default and the environment variable setting it (None: none does)."""
+    return field(default=default, metadata={"env": env})
+
+
+def computed_setting(factory: Callable[[], _T], env: str | None) -> _T:
+    """A settings field whose default ``factory()`` computes each time settings are built."""
+    return field(default_factory=factory, metadata={"env": env})
+
+
+def _cpu_count() -> int:
+    return os.cpu_count() or 1
+
+
+# The table: one group per concern, each field with its default and environment variable.
+
 
 @dataclass(frozen=True)
-class Settings:
-    """Every knob nbjobs reads. Nothing below the CLI looks at ``os.environ``."""
+class ServerSettings:
+    """The HTTP server: where it listens, under which path, with which certificate, as which URL."""
 
-    data_dir: Path = Path("var")
-    database_url: str = ""  # empty: SQLite file under data_dir
-    host: str = "127.0.0.1"
-    port: int = 8443
-    context: str = "arcgis"
-    workers: int = os.cpu_count() or 1
-    # Execution
-    max_execute_notebook_time_minutes: float = 120
-    cancel_grace_seconds: float = 5.0
-    kill_grace_seconds: float = 3.0
-    max_cell_output_bytes: int = 5 * 1024 * 1024
-    max_notebook_output_bytes: int = 50 * 1024 * 1024
-    default_kernel_name: str = "python3"
-    warm_pool_size: int = 2
-    max_jobs_per_user: int = 0  # running jobs per user on this server's pool; 0 = no cap
-    max_queued_jobs_per_user: int = 1000  # jobs per user not yet ended (waiting or running); 0 = no cap
-    max_parameters: int = 1000  # names in one job's notebookParameters; 0 = no cap
-    max_parameter_bytes: int = 16 * 1024 * 1024  # one job's notebookParameters as compact JSON; 0 = no cap
-    kernel_user: str = ""  # OS user kernels run as (the server must be root); "" = the server's user
-    keep_job_dirs: bool = False  # keep <data dir>/jobs/<job>-<attempt> after the job (for debugging)
-    warm_pool_ttl_seconds: float = 3600.0
-    # The environment kernels start from: the server's own, minus anything nbjobs-specific or secret.
-    kernel_env: tuple[tuple[str, str], ...] = ()
-    # Leases and housekeeping
-    lease_seconds: float = 60.0
-    heartbeat_seconds: float = 10.0
-    poll_seconds: float = 1.0
-    reaper_interval_seconds: float = 15.0
-    async_jobs_clean_age_hours: int = 6
-    cleanup_interval_seconds: float = 3600.0
-    # Web server, users and tokens (issue 3)
-    cert_file: Path | None = None  # None: a self-signed certificate kept in data_dir
-    key_file: Path | None = None
-    insecure_http: bool = False
-    public_url: str = ""  # e.g. https://nb.example.com/arcgis when behind a proxy; empty: from the request
-    admin_user: str = "admin"
-    admin_password: str = ""  # empty: generated and printed once on first start
-    token_minutes: int = 60
-    max_token_minutes: int = 14 * 24 * 60
-    max_upload_bytes: int = 100 * 1024 * 1024
-    max_request_bytes: int = 10 * 1024 * 1024  # any other request body (forms, JSON); also one form field
-    # Sign-in lockout (per server process): failures in a window lock the name / address for a while
-    login_max_failures: int = 10  # per username; 0 = no limit
-    login_max_failures_per_address: int = 50  # per client address; 0 = no limit
-    login_window_seconds: float = 900.0
-    login_lockout_seconds: float = 900.0
-    # Scheduled tasks and webhook receivers (issue 6)
-    schedule_interval_seconds: float = 5.0
-    max_active_tasks: int = 20  # per user, as ArcGIS (activeTasksAvailable)
-    webhook_max_body_bytes: int = 10 * 1024 * 1024
-    webhook_rate_per_minute: int = 60  # per receiver and server process; 0 = no limit
-    # Scale-out (issue 5): with a broker URL, serve publishes jobs to Celery and `nbjobs worker` runs them
-    broker_url: str = ""  # redis://… or amqp://…; empty: the embedded local pool
-    redispatch_seconds: float = 60.0  # re-publish a SUBMITTED job nobody claimed for this long
-    drain_seconds: float = 600.0  # on SIGTERM a worker (or serve) lets running jobs finish this long
-    # kombu transport options as a JSON object, e.g. {"visibility_timeout": 43200} (Redis); rarely needed
-    broker_transport_options: str = ""
-    # Web tools (issue 7): how long a synchronous `execute` waits before answering with the job to poll
-    webtool_execute_wait_seconds: float = 30.0
+    host: str = setting("127.0.0.1", "NBJOBS_HOST")
+    port: int = setting(8443, "NBJOBS_PORT")
+    context: str = setting("arcgis", "NBJOBS_CONTEXT")  # the first path segment: /arcgis/admin…
+    cert_file: Path | None = setting(None, "NBJOBS_CERT_FILE")  # None: a self-signed one kept in data_dir
+    key_file: Path | None = setting(None, "NBJOBS_KEY_FILE")
+    insecure_http: bool = setting(False, "NBJOBS_INSECURE_HTTP")
+    # e.g. https://nb.example.com/arcgis when behind a proxy; empty: from the request
+    public_url: str = setting("", "NBJOBS_PUBLIC_URL")
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """Where the data lives: the data directory (job scratch space, certificates) and the database."""
+
+    data_dir: Path = setting(Path("var"), "NBJOBS_DATA_DIR")
+    database_url: str = setting("", "NBJOBS_DATABASE_URL")  # empty: SQLite file under data_dir
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -87,42 +76,219 @@ class Settings:
             return url
         return f"sqlite:///{(self.data_dir / 'nbjobs.db').resolve()}"
 
+
+@dataclass(frozen=True)
+class AccountSettings:
+    """The administrator, tokens, and the sign-in lockout (per server process): failures in a window
+    lock the name / address for a while."""
+
+    admin_user: str = setting("admin", "NBJOBS_ADMIN_USER")
+    admin_password: str = setting("", "NBJOBS_ADMIN_PASSWORD")  # empty: generated, printed once (first start)
+    token_minutes: int = setting(60, "NBJOBS_TOKEN_MINUTES")
+    max_token_minutes: int = setting(14 * 24 * 60, "NBJOBS_MAX_TOKEN_MINUTES")
+    login_max_failures: int = setting(10, "NBJOBS_LOGIN_MAX_FAILURES")  # per username; 0 = no limit
+    # per client address; 0 = no limit
+    login_max_failures_per_address: int = setting(50, "NBJOBS_LOGIN_MAX_FAILURES_PER_ADDRESS")
+    login_window_seconds: float = setting(900.0, "NBJOBS_LOGIN_WINDOW_SECONDS")
+    login_lockout_seconds: float = setting(900.0, "NBJOBS_LOGIN_LOCKOUT_SECONDS")
+
+
+@dataclass(frozen=True)
+class ExecutionSettings:
+    """How one job runs: its deadline, its staged stop, its kernel and user, its lease."""
+
+    max_execute_notebook_time_minutes: float = setting(120, "NBJOBS_MAX_EXECUTE_NOTEBOOK_TIME_MINUTES")
+    cancel_grace_seconds: float = setting(5.0, "NBJOBS_CANCEL_GRACE_SECONDS")
+    kill_grace_seconds: float = setting(3.0, "NBJOBS_KILL_GRACE_SECONDS")
+    default_kernel_name: str = setting("python3", None)
+    # OS user kernels run as (the server must be root); "" = the server's user
+    kernel_user: str = setting("", "NBJOBS_KERNEL_USER")
+    # keep <data dir>/jobs/<job>-<attempt> after the job (for debugging)
+    keep_job_dirs: bool = setting(False, "NBJOBS_KEEP_JOB_DIRS")
+    # The environment kernels start from: the server's own, minus anything nbjobs-specific or secret
+    # (load_settings fills it from the environment it reads).
+    kernel_env: tuple[tuple[str, str], ...] = setting((), None)
+    lease_seconds: float = setting(60.0, "NBJOBS_LEASE_SECONDS")
+    heartbeat_seconds: float = setting(10.0, "NBJOBS_HEARTBEAT_SECONDS")
+    poll_seconds: float = setting(1.0, "NBJOBS_POLL_SECONDS")
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    """This process's job slots (serve's local pool, or `nbjobs worker`) and its warm kernels."""
+
+    # jobs run at once; 0: none (serve with a broker, or a server that only serves)
+    workers: int = computed_setting(_cpu_count, "NBJOBS_WORKERS")
+    warm_pool_size: int = setting(2, "NBJOBS_WARM_POOL_SIZE")
+    warm_pool_ttl_seconds: float = setting(3600.0, "NBJOBS_WARM_POOL_TTL_SECONDS")
+    # on SIGTERM a worker (or serve) lets running jobs finish this long
+    drain_seconds: float = setting(600.0, "NBJOBS_DRAIN_SECONDS")
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    """What a request or a user may send and run (docs/limits.md); 0 means no cap where noted."""
+
+    max_upload_bytes: int = setting(100 * 1024 * 1024, "NBJOBS_MAX_UPLOAD_BYTES")
+    # any other request body (forms, JSON); also one form field
+    max_request_bytes: int = setting(10 * 1024 * 1024, "NBJOBS_MAX_REQUEST_BYTES")
+    webhook_max_body_bytes: int = setting(10 * 1024 * 1024, "NBJOBS_WEBHOOK_MAX_BODY_BYTES")
+    # per receiver and server process; 0 = no limit
+    webhook_rate_per_minute: int = setting(60, "NBJOBS_WEBHOOK_RATE_PER_MINUTE")
+    max_cell_output_bytes: int = setting(5 * 1024 * 1024, "NBJOBS_MAX_CELL_OUTPUT_BYTES")
+    max_notebook_output_bytes: int = setting(50 * 1024 * 1024, "NBJOBS_MAX_NOTEBOOK_OUTPUT_BYTES")
+    # running jobs per user on this server's pool; 0 = no cap
+    max_jobs_per_user: int = setting(0, "NBJOBS_MAX_JOBS_PER_USER")
+    # jobs per user not yet ended (waiting or running); 0 = no cap
+    max_queued_jobs_per_user: int = setting(1000, "NBJOBS_MAX_QUEUED_JOBS_PER_USER")
+    max_parameters: int = setting(1000, "NBJOBS_MAX_PARAMETERS")  # names in one job's notebookParameters
+    # one job's notebookParameters as compact JSON; 0 = no cap
+    max_parameter_bytes: int = setting(16 * 1024 * 1024, "NBJOBS_MAX_PARAMETER_BYTES")
+    max_active_tasks: int = setting(20, "NBJOBS_MAX_ACTIVE_TASKS")  # per user, as ArcGIS activeTasksAvailable
+
+
+@dataclass(frozen=True)
+class HousekeepingSettings:
+    """The periodic duties: lease reaper, purge of old jobs, scheduled tasks."""
+
+    reaper_interval_seconds: float = setting(15.0, "NBJOBS_REAPER_INTERVAL_SECONDS")
+    cleanup_interval_seconds: float = setting(3600.0, None)
+    schedule_interval_seconds: float = setting(5.0, "NBJOBS_SCHEDULE_INTERVAL_SECONDS")
+    async_jobs_clean_age_hours: int = setting(6, "NBJOBS_ASYNC_JOBS_CLEAN_AGE_HOURS")
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    """Scale-out: with a broker URL, serve publishes jobs to Celery and `nbjobs worker` runs them."""
+
+    broker_url: str = setting("", "NBJOBS_BROKER_URL")  # redis://… or amqp://…; empty: the embedded pool
+    # re-publish a SUBMITTED job nobody claimed for this long
+    redispatch_seconds: float = setting(60.0, "NBJOBS_REDISPATCH_SECONDS")
+    # kombu transport options as a JSON object, e.g. {"visibility_timeout": 43200} (Redis); rarely needed
+    broker_transport_options: str = setting("", "NBJOBS_BROKER_TRANSPORT_OPTIONS")
+
+
+@dataclass(frozen=True)
+class WebToolSettings:
+    """Web tools: how long a synchronous `execute` waits before answering with the job to poll."""
+
+    webtool_execute_wait_seconds: float = setting(30.0, "NBJOBS_WEBTOOL_EXECUTE_WAIT_SECONDS")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob nbjobs reads, by group. Nothing below the CLI looks at ``os.environ``."""
+
+    server: ServerSettings = field(default_factory=ServerSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    accounts: AccountSettings = field(default_factory=AccountSettings)
+    execution: ExecutionSettings = field(default_factory=ExecutionSettings)
+    pool: PoolSettings = field(default_factory=PoolSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    housekeeping: HousekeepingSettings = field(default_factory=HousekeepingSettings)
+    broker: BrokerSettings = field(default_factory=BrokerSettings)
+    webtools: WebToolSettings = field(default_factory=WebToolSettings)
+
     def validate(self) -> Settings:
         """Return self, or raise ConfigurationError naming the first bad value."""
-        if self.async_jobs_clean_age_hours < MIN_CLEAN_AGE_HOURS:
+        accounts, broker = self.accounts, self.broker
+        clean_age_hours = self.housekeeping.async_jobs_clean_age_hours
+        if clean_age_hours < MIN_CLEAN_AGE_HOURS:
             raise ConfigurationError(
-                f"asyncJobsCleanAgeHours must be at least {MIN_CLEAN_AGE_HOURS}, "
-                f"got {self.async_jobs_clean_age_hours}"
+                f"asyncJobsCleanAgeHours must be at least {MIN_CLEAN_AGE_HOURS}, got {clean_age_hours}"
             )
-        if self.workers < 0:
-            raise ConfigurationError(f"workers must be 0 or more, got {self.workers}")
-        if self.max_execute_notebook_time_minutes <= 0:
+        if self.pool.workers < 0:
+            raise ConfigurationError(f"workers must be 0 or more, got {self.pool.workers}")
+        if self.execution.max_execute_notebook_time_minutes <= 0:
             raise ConfigurationError("maxExecuteNotebookTimeMinutes must be a positive number of minutes")
-        if min(self.login_max_failures, self.login_max_failures_per_address) < 0:
+        if min(accounts.login_max_failures, accounts.login_max_failures_per_address) < 0:
             raise ConfigurationError("login max failures must be 0 (no limit) or more")
-        if self.login_window_seconds <= 0 or self.login_lockout_seconds <= 0:
+        if accounts.login_window_seconds <= 0 or accounts.login_lockout_seconds <= 0:
             raise ConfigurationError("login window and lockout must be positive numbers of seconds")
         for name in _NON_NEGATIVE:
-            if getattr(self, name) < 0:
-                raise ConfigurationError(f"{name} must be 0 or more, got {getattr(self, name)}")
+            if self.value_of(name) < 0:
+                raise ConfigurationError(f"{name} must be 0 or more, got {self.value_of(name)}")
         for name in ("max_upload_bytes", "max_request_bytes"):
-            if getattr(self, name) <= 0:
-                raise ConfigurationError(f"{name} must be a positive number, got {getattr(self, name)}")
-        if self.broker_transport_options:
+            if self.value_of(name) <= 0:
+                raise ConfigurationError(f"{name} must be a positive number, got {self.value_of(name)}")
+        if broker.broker_transport_options:
             try:
-                options = json.loads(self.broker_transport_options)
+                options = json.loads(broker.broker_transport_options)
             except ValueError as exc:
                 raise ConfigurationError(f"NBJOBS_BROKER_TRANSPORT_OPTIONS is not JSON: {exc}") from exc
             if not isinstance(options, dict):
                 raise ConfigurationError("NBJOBS_BROKER_TRANSPORT_OPTIONS must be a JSON object")
-        if not self.context or "/" in self.context:
-            raise ConfigurationError(f"context must be one path segment, got {self.context!r}")
+        context = self.server.context
+        if not context or "/" in context:
+            raise ConfigurationError(f"context must be one path segment, got {context!r}")
         return self
 
-    def with_overrides(self, **changes: object) -> Settings:
-        """A copy with the non-None ``changes`` applied."""
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+    def value_of(self, name: str) -> Any:
+        """The value of the field ``name`` (a flat name, as ``load_settings`` takes it), in its group."""
+        return getattr(getattr(self, _field(name).group), name)
 
+    def with_overrides(self, **changes: object) -> Settings:
+        """A copy with the non-None ``changes`` (flat field names) applied; ConfigurationError naming a
+        name that is not a field."""
+        by_group = _by_group(changes)
+        return replace(self, **{group: replace(getattr(self, group), **by) for group, by in by_group.items()})
+
+
+@dataclass(frozen=True)
+class SettingField:
+    """One row of the table: a field, its group, and the environment variable setting it (if any)."""
+
+    group: str
+    name: str
+    env: str | None  # None: only a flag or code sets it
+    parser: Callable[[str], object] | None  # the variable's text → the value; None without a variable
+
+    def parse(self, raw: str) -> object:
+        """The value the environment variable's text ``raw`` gives; ConfigurationError if none."""
+        assert self.parser is not None, f"{self.name} has no environment variable"
+        try:
+            return self.parser(raw)
+        except ValueError as exc:
+            raise ConfigurationError(f"{self.env}={raw!r} is not a valid {self.parser.__name__}") from exc
+
+
+def _flag(raw: str) -> bool:
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+_PARSERS: dict[object, Callable[[str], object]] = {str: str, int: int, float: float, bool: _flag, Path: Path}
+
+
+def _parser_for(hint: object) -> Callable[[str], object]:
+    """The parser for a field's resolved type (``X | None`` parses as ``X``)."""
+    if isinstance(hint, types.UnionType):
+        (hint,) = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+    try:
+        return _PARSERS[hint]
+    except KeyError:
+        raise TypeError(f"no parser for settings of type {hint!r}") from None
+
+
+_GROUPS: Mapping[str, type] = types.MappingProxyType(typing.get_type_hints(Settings))  # name → group class
+
+
+def _table() -> dict[str, SettingField]:
+    rows: dict[str, SettingField] = {}
+    for group, group_type in _GROUPS.items():
+        hints = typing.get_type_hints(group_type)
+        for f in fields(group_type):
+            if "env" not in f.metadata:
+                raise TypeError(f"{group_type.__name__}.{f.name}: declare it with setting()")
+            if f.name in rows:
+                raise TypeError(f"{f.name} is in both {rows[f.name].group} and {group}")
+            env = f.metadata["env"]
+            parser = None if env is None else _parser_for(hints[f.name])
+            rows[f.name] = SettingField(group, f.name, env, parser)
+    return rows
+
+
+FIELDS: Mapping[str, SettingField] = types.MappingProxyType(_table())
+"""Every settings field by its (flat, unique) name: its group and its environment variable."""
 
 _NON_NEGATIVE = (
     "max_jobs_per_user",
@@ -134,75 +300,49 @@ _NON_NEGATIVE = (
     "webhook_max_body_bytes",
 )
 
-_ENV = {
-    "NBJOBS_DATA_DIR": ("data_dir", Path),
-    "NBJOBS_DATABASE_URL": ("database_url", str),
-    "NBJOBS_HOST": ("host", str),
-    "NBJOBS_PORT": ("port", int),
-    "NBJOBS_CONTEXT": ("context", str),
-    "NBJOBS_WORKERS": ("workers", int),
-    "NBJOBS_MAX_EXECUTE_NOTEBOOK_TIME_MINUTES": ("max_execute_notebook_time_minutes", float),
-    "NBJOBS_CANCEL_GRACE_SECONDS": ("cancel_grace_seconds", float),
-    "NBJOBS_KILL_GRACE_SECONDS": ("kill_grace_seconds", float),
-    "NBJOBS_LEASE_SECONDS": ("lease_seconds", float),
-    "NBJOBS_POLL_SECONDS": ("poll_seconds", float),
-    "NBJOBS_WARM_POOL_SIZE": ("warm_pool_size", int),
-    "NBJOBS_MAX_JOBS_PER_USER": ("max_jobs_per_user", int),
-    "NBJOBS_MAX_QUEUED_JOBS_PER_USER": ("max_queued_jobs_per_user", int),
-    "NBJOBS_MAX_PARAMETERS": ("max_parameters", int),
-    "NBJOBS_MAX_PARAMETER_BYTES": ("max_parameter_bytes", int),
-    "NBJOBS_KERNEL_USER": ("kernel_user", str),
-    "NBJOBS_KEEP_JOB_DIRS": ("keep_job_dirs", lambda v: v.strip().lower() in {"1", "true", "yes", "on"}),
-    "NBJOBS_WARM_POOL_TTL_SECONDS": ("warm_pool_ttl_seconds", float),
-    "NBJOBS_REAPER_INTERVAL_SECONDS": ("reaper_interval_seconds", float),
-    "NBJOBS_HEARTBEAT_SECONDS": ("heartbeat_seconds", float),
-    "NBJOBS_ASYNC_JOBS_CLEAN_AGE_HOURS": ("async_jobs_clean_age_hours", int),
-    "NBJOBS_MAX_CELL_OUTPUT_BYTES": ("max_cell_output_bytes", int),
-    "NBJOBS_MAX_NOTEBOOK_OUTPUT_BYTES": ("max_notebook_output_bytes", int),
-    "NBJOBS_CERT_FILE": ("cert_file", Path),
-    "NBJOBS_KEY_FILE": ("key_file", Path),
-    "NBJOBS_INSECURE_HTTP": ("insecure_http", lambda v: v.strip().lower() in {"1", "true", "yes", "on"}),
-    "NBJOBS_PUBLIC_URL": ("public_url", str),
-    "NBJOBS_ADMIN_USER": ("admin_user", str),
-    "NBJOBS_ADMIN_PASSWORD": ("admin_password", str),
-    "NBJOBS_TOKEN_MINUTES": ("token_minutes", int),
-    "NBJOBS_MAX_TOKEN_MINUTES": ("max_token_minutes", int),
-    "NBJOBS_MAX_UPLOAD_BYTES": ("max_upload_bytes", int),
-    "NBJOBS_MAX_REQUEST_BYTES": ("max_request_bytes", int),
-    "NBJOBS_LOGIN_MAX_FAILURES": ("login_max_failures", int),
-    "NBJOBS_LOGIN_MAX_FAILURES_PER_ADDRESS": ("login_max_failures_per_address", int),
-    "NBJOBS_LOGIN_WINDOW_SECONDS": ("login_window_seconds", float),
-    "NBJOBS_LOGIN_LOCKOUT_SECONDS": ("login_lockout_seconds", float),
-    "NBJOBS_SCHEDULE_INTERVAL_SECONDS": ("schedule_interval_seconds", float),
-    "NBJOBS_MAX_ACTIVE_TASKS": ("max_active_tasks", int),
-    "NBJOBS_WEBHOOK_MAX_BODY_BYTES": ("webhook_max_body_bytes", int),
-    "NBJOBS_WEBHOOK_RATE_PER_MINUTE": ("webhook_rate_per_minute", int),
-    "NBJOBS_BROKER_URL": ("broker_url", str),
-    "NBJOBS_REDISPATCH_SECONDS": ("redispatch_seconds", float),
-    "NBJOBS_DRAIN_SECONDS": ("drain_seconds", float),
-    "NBJOBS_BROKER_TRANSPORT_OPTIONS": ("broker_transport_options", str),
-    "NBJOBS_WEBTOOL_EXECUTE_WAIT_SECONDS": ("webtool_execute_wait_seconds", float),
-}
+
+def env_var_of(name: str) -> str | None:
+    """The environment variable setting the field ``name``, or None when no variable does."""
+    return _field(name).env
+
+
+def _field(name: str) -> SettingField:
+    row = FIELDS.get(name)
+    if row is None:
+        close = difflib.get_close_matches(name, FIELDS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigurationError(f"unknown setting {name!r}{hint}")
+    return row
+
+
+def _by_group(values: Mapping[str, object]) -> dict[str, dict[str, Any]]:
+    """The non-None ``values`` by group; ConfigurationError for a name that is no field (even if None)."""
+    by_group: dict[str, dict[str, Any]] = {}
+    for name, value in values.items():
+        row = _field(name)
+        if value is not None:
+            by_group.setdefault(row.group, {})[name] = value
+    return by_group
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
-    """Build Settings from an environment mapping, then explicit overrides (CLI flags) on top."""
+    """Build Settings from an environment mapping, then explicit overrides (CLI flags) on top.
+
+    ``overrides`` are flat field names; None means "not given". A name that is not a field is a
+    ConfigurationError, as is an environment variable whose value does not parse."""
     environ = os.environ if environ is None else environ
+    _by_group(overrides)  # unknown names fail before anything is read
     values: dict[str, object] = {}
-    for var, (name, kind) in _ENV.items():
-        raw = environ.get(var)
-        if raw is None or raw == "":
-            continue
-        try:
-            values[name] = kind(raw)
-        except ValueError as exc:
-            raise ConfigurationError(f"{var}={raw!r} is not a valid {kind.__name__}") from exc
+    for row in FIELDS.values():
+        raw = None if row.env is None else environ.get(row.env)
+        if raw is not None and raw != "":
+            values[row.name] = row.parse(raw)
     values["kernel_env"] = tuple(sorted((k, v) for k, v in environ.items() if not _is_secret(k)))
-    known = {f.name for f in fields(Settings)}
-    values.update({k: v for k, v in overrides.items() if v is not None and k in known})
-    settings = Settings(**values).validate()  # type: ignore[arg-type]
+    values.update({name: value for name, value in overrides.items() if value is not None})
+    groups = {group: _GROUPS[group](**by_name) for group, by_name in _by_group(values).items()}
+    settings = Settings(**groups).validate()
     # Runners and kernels work in other directories: a relative data dir would point elsewhere there.
-    return replace(settings, data_dir=settings.data_dir.expanduser().resolve())
+    return settings.with_overrides(data_dir=settings.store.data_dir.expanduser().resolve())
 
 
 _SECRET_MARKERS = ("PASSWORD", "SECRET", "TOKEN", "CREDENTIAL", "PRIVATE_KEY", "DATABASE_URL", "BROKER_URL")

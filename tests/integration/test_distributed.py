@@ -183,11 +183,11 @@ def test_the_machines_view_lists_live_workers(cluster):
     c.api.users.ensure_admin("admin", "admin-password-123")
     with TestClient(create_app(c.api.web)) as http:
         token = http.post(
-            f"/{c.api.settings.context}/admin/generateToken",
+            f"/{c.api.settings.server.context}/admin/generateToken",
             data={"username": "admin", "password": "admin-password-123", "f": "json"},
         ).json()["token"]
         body = http.get(
-            f"/{c.api.settings.context}/admin/system/machines", params={"f": "json", "token": token}
+            f"/{c.api.settings.server.context}/admin/system/machines", params={"f": "json", "token": token}
         ).json()
     machines = {m["workerId"]: m for m in body["machines"]}
     w2 = machines[c.record(c.w2).worker_id]
@@ -264,9 +264,22 @@ def _may_restart_redis() -> bool:
 def _start_redis() -> None:
     subprocess.run(
         [
-            "redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379",
-            "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis",
-            "--logfile", "/var/log/redis/ci.log",
+            "redis-server",
+            "--daemonize",
+            "yes",
+            "--bind",
+            "127.0.0.1",
+            "-::1",
+            "--port",
+            "6379",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            "/var/lib/redis",
+            "--logfile",
+            "/var/log/redis/ci.log",
         ],
         check=True,
     )

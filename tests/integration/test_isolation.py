@@ -70,7 +70,7 @@ def test_a_kernel_user_cannot_read_the_servers_database(make_app, golden, pool, 
     data_dir = open_dirs() / "data"
     kernel_python_for(open_dirs, data_dir)
     app = make_app(kernel_user="nobody", warm_pool_size=pool, data_dir=data_dir)
-    database = str(app.settings.data_dir / "nbjobs.db")
+    database = str(app.settings.store.data_dir / "nbjobs.db")
     job = app.service.submit(ADMIN, golden("probes_isolation.ipynb"), inputs=JobInputs(
         notebook_parameters=parse_parameters({"database": database})))  # fmt: skip
     app.pool.run(burst=True)
@@ -89,9 +89,9 @@ def test_the_servers_secrets_are_not_in_the_kernel_environment(make_app, golden,
     from nbjobs.settings import load_settings
 
     settings = load_settings({"MY_SERVICE_PASSWORD": "hunter2", "PATH": os.environ["PATH"]})
-    app = make_app(kernel_env=settings.kernel_env)
+    app = make_app(kernel_env=settings.execution.kernel_env)
     job = app.service.submit(ADMIN, golden("probes_isolation.ipynb"), inputs=JobInputs(
-        notebook_parameters=parse_parameters({"database": str(app.settings.data_dir / "nbjobs.db")}),
+        notebook_parameters=parse_parameters({"database": str(app.settings.store.data_dir / "nbjobs.db")}),
     ))  # fmt: skip
     app.pool.run(burst=True)
     assert facts_of(app, job.job_id)["secret_env"] is None
@@ -101,9 +101,9 @@ def test_the_servers_secrets_are_not_in_the_kernel_environment(make_app, golden,
 def test_the_job_directory_is_removed_unless_configured(make_app, golden, keep):
     app = make_app(keep_job_dirs=keep)
     job = app.service.submit(ADMIN, golden("probes_isolation.ipynb"), inputs=JobInputs(
-        notebook_parameters=parse_parameters({"database": str(app.settings.data_dir / "nbjobs.db")}),
+        notebook_parameters=parse_parameters({"database": str(app.settings.store.data_dir / "nbjobs.db")}),
     ))  # fmt: skip
     app.pool.run(burst=True)
     assert facts_of(app, job.job_id)["write_cwd"] == "ok"
-    work = app.settings.data_dir / "jobs" / f"{job.job_id}-1" / "work"
+    work = app.settings.store.data_dir / "jobs" / f"{job.job_id}-1" / "work"
     assert (work / "mine.txt").exists() is keep

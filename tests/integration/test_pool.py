@@ -48,8 +48,10 @@ def test_no_state_leaks_from_one_job_to_the_next(make_app, golden):
         assert seen["job_id_env"] == job.job_id  # per-job environment applied before the first cell
     assert first["cwd"] != second["cwd"]
     # both jobs ran in kernels the pool had started ahead, and those kernels are gone now
-    assert all(not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-               for pid in first_kernels)
+    assert all(
+        not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        for pid in first_kernels
+    )
 
 
 def test_a_kernel_that_dies_in_the_pool_is_replaced_and_never_used(make_app, golden):

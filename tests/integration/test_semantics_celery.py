@@ -22,7 +22,7 @@ import pytest
 
 from nbjobs.models.jobs import ENDED, Job, JobStatus
 from nbjobs.roots.server import Server
-from nbjobs.settings import _ENV, load_settings
+from nbjobs.settings import env_var_of, load_settings
 
 from . import test_cancel, test_execution
 from .cluster import NBJOBS, REDIS_URL, alive, fresh_database, unavailable, wait_until
@@ -37,7 +37,6 @@ for _module in (test_execution, test_cancel):
             globals()[_name] = getattr(_module, _name)
 
 BROKER_URL = REDIS_URL.rsplit("/", 1)[0] + "/11"  # a database of its own: flushed per test
-_ENV_OF = {name: var for var, (name, _kind) in _ENV.items()}
 
 
 class WorkerPool:
@@ -51,7 +50,7 @@ class WorkerPool:
         self.procs: list[subprocess.Popen] = []
 
     def start(self, workers: int | None = None) -> None:
-        concurrency = self.app.settings.workers if workers is None else workers
+        concurrency = self.app.settings.pool.workers if workers is None else workers
         if concurrency <= 0:
             return
         log = self.tmp / f"worker-{len(self.procs)}.log"
@@ -120,7 +119,7 @@ def make_app(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         app = Server.from_settings(load_settings({}, **values))
         app.prepare()
         env = {k: v for k, v in os.environ.items() if not k.startswith("NBJOBS_")}
-        env.update({_ENV_OF[k]: str(v) for k, v in values.items() if k in _ENV_OF and k != "data_dir"})
+        env.update({env_var_of(k): str(v) for k, v in values.items() if env_var_of(k) and k != "data_dir"})
         pool = WorkerPool(app, tmp_path, env)
         app.pool = pool  # type: ignore[assignment]  # the tests drive workers through app.pool
         made.append((app, pool))
@@ -140,7 +139,7 @@ def make_app(tmp_path: Path) -> Iterator[Callable[..., Server]]:
 
 def test_the_fixture_really_runs_jobs_on_a_separate_worker_process(make_app, golden):
     app = make_app()
-    assert app.settings.broker_url and app.store.engine.dialect.name == "postgresql"
+    assert app.settings.broker.broker_url and app.store.engine.dialect.name == "postgresql"
     job = app.service.submit(ADMIN, golden("trivial.ipynb"))
     (ran,) = app.pool.run(burst=True)
     assert ran.job_id == job.job_id and ran.status == JobStatus.COMPLETED

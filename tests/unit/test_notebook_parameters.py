@@ -128,7 +128,7 @@ def test_the_runner_request_carries_the_value_and_its_literals(tmp_path: Path, n
     assert dict(back.parameters.literals) == dict(request.parameters.literals)
     nb, index = inject_parameters(new_notebook(cells=[new_code_cell("x")]), back.parameters)
     assert index == 0 and nb.cells[0].source.splitlines()[1:] == [
-        "name = \"it's\"",
+        'name = "it\'s"',
         "count = 3",
         "ratio = 0.5",
         "items = [1, 'two', None]",

@@ -26,9 +26,7 @@ def parts(tmp_path):
     workers = MemoryWorkerStore()
     requeued: list[Job] = []
     woken: list[str] = []
-    recovery = Recovery(
-        store, workers, clock, lease_ms=LEASE, requeued=requeued.append, wake=woken.append
-    )
+    recovery = Recovery(store, workers, clock, lease_ms=LEASE, requeued=requeued.append, wake=woken.append)
     jobs = JobService(store, load_settings({}, data_dir=tmp_path), clock)
     return clock, store, workers, recovery, jobs, requeued, woken
 

@@ -71,7 +71,10 @@ def test_the_web_layer_gets_the_services_not_the_root(tmp_path: Path):
 
 @pytest.mark.parametrize(
     ("given", "missing"),
-    [({"database_url": "postgresql://x/y"}, "a broker is required"), ({"broker_url": BROKER}, "shared database")],
+    [
+        ({"database_url": "postgresql://x/y"}, "a broker is required"),
+        ({"broker_url": BROKER}, "shared database"),
+    ],
 )
 def test_a_worker_needs_a_broker_and_a_shared_database(tmp_path: Path, given, missing):
     with pytest.raises(ConfigurationError, match=missing):

@@ -89,8 +89,7 @@ def test_kernel_dir_is_under_the_data_dir(tmp_path: Path):
 
 def test_register_writes_a_kernelspec_for_the_interpreter(service: RuntimeService, env_python: str):
     spec = service.register(
-        OPERATOR,
-        RuntimeFields(name="Geo", python=env_python, max_memory=2, max_memory_unit="G", max_cpu=1)
+        OPERATOR, RuntimeFields(name="Geo", python=env_python, max_memory=2, max_memory_unit="G", max_cpu=1)
     )
     assert spec.kernel_name == "nbjobs-" + spec.runtime_id[:12] and len(spec.runtime_id) == 32
     assert spec.python == env_python and spec.memory_bytes == 2 * 1024**3 and spec.max_memory_unit == "g"
@@ -148,7 +147,9 @@ def test_register_by_image_id_uses_an_installed_kernelspec(service: RuntimeServi
 def test_update_changes_only_given_fields(service: RuntimeService, env_python: str, tmp_path: Path):
     spec = service.register(OPERATOR, RuntimeFields(name="Geo", python=env_python, max_cpu=2))
     other = executable(tmp_path / "other" / "bin" / "python")
-    changed = service.update(OPERATOR, spec.runtime_id, RuntimeFields(name="Geo 2", python=other, disabled=True))
+    changed = service.update(
+        OPERATOR, spec.runtime_id, RuntimeFields(name="Geo 2", python=other, disabled=True)
+    )
     assert (changed.name, changed.python, changed.max_cpu, changed.disabled) == ("Geo 2", other, 2, True)
     assert changed.kernel_name == spec.kernel_name and changed.updated >= spec.updated
     assert kernel_json(service, changed)["argv"][0] == other
@@ -230,7 +231,9 @@ def test_manifest_is_in_the_arcgis_shape_and_cached(service: RuntimeService, env
 
 
 def test_manifest_of_a_broken_environment_is_a_clear_error(service: RuntimeService, tmp_path: Path):
-    gone = service.register(OPERATOR, RuntimeFields(name="Gone", python=executable(tmp_path / "gone" / "python")))
+    gone = service.register(
+        OPERATOR, RuntimeFields(name="Gone", python=executable(tmp_path / "gone" / "python"))
+    )
     with pytest.raises(InvalidRequest, match="Cannot read the libraries of runtime 'Gone'"):
         service.manifest(OPERATOR, gone.runtime_id)
 
@@ -266,8 +269,7 @@ def test_choose_rejects_unknown_disabled_and_unprivileged(service: RuntimeServic
     with pytest.raises(RuntimeDisabled):
         service.choose(ALICE, "", notebook("Off"))
     advanced = service.register(
-        OPERATOR,
-        RuntimeFields(name="Adv", python=env_python, requires_advanced_privileges=True)
+        OPERATOR, RuntimeFields(name="Adv", python=env_python, requires_advanced_privileges=True)
     )
     with pytest.raises(PermissionDenied) as denied:
         service.choose(ALICE, advanced.runtime_id)

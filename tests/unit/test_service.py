@@ -170,4 +170,4 @@ def test_recovery_ends_only_jobs_of_an_earlier_boot_of_this_host(service, store,
 def test_a_relative_data_dir_is_made_absolute_once(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     settings = load_settings({"NBJOBS_DATA_DIR": "var"})
-    assert settings.data_dir == tmp_path / "var" and settings.data_dir.is_absolute()
+    assert settings.store.data_dir == tmp_path / "var" and settings.store.data_dir.is_absolute()

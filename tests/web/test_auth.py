@@ -68,7 +68,7 @@ def test_expired_token_is_498(client, clock):
 
 def test_expiration_is_capped(client, clock, nb):
     answer = _token(client, expiration=str(10**9)).json()
-    assert answer["expires"] == clock() + nb.settings.max_token_minutes * MINUTE_MS
+    assert answer["expires"] == clock() + nb.settings.accounts.max_token_minutes * MINUTE_MS
 
 
 def test_disabled_user_cannot_sign_in_and_its_tokens_stop(client, nb):

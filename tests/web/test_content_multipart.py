@@ -158,7 +158,7 @@ def test_admin_may_finish_a_users_upload(alice, admin, started):
 
 
 def test_the_upload_limit_counts_all_parts(alice, nb, started):
-    limit = nb.settings.max_upload_bytes
+    limit = nb.settings.limits.max_upload_bytes
     assert _part(alice, started, 1, b"x" * (limit // 2))["success"] is True
     assert _part(alice, started, 2, b"x" * (limit // 2))["success"] is True
     assert "larger than" in _error(_part(alice, started, 3, b"x" * 10), 413)

@@ -333,17 +333,18 @@ def test_too_many_form_fields_and_an_oversized_field_are_400s(alice: Caller, nb)
 def test_the_documented_defaults_are_the_settings_defaults():
     import re
 
-    from nbjobs.settings import _ENV, Settings
+    from nbjobs.settings import FIELDS, Settings
 
     doc = (Path(__file__).parents[2] / "docs" / "limits.md").read_text()
     rows = re.findall(r"^\| [^|]+ \| `(NBJOBS_[A-Z_]+)` \| `(\d+)`", doc, flags=re.M)
     assert len(rows) >= 12
+    field_of = {f.env: f.name for f in FIELDS.values()}
     defaults = Settings()
     for var, documented in rows:
-        assert getattr(defaults, _ENV[var][0]) == int(documented), var
+        assert defaults.value_of(field_of[var]) == int(documented), var
     for var in ("NBJOBS_MAX_REQUEST_BYTES", "NBJOBS_MAX_PARAMETERS", "NBJOBS_MAX_PARAMETER_BYTES",
                 "NBJOBS_MAX_QUEUED_JOBS_PER_USER", "NBJOBS_MAX_TOKEN_MINUTES"):  # fmt: skip
-        assert load_settings({var: "7"}).__getattribute__(_ENV[var][0]) == 7
+        assert load_settings({var: "7"}).value_of(field_of[var]) == 7
         assert var in doc
 
 

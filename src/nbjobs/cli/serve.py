@@ -124,8 +124,12 @@ def serve(
     try:
         app = create_app(server.web)
         uvicorn.run(
-            app, host=settings.server.host, port=settings.server.port, log_level="warning",
-            ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile,
+            app,
+            host=settings.server.host,
+            port=settings.server.port,
+            log_level="warning",
+            ssl_certfile=ssl_certfile,
+            ssl_keyfile=ssl_keyfile,
         )
     finally:
         draining.set()

@@ -90,9 +90,9 @@ def worker(
         settings = load_settings(
             broker_url=broker_url, database_url=database_url, data_dir=data_dir, drain_seconds=drain_seconds
         )
-        if not settings.broker_url:
+        if not settings.broker.broker_url:
             raise click.UsageError("a broker is required: --broker-url or NBJOBS_BROKER_URL")
-        if not settings.database_url:
+        if not settings.store.database_url:
             raise click.UsageError(
                 "a shared database is required: --database-url or NBJOBS_DATABASE_URL (PostgreSQL)"
             )

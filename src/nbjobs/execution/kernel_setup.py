@@ -8,6 +8,8 @@ only keeps a little more than the cap so that the runner sees the overflow.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 _TEMPLATE = """
 def _nbjobs_cap_streams(limit):
     import sys
@@ -47,7 +49,7 @@ def stream_cap_code(max_cell_bytes: int) -> str:
     return _TEMPLATE.format(limit=int(max_cell_bytes) + 4096)
 
 
-def job_context_code(cwd: str, env: dict[str, str] | None) -> str:
+def job_context_code(cwd: str, env: Mapping[str, str] | None) -> str:
     """Python source that gives a pre-started kernel its job's working directory and environment."""
     lines = ["import os as _nbjobs_os", f"_nbjobs_os.chdir({cwd!r})"]
     if env is not None:

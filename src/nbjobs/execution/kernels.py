@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from jupyter_client.client import KernelClient
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-from jupyter_client.manager import AsyncKernelManager
+from jupyter_client.manager import AsyncKernelManager, KernelManager
 from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 from nbformat.v4 import new_notebook
@@ -63,8 +63,8 @@ def new_kernel_manager(kernel_name: str, run_as: str = "") -> tuple[AsyncKernelM
     return km, sockets
 
 
-def kernel_pid(km: AsyncKernelManager) -> int:
-    """The OS process id of the kernel ``km`` started, or 0."""
+def kernel_pid(km: KernelManager | None) -> int:
+    """The OS process id of the kernel ``km`` started, or 0 (none started)."""
     provisioner = getattr(km, "provisioner", None)
     pid = getattr(provisioner, "pid", None) or getattr(getattr(provisioner, "process", None), "pid", None)
     return int(pid or 0)

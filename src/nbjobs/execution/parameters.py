@@ -25,7 +25,8 @@ def inject_parameters(
     """Return a copy of ``nb`` with a papermill-style injected-parameters cell, and that cell's index.
 
     The cell assigns each name its literal from ``params.literals`` as it is: a parsed value's were
-    rendered when it was parsed, a stored one's are rendered here, on this first use.
+    rendered when it was parsed, a stored one's are rendered on this first use (InvalidParameters only
+    for a stored value edited by hand, see ``NotebookParameters.trusted``).
     """
     literals = params.literals
     result = copy.deepcopy(nb)

@@ -66,12 +66,12 @@ class Supervisor:
         self.limits = limits or RlimitBackend()
         self.credentials = credentials
         # maxExecuteNotebookTimeMinutes as configured now (notebooks/configuration/update may change it)
-        self.max_minutes = max_minutes or (lambda: settings.max_execute_notebook_time_minutes)
+        self.max_minutes = max_minutes or (lambda: settings.execution.max_execute_notebook_time_minutes)
         self._pools: dict[str, WarmPool] = {}
         self._pools_lock = threading.Lock()
         self._running: dict[str, _Run] = {}  # job id -> its run, for wake()
         self._started = False
-        self.pool = self.pool_for(settings.default_kernel_name)
+        self.pool = self.pool_for(settings.execution.default_kernel_name)
 
     def pool_for(self, kernel_name: str) -> WarmPool:
         """The warm pool of one kernel (one per runtime), created on first use."""
@@ -125,7 +125,7 @@ class Supervisor:
 
     def run(self, job: Job) -> Job | None:
         """Execute a job this worker has claimed; returns the ended job, or None if fenced out."""
-        workdir = self.settings.data_dir / "jobs" / f"{job.job_id}-{job.attempt}"
+        workdir = self.settings.store.data_dir / "jobs" / f"{job.job_id}-{job.attempt}"
         spec = self.spec_of(job)
         pool = self.pool_for(spec.kernel_name)
         try:
@@ -137,7 +137,7 @@ class Supervisor:
                 self._running.pop(job.job_id, None)
         finally:
             pool.release()
-            if not self.settings.keep_job_dirs:
+            if not self.settings.execution.keep_job_dirs:
                 shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -171,7 +171,7 @@ class _Run:
         notebook = self.store.get_blob(job.job_id, "input") or b""
         cwd = self.workdir / "work"
         cwd.mkdir(parents=True, exist_ok=True)
-        _give_to(self.settings.kernel_user, cwd)
+        _give_to(self.settings.execution.kernel_user, cwd)
         output = self.workdir / "output.ipynb"
         spec = self.spec
         env = self._kernel_env(cwd)
@@ -180,7 +180,7 @@ class _Run:
             auth = self.workdir / "nb_auth.json"
             auth.touch(mode=0o600)
             auth.write_text(json.dumps(self.credentials.auth))
-            _give_to(self.settings.kernel_user, auth)
+            _give_to(self.settings.execution.kernel_user, auth)
             env["NB_AUTH_FILE"] = str(auth)
         request = ExecutionRequest(
             notebook=notebook,
@@ -192,15 +192,15 @@ class _Run:
             save_injected_parameters=job.inputs.save_injected_parameters,
             cwd=str(cwd),
             env=env,
-            max_cell_output_bytes=self.settings.max_cell_output_bytes,
-            max_notebook_output_bytes=spec.max_output_bytes or self.settings.max_notebook_output_bytes,
+            max_cell_output_bytes=self.settings.limits.max_cell_output_bytes,
+            max_notebook_output_bytes=spec.max_output_bytes or self.settings.limits.max_notebook_output_bytes,
             memory_bytes=spec.memory_bytes,
             swap_bytes=spec.swap_bytes,
             cpus=spec.max_cpu,
             limit_backend=self.sup.limits.name,
             limit_group=self.group,
             output_names=tuple(job.inputs.output_names),
-            run_as=self.settings.kernel_user,
+            run_as=self.settings.execution.kernel_user,
         )
         runner = self.pool.take(spec.kernel_name)
         stderr_path = runner.log_path
@@ -234,12 +234,12 @@ class _Run:
         settings = self.settings
         job = self.job
         deadline = time.monotonic() + deadline_minutes(job, self.sup.max_minutes(), self.spec) * 60
-        next_beat = time.monotonic() + settings.heartbeat_seconds
+        next_beat = time.monotonic() + settings.execution.heartbeat_seconds
         next_check = 0.0
-        lease_ms = int(settings.lease_seconds * 1000)
+        lease_ms = int(settings.execution.lease_seconds * 1000)
         exited_at = 0.0
         while True:
-            self._pump(timeout=min(settings.poll_seconds, _PROGRESS_INTERVAL))
+            self._pump(timeout=min(settings.execution.poll_seconds, _PROGRESS_INTERVAL))
             if self.done is not None:
                 return  # the runner reported its end and its output is on disk; no need to see it exit
             if proc.poll() is not None:
@@ -251,7 +251,7 @@ class _Run:
             self._flush_progress()
             now = time.monotonic()
             if now >= next_beat:
-                next_beat = now + settings.heartbeat_seconds
+                next_beat = now + settings.execution.heartbeat_seconds
                 if self.store.heartbeat(job.job_id, job.attempt, self.clock(), lease_ms) is None:
                     log.warning("job %s attempt %s lost its lease; stopping it", job.job_id, job.attempt)
                     self.fenced = True
@@ -261,7 +261,7 @@ class _Run:
                 self.stop.advance(self.kernel_pid)
             elif now >= next_check or self.check_now:
                 self.check_now = False
-                next_check = now + settings.poll_seconds
+                next_check = now + settings.execution.poll_seconds
                 current = self.store.get(job.job_id)
                 if current is None or current.attempt != job.attempt or current.status not in RUNNING:
                     self.fenced = True  # deleted, re-run, re-queued or ended by someone else
@@ -326,9 +326,9 @@ class _Run:
         job = self.job
         log.info("stopping job %s: %s", job.job_id, reason)
         runner_pid = self.proc.pid if self.proc is not None else 0
-        settings = self.settings
+        execution = self.settings.execution
         self.stop = StagedStop(
-            reason, runner_pid, grace=settings.cancel_grace_seconds, kill_grace=settings.kill_grace_seconds
+            reason, runner_pid, grace=execution.cancel_grace_seconds, kill_grace=execution.kill_grace_seconds
         )
         if reason == FailureReason.TIMEOUT:
             self.store.set_progress(job.job_id, job.attempt, self.clock(), job.progress_percent, "Timed out")
@@ -367,10 +367,11 @@ class _Run:
         return ended or self.store.get(job.job_id)
 
     def _kernel_env(self, cwd: Path) -> dict[str, str]:
-        env = dict(self.settings.kernel_env)
+        env = dict(self.settings.execution.kernel_env)
         env["NBJOBS_JOB_ID"] = self.job.job_id
-        if self.settings.kernel_user:  # the server's home is not the kernel user's
-            env.update(HOME=str(cwd), USER=self.settings.kernel_user, LOGNAME=self.settings.kernel_user)
+        kernel_user = self.settings.execution.kernel_user
+        if kernel_user:  # the server's home is not the kernel user's
+            env.update(HOME=str(cwd), USER=kernel_user, LOGNAME=kernel_user)
         else:
             env.setdefault("HOME", str(cwd))
         return env

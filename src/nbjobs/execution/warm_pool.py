@@ -74,9 +74,9 @@ class WarmPool:
     def __init__(self, settings: Settings, kernel_name: str) -> None:
         self.settings = settings
         self.kernel_name = kernel_name
-        self.size = settings.warm_pool_size
-        self.ttl = settings.warm_pool_ttl_seconds
-        self.scratch = settings.data_dir / "jobs"
+        self.size = settings.pool.warm_pool_size
+        self.ttl = settings.pool.warm_pool_ttl_seconds
+        self.scratch = settings.store.data_dir / "jobs"
         self._ready: deque[Runner] = deque()
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -87,15 +87,21 @@ class WarmPool:
     def spawn(self, kernel_name: str) -> Runner:
         """Start a runner that starts ``kernel_name`` at once (in the calling thread)."""
         self.scratch.mkdir(mode=0o711, parents=True, exist_ok=True)
-        env = {**dict(self.settings.kernel_env), "NBJOBS_SUPERVISOR_PID": str(os.getpid())}
+        env = {**dict(self.settings.execution.kernel_env), "NBJOBS_SUPERVISOR_PID": str(os.getpid())}
         # Runtimes with their own environment have kernelspecs under <data dir>/jupyter/kernels.
-        kernels = str((self.settings.data_dir / "jupyter").resolve())
+        kernels = str((self.settings.store.data_dir / "jupyter").resolve())
         env["JUPYTER_PATH"] = os.pathsep.join(p for p in (kernels, env.get("JUPYTER_PATH", "")) if p)
         proc = subprocess.Popen(
             [
-                sys.executable, "-m", "nbjobs.execution.runner", "--kernel", kernel_name,
-                "--stream-cap", str(self.settings.max_cell_output_bytes),
-                "--run-as", self.settings.kernel_user,
+                sys.executable,
+                "-m",
+                "nbjobs.execution.runner",
+                "--kernel",
+                kernel_name,
+                "--stream-cap",
+                str(self.settings.limits.max_cell_output_bytes),
+                "--run-as",
+                self.settings.execution.kernel_user,
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

@@ -145,14 +145,6 @@ class JobInputs:
         )
 
 
-
-
-
-
-
-
-
-
 @dataclass(frozen=True)
 class Failure:
     """Why a job did not complete: the reason word, a human message and, for cell errors, where."""
@@ -185,8 +177,6 @@ class Failure:
             evalue=data.get("evalue"),
             traceback=tuple(data.get("traceback") or ()),
         )
-
-
 
 
 @dataclass(frozen=True)

@@ -170,6 +170,8 @@ def parse_parameters(raw: str | Mapping[str, Any] | None) -> NotebookParameters:
         value = raw
     if not isinstance(value, Mapping):
         _not_an_object(value)
+    if not value:
+        return NotebookParameters()
     values = dict(value)
     return NotebookParameters._make(values, _render_all(values))
 

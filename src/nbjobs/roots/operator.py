@@ -40,7 +40,10 @@ class Operator:
         engine = store.engine
         user_store = SqlUserStore(engine)
         runtimes = RuntimeService(
-            SqlRuntimeStore(engine), clock, kernels=kernel_dir(settings), environments=SubprocessEnvironments()
+            SqlRuntimeStore(engine),
+            clock,
+            kernels=kernel_dir(settings),
+            environments=SubprocessEnvironments(),
         )
         return cls(
             users=UserService(user_store, clock),

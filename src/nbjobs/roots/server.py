@@ -55,7 +55,6 @@ from nbjobs.web.services import WebServices
 log = logging.getLogger(__name__)
 
 
-
 @dataclass
 class Server:
     """One `nbjobs serve`: its services (``web`` is what the web layer gets), its dispatcher, and
@@ -92,25 +91,28 @@ class Server:
         engine = store.engine
         host_prefix = socket.gethostname()
         boot_prefix = f"{host_prefix}/{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        lease_ms = int(settings.lease_seconds * 1000)
+        lease_ms = int(settings.execution.lease_seconds * 1000)
         runtimes = RuntimeService(
-            SqlRuntimeStore(engine), clock, kernels=kernel_dir(settings), environments=SubprocessEnvironments()
+            SqlRuntimeStore(engine),
+            clock,
+            kernels=kernel_dir(settings),
+            environments=SubprocessEnvironments(),
         )
         user_store = SqlUserStore(engine)
         limiter = LoginLimiter(
             clock,
-            max_failures=settings.login_max_failures,
-            max_failures_per_address=settings.login_max_failures_per_address,
-            window_seconds=settings.login_window_seconds,
-            lockout_seconds=settings.login_lockout_seconds,
+            max_failures=settings.accounts.login_max_failures,
+            max_failures_per_address=settings.accounts.login_max_failures_per_address,
+            window_seconds=settings.accounts.login_window_seconds,
+            lockout_seconds=settings.accounts.login_lockout_seconds,
         )
         users = UserService(user_store, clock, limiter=limiter)
         tokens = TokenService(
             SqlTokenStore(engine),
             user_store,
             clock,
-            default_minutes=settings.token_minutes,
-            max_minutes=settings.max_token_minutes,
+            default_minutes=settings.accounts.token_minutes,
+            max_minutes=settings.accounts.max_token_minutes,
         )
         config = ConfigService(settings, SqlConfigStore(engine), clock)
         workers = SqlWorkerStore(engine)
@@ -119,14 +121,14 @@ class Server:
         pool: LocalDispatcher | None = None
         dispatcher: Dispatcher
         reconcile = None
-        if settings.broker_url:  # serve publishes to the broker and runs no jobs itself
+        if settings.broker.broker_url:  # serve publishes to the broker and runs no jobs itself
             from nbjobs.dispatch.celery.publisher import CeleryDispatcher, make_celery
             from nbjobs.dispatch.celery.reconciler import Reconciler
             from nbjobs.store.outbox import SqlOutbox
 
             outbox = SqlOutbox(engine)
             celery = CeleryDispatcher(make_celery(settings), outbox, clock)
-            reconcile = Reconciler(outbox, celery, clock, settings.redispatch_seconds).tick
+            reconcile = Reconciler(outbox, celery, clock, settings.broker.redispatch_seconds).tick
             dispatcher = celery
         else:
             supervisor = Supervisor(
@@ -153,10 +155,10 @@ class Server:
             clean_age_hours=config.clean_age_hours,
         )
         item_store = SqlItemStore(engine)
-        items = ItemService(item_store, clock, max_bytes=settings.max_upload_bytes)
+        items = ItemService(item_store, clock, max_bytes=settings.limits.max_upload_bytes)
         notebooks = NotebookExecution(jobs, items, item_store, clock, runtimes)
         task_store = SqlTaskStore(engine)
-        tasks = TaskService(task_store, items, users, clock, max_active=settings.max_active_tasks)
+        tasks = TaskService(task_store, items, users, clock, max_active=settings.limits.max_active_tasks)
         scheduler = Scheduler(task_store, store, NotebookLauncher(users, notebooks), clock)
         webhooks = WebhookService(
             SqlReceiverStore(engine),
@@ -165,8 +167,8 @@ class Server:
             tokens,
             notebooks,
             clock,
-            max_body_bytes=settings.webhook_max_body_bytes,
-            rate_per_minute=settings.webhook_rate_per_minute,
+            max_body_bytes=settings.limits.webhook_max_body_bytes,
+            rate_per_minute=settings.limits.webhook_rate_per_minute,
         )
         webtools = WebToolService(SqlWebToolStore(engine), items, jobs, clock, runtimes)
         recovery = Recovery(
@@ -180,17 +182,21 @@ class Server:
         # Today's cadence: one round of every duty at the shortest of the three intervals; the item
         # write-back as often as a runner polls, so an executed notebook reaches its item at once.
         every = min(
-            settings.reaper_interval_seconds,
-            settings.cleanup_interval_seconds,
-            settings.schedule_interval_seconds,
+            settings.housekeeping.reaper_interval_seconds,
+            settings.housekeeping.cleanup_interval_seconds,
+            settings.housekeeping.schedule_interval_seconds,
         )
         duties = [
             Duty("lease-reaper", every, recovery.reap_expired),
             Duty("purge-jobs", every, jobs.purge_expired),
             # web tool calls outlive their jobs by one clean age
-            Duty("purge-webtool-calls", every, lambda: webtools.purge_calls(config.clean_age_hours() * 2 * HOUR_MS)),
+            Duty(
+                "purge-webtool-calls",
+                every,
+                lambda: webtools.purge_calls(config.clean_age_hours() * 2 * HOUR_MS),
+            ),
             Duty("scheduler", every, scheduler.tick),
-            Duty("item-write-back", settings.poll_seconds, notebooks.sync_item_updates),
+            Duty("item-write-back", settings.execution.poll_seconds, notebooks.sync_item_updates),
         ]
         if reconcile is not None:
             duties.append(Duty("outbox-reconcile", every, reconcile))
@@ -264,6 +270,6 @@ class Server:
                 self.boot_prefix + "/", "the server was stopped before the job finished"
             )
             # each supervisor sees its job ended at once (woken) and stops its runner and kernel
-            grace = self.settings.poll_seconds + 2 * self.settings.kill_grace_seconds + 5
+            grace = self.settings.execution.poll_seconds + 2 * self.settings.execution.kill_grace_seconds + 5
         self.dispatcher.stop(grace)
         self.store.close()

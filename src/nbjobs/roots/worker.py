@@ -64,17 +64,20 @@ class Worker:
     ) -> Worker:
         """Wire a worker for the runtimes named by ``runtime_keys`` (ids or names; none: the default).
         ConfigurationError without a broker or a shared database."""
-        if not settings.broker_url:
+        if not settings.broker.broker_url:
             raise ConfigurationError("a broker is required: --broker-url or NBJOBS_BROKER_URL")
-        if not settings.database_url:
+        if not settings.store.database_url:
             raise ConfigurationError(
                 "a shared database is required: --database-url or NBJOBS_DATABASE_URL (PostgreSQL)"
             )
         store = open_store(settings)
         engine = store.engine
-        lease_ms = int(settings.lease_seconds * 1000)
+        lease_ms = int(settings.execution.lease_seconds * 1000)
         runtimes = RuntimeService(
-            SqlRuntimeStore(engine), clock, kernels=kernel_dir(settings), environments=SubprocessEnvironments()
+            SqlRuntimeStore(engine),
+            clock,
+            kernels=kernel_dir(settings),
+            environments=SubprocessEnvironments(),
         )
         specs: list[RuntimeSpec] = [runtimes.lookup(key) for key in runtime_keys] or [runtimes.default()]
         user_store = SqlUserStore(engine)
@@ -83,8 +86,8 @@ class Worker:
             SqlTokenStore(engine),
             user_store,
             clock,
-            default_minutes=settings.token_minutes,
-            max_minutes=settings.max_token_minutes,
+            default_minutes=settings.accounts.token_minutes,
+            max_minutes=settings.accounts.max_token_minutes,
         )
         config = ConfigService(settings, SqlConfigStore(engine), clock)
         supervisor = Supervisor(
@@ -116,7 +119,7 @@ class Worker:
             dispatcher=dispatcher,
             clock=clock,
             runtimes=specs,
-            concurrency=concurrency or settings.workers or 1,
+            concurrency=concurrency or settings.pool.workers or 1,
             worker_id=f"{socket.gethostname()}/{os.getpid()}-{uuid.uuid4().hex[:8]}",
             recovery=recovery,
             listen_cancels=listen,
@@ -126,8 +129,8 @@ class Worker:
         node.duties = Housekeeper(
             clock,
             [
-                Duty("worker-heartbeat", settings.heartbeat_seconds, node.beat),
-                Duty("lease-reaper", settings.reaper_interval_seconds, recovery.reap_expired),
+                Duty("worker-heartbeat", settings.execution.heartbeat_seconds, node.beat),
+                Duty("lease-reaper", settings.housekeeping.reaper_interval_seconds, recovery.reap_expired),
             ],
             name="nbjobs-worker-agent",
         )

@@ -25,5 +25,3 @@ class SqlConfigStore:
                     insert(server_config),
                     [{"name": k, "value": v, "updated": now} for k, v in values.items()],
                 )
-
-

@@ -346,11 +346,3 @@ def _filters(username: str | None, statuses: frozenset[JobStatus] | None) -> lis
     if statuses is not None:
         cond.append(jobs.c.status.in_([str(s) for s in statuses]))
     return cond
-
-
-
-
-
-
-
-

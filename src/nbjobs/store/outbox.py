@@ -16,8 +16,6 @@ from nbjobs.store.tables import jobs
 _SUBMITTED = str(JobStatus.SUBMITTED)
 
 
-
-
 class SqlOutbox:
     """Reads and marks the dispatch state of SUBMITTED jobs."""
 
@@ -29,9 +27,7 @@ class SqlOutbox:
         if not ids:
             return
         stmt = (
-            update(jobs)
-            .where(jobs.c.job_id.in_(ids), jobs.c.status == _SUBMITTED)
-            .values(dispatched_at=now)
+            update(jobs).where(jobs.c.job_id.in_(ids), jobs.c.status == _SUBMITTED).values(dispatched_at=now)
         )
         with self.engine.begin() as conn:
             conn.execute(stmt)

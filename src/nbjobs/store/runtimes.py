@@ -15,8 +15,6 @@ from nbjobs.store.tables import runtimes
 _FIELDS = tuple(f.name for f in dataclasses.fields(RuntimeSpec))
 
 
-
-
 def name_taken(name: str) -> InvalidRequest:
     return InvalidRequest(f"A runtime named '{name}' already exists.")
 

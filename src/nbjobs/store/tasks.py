@@ -9,10 +9,9 @@ any number of schedulers can tick at once and each occasion fires once.
 from __future__ import annotations
 
 import builtins
-
 from typing import Any
 
-from sqlalchemy import Update, Engine, and_, case, delete, func, insert, select, update
+from sqlalchemy import Engine, Update, and_, case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from nbjobs.models.automation import OPEN_RUNS, Firing, RunStatus, Task, TaskRun, TaskState

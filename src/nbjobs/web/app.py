@@ -38,13 +38,13 @@ def create_app(services: WebServices) -> FastAPI:
         title="nbjobs",
         version=__version__,
         description="Jupyter notebooks as jobs, behind the ArcGIS Notebook Server administrator API.",
-        openapi_url=f"/{settings.context}/openapi.json",
-        docs_url=f"/{settings.context}/docs",
+        openapi_url=f"/{settings.server.context}/openapi.json",
+        docs_url=f"/{settings.server.context}/docs",
         redoc_url=None,
     )
     app.state.services = services
     app.state.oauth_key = secrets.token_bytes(32)
-    root = APIRouter(prefix=f"/{settings.context}")
+    root = APIRouter(prefix=f"/{settings.server.context}")
     for router in (portal.router, content.router, tokens.portal, tokens.admin, admin.router, jobs.router,
                    runtimes.router, tasks.router, webhooks.admin, webhooks.events,
                    machines.router, webtools.router, gp.router):  # fmt: skip
@@ -53,14 +53,14 @@ def create_app(services: WebServices) -> FastAPI:
 
     @app.get("/", include_in_schema=False)
     async def index(request: Request) -> Response:
-        return RedirectResponse(f"/{settings.context}/admin")
+        return RedirectResponse(f"/{settings.server.context}/admin")
 
-    install_error_handlers(app, settings.context)
+    install_error_handlers(app, settings.server.context)
     app.add_middleware(
         Guard,
-        max_body=settings.max_upload_bytes,
-        context=settings.context,
-        max_request=settings.max_request_bytes,
-        max_webhook=settings.webhook_max_body_bytes,
+        max_body=settings.limits.max_upload_bytes,
+        context=settings.server.context,
+        max_request=settings.limits.max_request_bytes,
+        max_webhook=settings.limits.webhook_max_body_bytes,
     )
     return app

@@ -117,7 +117,7 @@ async def read_params(request: Request) -> Params:
         or content_type.startswith("multipart/form-data")
     ):
         # One form field may be as large as an ordinary request body (the Guard bounds the body itself).
-        max_field = request.app.state.services.settings.max_request_bytes
+        max_field = request.app.state.services.settings.limits.max_request_bytes
         form = await request.form(max_files=MAX_FILES, max_fields=MAX_FIELDS, max_part_size=max_field)
         for key, value in form.multi_items():
             if isinstance(value, UploadFile):

@@ -17,9 +17,9 @@ SERVER_ID = "nbjobsNotebookServer0"
 
 def base_url(request: Request, settings: Settings) -> str:
     """The absolute URL of ``/<context>``: the configured public URL, else the one the client used."""
-    if settings.public_url:
-        return settings.public_url.rstrip("/")
-    return f"{str(request.base_url).rstrip('/')}/{settings.context}"
+    if settings.server.public_url:
+        return settings.server.public_url.rstrip("/")
+    return f"{str(request.base_url).rstrip('/')}/{settings.server.context}"
 
 
 def job_results(job: Job) -> dict[str, Any]:

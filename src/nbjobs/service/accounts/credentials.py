@@ -22,11 +22,11 @@ MARGIN_MINUTES = 5
 
 def portal_url(settings: Settings) -> str:
     """The portal's URL as a kernel on this machine reaches it."""
-    if settings.public_url:
-        return settings.public_url.rstrip("/")
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
-    scheme = "http" if settings.insecure_http else "https"
-    return f"{scheme}://{host}:{settings.port}/{settings.context}"
+    if settings.server.public_url:
+        return settings.server.public_url.rstrip("/")
+    host = "127.0.0.1" if settings.server.host in ("0.0.0.0", "::", "") else settings.server.host
+    scheme = "http" if settings.server.insecure_http else "https"
+    return f"{scheme}://{host}:{settings.server.port}/{settings.server.context}"
 
 
 class JobCredentialIssuer:

@@ -20,8 +20,6 @@ MIN_PASSWORD_LENGTH = 8
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")
 
 
-
-
 class UserService:
     """Account management and password checks. Unknown user and wrong password fail alike."""
 
@@ -137,8 +135,6 @@ class UserService:
         if len(password) < MIN_PASSWORD_LENGTH:
             raise InvalidRequest(f"The password must have at least {MIN_PASSWORD_LENGTH} characters.")
         return self.hasher.hash(password)
-
-
 
 
 def _bad_login() -> InvalidCredentials:

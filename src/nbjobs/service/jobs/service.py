@@ -36,7 +36,6 @@ from nbjobs.settings import Settings
 HOUR_MS = 3_600_000
 
 
-
 class JobService:
     """Every job operation a caller can ask for. Others' jobs answer exactly like unknown ones."""
 
@@ -55,7 +54,7 @@ class JobService:
         self.clock = clock
         self._on_submit = on_submit or (lambda job: None)
         self._on_cancel = on_cancel or (lambda job: None)
-        self._clean_age_hours = clean_age_hours or (lambda: settings.async_jobs_clean_age_hours)
+        self._clean_age_hours = clean_age_hours or (lambda: settings.housekeeping.async_jobs_clean_age_hours)
 
     def submit(
         self,
@@ -75,8 +74,8 @@ class JobService:
             inputs = replace(inputs, notebook_parameters=parameters)
         check_parameter_limits(
             inputs.notebook_parameters,
-            max_count=self.settings.max_parameters,
-            max_bytes=self.settings.max_parameter_bytes,
+            max_count=self.settings.limits.max_parameters,
+            max_bytes=self.settings.limits.max_parameter_bytes,
         )
         if inputs.execution_timeout_minutes is not None and inputs.execution_timeout_minutes < 0:
             raise InvalidRequest("executionTimeoutInMinutes must be 0 or a positive number of minutes")
@@ -94,7 +93,7 @@ class JobService:
             revision=now,
             retry_on_worker_lost=retry_on_worker_lost,
         )
-        cap = self.settings.max_queued_jobs_per_user
+        cap = self.settings.limits.max_queued_jobs_per_user
         if not self.store.create(job, notebook, max_active=cap):
             raise JobLimitReached(
                 f"Too many jobs: '{who.username}' already has {cap} jobs waiting or running, the most this "

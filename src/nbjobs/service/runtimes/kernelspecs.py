@@ -16,7 +16,7 @@ KERNEL_PREFIX = "nbjobs-"  # kernelspecs this server writes (and may delete) are
 
 def jupyter_path(settings: Settings) -> Path:
     """The directory to put on a runner's ``JUPYTER_PATH``: it holds ``kernels/`` of the runtimes."""
-    return (settings.data_dir / "jupyter").absolute()
+    return (settings.store.data_dir / "jupyter").absolute()
 
 
 def kernel_dir(settings: Settings) -> Path:

@@ -53,8 +53,6 @@ from nbjobs.service.runtimes.kernelspecs import (
 __all__ = ["RuntimeCheck", "RuntimeFields", "RuntimeService", "jupyter_path", "kernel_dir"]
 
 
-
-
 @dataclass(frozen=True)
 class RuntimeCheck:
     """validate()'s answer for one runtime."""
@@ -318,26 +316,6 @@ class RuntimeService:
     def _remove_kernelspec(self, spec: RuntimeSpec) -> None:
         if _owns_kernel(spec):
             remove_kernelspec(self.kernels, spec.kernel_name)
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 def _library(name: str, version: str) -> dict[str, Any]:

@@ -66,7 +66,7 @@ class ConfigService:
                 self._cached = (time.monotonic(), self.store.load())
             stored = self._cached[1]
         values = {name: stored.get(name, self._default(name, prop)) for name, prop in PROPERTIES.items()}
-        values["maxExecuteNotebookContainersPerNode"] = self.settings.workers
+        values["maxExecuteNotebookContainersPerNode"] = self.settings.pool.workers
         return values
 
     def max_execute_minutes(self) -> float:
@@ -75,9 +75,7 @@ class ConfigService:
     def clean_age_hours(self) -> int:
         return int(self.current()["asyncJobsCleanAgeHours"])
 
-    def update(
-        self, caller: User, changes: dict[str, Any], *, replace_all: bool = False
-    ) -> dict[str, Any]:
+    def update(self, caller: User, changes: dict[str, Any], *, replace_all: bool = False) -> dict[str, Any]:
         """Validate and store ``changes``; with ``replace_all`` (family A), absent properties revert."""
         require_admin(caller, CONFIGURATION)
         if not isinstance(changes, dict) or not changes:
@@ -101,7 +99,7 @@ class ConfigService:
         return self.current()
 
     def _default(self, name: str, prop: Property) -> Any:
-        return getattr(self.settings, prop.default_from) if prop.default_from else prop.default
+        return self.settings.value_of(prop.default_from) if prop.default_from else prop.default
 
 
 def _coerce(name: str, value: Any, prop: Property) -> Any:

@@ -65,7 +65,8 @@ def user_content(request: Request, username: str, nb: Nb, user: SignedIn, params
         body,
         title=f"Content of {username}",
         links=[
-            Link(i["title"], f"/{nb.settings.context}/sharing/rest/content/items/{i['id']}") for i in items
+            Link(i["title"], f"/{nb.settings.server.context}/sharing/rest/content/items/{i['id']}")
+            for i in items
         ],
         operations=[Operation("addItem", "addItem", _ADD_FIELDS)],
     )
@@ -208,12 +209,12 @@ def item_info(request: Request, item_id: str, nb: Nb, user: SignedIn, params: Fo
         operations=[
             Operation(
                 "update",
-                f"/{nb.settings.context}/sharing/rest/content/users/{item.owner}/items/{item_id}/update",
+                f"/{nb.settings.server.context}/sharing/rest/content/users/{item.owner}/items/{item_id}/update",
                 _ADD_FIELDS,
             ),
             Operation(
                 "delete",
-                f"/{nb.settings.context}/sharing/rest/content/users/{item.owner}/items/{item_id}/delete",
+                f"/{nb.settings.server.context}/sharing/rest/content/users/{item.owner}/items/{item_id}/delete",
             ),
         ],
     )

@@ -110,7 +110,7 @@ async def execute(
     submitted = await asyncio.to_thread(nb.webtools.submit, user, service_name, task_name, params.values)
     tool = nb.webtools.callable(user, service_name)
     tool_params = nb.webtools.params(tool, task_name)
-    job = await _wait(nb, submitted.job_id, nb.settings.webtool_execute_wait_seconds)
+    job = await _wait(nb, submitted.job_id, nb.settings.webtools.webtool_execute_wait_seconds)
     out = nb.webtools.outcome(job, tool_params, task_name)
     if not out.ended:  # too slow to wait for: the caller polls …/jobs/<jobId> like after submitJob
         return respond(request, _job_view(job, tool_params, out), title=f"Job {job.job_id}")

@@ -31,7 +31,7 @@ def _job(nb: Nb, user: User, job_id: str) -> Job:
 
 
 def _job_page(request: Request, nb: Nb, job: Job) -> Response:
-    output = f"/{nb.settings.context}/admin/notebooks/jobs/{job.job_id}/output"
+    output = f"/{nb.settings.server.context}/admin/notebooks/jobs/{job.job_id}/output"
     ended = job.ended
     links = [Link("output (executed notebook, nbjobs extension)", output)] if ended else []
     return respond(
@@ -80,9 +80,7 @@ def notebook_job(request: Request, job_id: str, nb: Nb, user: SignedIn, params: 
 
 
 @operation(router, "/notebooks/jobs/{job_id}/cancel", summary="Cancel a notebook job", tags=TAGS)
-def notebook_job_cancel(
-    request: Request, job_id: str, nb: Nb, user: SignedIn, params: Form
-) -> Response:
+def notebook_job_cancel(request: Request, job_id: str, nb: Nb, user: SignedIn, params: Form) -> Response:
     _job(nb, user, job_id)
     nb.jobs.cancel(user.principal(), job_id)
     return respond(request, _SUCCESS, title="Cancelled")
@@ -95,9 +93,7 @@ def notebook_job_cancel(
     summary="nbjobs extension: the executed notebook of a job (outputs so far on failure/cancel)",
     tags=TAGS,
 )
-def notebook_job_output(
-    request: Request, job_id: str, nb: Nb, user: SignedIn, params: Form
-) -> Response:
+def notebook_job_output(request: Request, job_id: str, nb: Nb, user: SignedIn, params: Form) -> Response:
     return Response(
         _output(nb, user, job_id),
         media_type="application/x-ipynb+json",
@@ -176,7 +172,7 @@ def generic_job(request: Request, job_id: str, nb: Nb, user: SignedIn, params: F
     job = _job(nb, user, job_id)
     return respond(
         request,
-        job_generic(job, nb.settings.context, f"jobs/{job_id}"),
+        job_generic(job, nb.settings.server.context, f"jobs/{job_id}"),
         title=f"Job {job_id}",
         operations=[Operation("cancel", "cancel")],
     )

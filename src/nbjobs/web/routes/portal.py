@@ -60,7 +60,7 @@ def _portal_self(request: Request, nb: Nb, user: MaybeSignedIn) -> dict:
         "portalName": "nbjobs",
         "portalMode": "multitenant",
         "isPortal": True,
-        "portalHostname": f"{host}/{nb.settings.context}",
+        "portalHostname": f"{host}/{nb.settings.server.context}",
         "urlKey": None,
         "customBaseUrl": None,
         "allSSL": request.url.scheme == "https",
@@ -87,9 +87,7 @@ def portals_self(request: Request, nb: Nb, user: MaybeSignedIn, params: Form) ->
 
 
 @operation(router, "/portals/{portal_id}", summary="The organization by id", tags=TAGS)
-def portal_by_id(
-    request: Request, portal_id: str, nb: Nb, user: MaybeSignedIn, params: Form
-) -> Response:
+def portal_by_id(request: Request, portal_id: str, nb: Nb, user: MaybeSignedIn, params: Form) -> Response:
     if portal_id not in ("self", ORG_ID):
         raise UserNotFound(f"Portal '{portal_id}' does not exist.")
     return respond(

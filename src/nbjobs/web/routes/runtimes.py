@@ -196,8 +196,6 @@ def update_runtime(request: Request, runtime_id: str, nb: Nb, user: SignedIn, pa
 
 
 @operation(router, "/{runtime_id}/unregister", summary="Remove a runtime", methods=("POST",), tags=TAGS)
-def unregister_runtime(
-    request: Request, runtime_id: str, nb: Nb, user: SignedIn, params: Form
-) -> Response:
+def unregister_runtime(request: Request, runtime_id: str, nb: Nb, user: SignedIn, params: Form) -> Response:
     nb.runtimes.unregister(user, runtime_id)
     return respond(request, {"status": "success"}, title="Runtime unregistered")

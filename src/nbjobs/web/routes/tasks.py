@@ -151,9 +151,7 @@ def create_task(request: Request, username: str, nb: Nb, user: SignedIn, params:
 
 
 @operation(router, "/{task_id}", summary="One task", tags=TAGS)
-def get_task(
-    request: Request, username: str, task_id: str, nb: Nb, user: SignedIn, params: Form
-) -> Response:
+def get_task(request: Request, username: str, task_id: str, nb: Nb, user: SignedIn, params: Form) -> Response:
     task = nb.tasks.get(user, username, task_id)
     return respond(
         request,

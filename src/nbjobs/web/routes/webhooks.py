@@ -158,41 +158,31 @@ async def events_sink(request: Request, receiver_id: str, nb: Nb) -> Response:
     fields=_UPDATE_FIELDS,
     tags=TAGS,
 )
-def update_receiver(
-    request: Request, receiver_id: str, nb: Nb, user: SignedIn, params: Form
-) -> Response:
+def update_receiver(request: Request, receiver_id: str, nb: Nb, user: SignedIn, params: Form) -> Response:
     nb.webhooks.update(user, receiver_id, _spec(params, update=True))
     return respond(request, {"status": "success"}, title="Receiver updated")
 
 
 @operation(admin, "/{receiver_id}/enable", summary="Enable a receiver", methods=("POST",), tags=TAGS)
-def enable_receiver(
-    request: Request, receiver_id: str, nb: Nb, user: SignedIn, params: Form
-) -> Response:
+def enable_receiver(request: Request, receiver_id: str, nb: Nb, user: SignedIn, params: Form) -> Response:
     nb.webhooks.set_disabled(user, receiver_id, False)
     return respond(request, {"status": "success"}, title="Receiver enabled")
 
 
 @operation(admin, "/{receiver_id}/disable", summary="Disable a receiver", methods=("POST",), tags=TAGS)
-def disable_receiver(
-    request: Request, receiver_id: str, nb: Nb, user: SignedIn, params: Form
-) -> Response:
+def disable_receiver(request: Request, receiver_id: str, nb: Nb, user: SignedIn, params: Form) -> Response:
     nb.webhooks.set_disabled(user, receiver_id, True)
     return respond(request, {"status": "success"}, title="Receiver disabled")
 
 
 @operation(admin, "/{receiver_id}/delete", summary="Delete a receiver", methods=("POST",), tags=TAGS)
-def delete_receiver(
-    request: Request, receiver_id: str, nb: Nb, user: SignedIn, params: Form
-) -> Response:
+def delete_receiver(request: Request, receiver_id: str, nb: Nb, user: SignedIn, params: Form) -> Response:
     nb.webhooks.delete(user, receiver_id)
     return respond(request, {"status": "success"}, title="Receiver deleted")
 
 
 @operation(admin, "/{receiver_id}/validate", summary="Check a receiver could start a job", tags=TAGS)
-def validate_receiver(
-    request: Request, receiver_id: str, nb: Nb, user: SignedIn, params: Form
-) -> Response:
+def validate_receiver(request: Request, receiver_id: str, nb: Nb, user: SignedIn, params: Form) -> Response:
     nb.webhooks.validate(user, receiver_id)
     return respond(request, {"status": "success"}, title="Receiver valid")
 

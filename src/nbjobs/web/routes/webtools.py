@@ -156,7 +156,9 @@ def get_service(request: Request, service_name: str, nb: Nb, user: SignedIn, par
         request,
         service_view(request, nb, tool),
         title=tool.title,
-        links=[Link("GP service", f"/{nb.settings.context}/rest/services/{tool.service_name}/GPServer")],
+        links=[
+            Link("GP service", f"/{nb.settings.server.context}/rest/services/{tool.service_name}/GPServer")
+        ],
         operations=[Operation("edit", "edit", ("serviceProperties",)), Operation("delete", "delete")],
     )
 
@@ -177,8 +179,6 @@ def edit_service(request: Request, service_name: str, nb: Nb, user: SignedIn, pa
 @operation(
     router, "/{service_name}.GPServer/delete", summary="Delete a web tool", methods=("POST",), tags=TAGS
 )
-def delete_service(
-    request: Request, service_name: str, nb: Nb, user: SignedIn, params: Form
-) -> Response:
+def delete_service(request: Request, service_name: str, nb: Nb, user: SignedIn, params: Form) -> Response:
     nb.webtools.delete(user, service_name)
     return respond(request, _SUCCESS, title="Service deleted")
