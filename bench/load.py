@@ -74,6 +74,7 @@ def seed_ended_jobs(
     from nbjobs.clock import now_ms
     from nbjobs.errors import UserExists
     from nbjobs.models.jobs import Failure, FailureReason, JobInputs
+    from nbjobs.models.parameters import parse_parameters
     from nbjobs.models.runtimes import DEFAULT_RUNTIME
     from nbjobs.service.accounts.users import UserService
     from nbjobs.settings import load_settings
@@ -117,7 +118,7 @@ def seed_ended_jobs(
                         "inputs": JobInputs(
                             item_id=f"{rng.getrandbits(128):032x}",
                             update_portal_item=False,
-                            notebook_parameters={"x": rng.randint(0, 1000)},
+                            notebook_parameters=parse_parameters({"x": rng.randint(0, 1000)}),
                         ).to_wire(),
                         "results": {
                             "cellsExecuted": cells,

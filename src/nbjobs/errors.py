@@ -266,3 +266,15 @@ class WebToolFailed(NbJobsError):
     """Error executing tool."""
 
     code = 500  # what a synchronous GP execute answers when the tool fails
+
+
+# -- notifications ------------------------------------------------------------------------------------
+
+
+class InvalidNotificationRule(InvalidRequest):
+    """A notification rule that cannot be used: unknown event, bad address or URL, missing secret."""
+
+
+class NotificationTargetRefused(InvalidNotificationRule):
+    """A notification URL whose host is (or resolves to) a loopback, private, link-local or otherwise
+    reserved address, and is not on the admin's allow-list (server-side request forgery)."""

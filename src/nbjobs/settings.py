@@ -176,6 +176,40 @@ class WebToolSettings:
 
 
 @dataclass(frozen=True)
+class LoggingSettings:
+    """What a process writes to stderr, and how many records wait for the logs resource's store."""
+
+    log_format: str = setting("text", "NBJOBS_LOG_FORMAT")  # text | json (one JSON object per line)
+    log_level: str = setting("INFO", "NBJOBS_LOG_LEVEL")  # the process's level (Python names)
+    # records queued for the store between flushes (about 1 s); more are dropped and counted
+    log_buffer_size: int = setting(10000, "NBJOBS_LOG_BUFFER_SIZE")
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    """The unauthenticated scrape listener (docs/observability.md); /admin/metrics needs no setting."""
+
+    # serve /metrics without a token on this port (serve and `nbjobs worker`); 0 = off
+    metrics_port: int = setting(0, "NBJOBS_METRICS_PORT")
+    metrics_host: str = setting("127.0.0.1", "NBJOBS_METRICS_HOST")  # loopback unless opened on purpose
+
+
+@dataclass(frozen=True)
+class NotificationSettings:
+    """Notifications of job events: how often the outbox is scanned and sent, timeouts and retries.
+    SMTP and the admin's allow-list live in the store (admin API ``notifications/settings``)."""
+
+    notify_interval_seconds: float = setting(1.0, "NBJOBS_NOTIFY_INTERVAL_SECONDS")
+    notify_timeout_seconds: float = setting(10.0, "NBJOBS_NOTIFY_TIMEOUT_SECONDS")  # per attempt
+    notify_retry_base_seconds: float = setting(10.0, "NBJOBS_NOTIFY_RETRY_BASE_SECONDS")
+    notify_retry_max_seconds: float = setting(3600.0, "NBJOBS_NOTIFY_RETRY_MAX_SECONDS")
+    notify_retry_window_hours: float = setting(24.0, "NBJOBS_NOTIFY_RETRY_WINDOW_HOURS")
+    notify_senders: int = setting(4, "NBJOBS_NOTIFY_SENDERS")  # sender threads
+    # hosts / CIDRs a notification URL may reach although private or loopback (comma-separated)
+    notify_allow_list: str = setting("", "NBJOBS_NOTIFY_ALLOW_LIST")
+
+
+@dataclass(frozen=True)
 class Settings:
     """Every knob nbjobs reads, by group. Nothing below the CLI looks at ``os.environ``."""
 
@@ -188,6 +222,9 @@ class Settings:
     housekeeping: HousekeepingSettings = field(default_factory=HousekeepingSettings)
     broker: BrokerSettings = field(default_factory=BrokerSettings)
     webtools: WebToolSettings = field(default_factory=WebToolSettings)
+    notifications: NotificationSettings = field(default_factory=NotificationSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
 
     def validate(self) -> Settings:
         """Return self, or raise ConfigurationError naming the first bad value."""
@@ -211,6 +248,9 @@ class Settings:
         for name in ("max_upload_bytes", "max_request_bytes"):
             if self.value_of(name) <= 0:
                 raise ConfigurationError(f"{name} must be a positive number, got {self.value_of(name)}")
+        for name in _NOTIFY_POSITIVE:
+            if self.value_of(name) <= 0:
+                raise ConfigurationError(f"{name} must be a positive number, got {self.value_of(name)}")
         if broker.broker_transport_options:
             try:
                 options = json.loads(broker.broker_transport_options)
@@ -218,6 +258,19 @@ class Settings:
                 raise ConfigurationError(f"NBJOBS_BROKER_TRANSPORT_OPTIONS is not JSON: {exc}") from exc
             if not isinstance(options, dict):
                 raise ConfigurationError("NBJOBS_BROKER_TRANSPORT_OPTIONS must be a JSON object")
+        logs = self.logging
+        if logs.log_format not in ("text", "json"):
+            raise ConfigurationError(f"NBJOBS_LOG_FORMAT must be text or json, got {logs.log_format!r}")
+        if logs.log_level.upper() not in ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"):
+            raise ConfigurationError(
+                f"NBJOBS_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {logs.log_level!r}"
+            )
+        if logs.log_buffer_size <= 0:
+            raise ConfigurationError(f"log_buffer_size must be a positive number, got {logs.log_buffer_size}")
+        if not 0 <= self.metrics.metrics_port <= 65535:
+            raise ConfigurationError(
+                f"NBJOBS_METRICS_PORT must be 0 (off) to 65535, got {self.metrics.metrics_port}"
+            )
         context = self.server.context
         if not context or "/" in context:
             raise ConfigurationError(f"context must be one path segment, got {context!r}")
@@ -290,6 +343,14 @@ def _table() -> dict[str, SettingField]:
 FIELDS: Mapping[str, SettingField] = types.MappingProxyType(_table())
 """Every settings field by its (flat, unique) name: its group and its environment variable."""
 
+_NOTIFY_POSITIVE = (
+    "notify_interval_seconds",
+    "notify_timeout_seconds",
+    "notify_retry_base_seconds",
+    "notify_retry_max_seconds",
+    "notify_retry_window_hours",
+    "notify_senders",
+)
 _NON_NEGATIVE = (
     "max_jobs_per_user",
     "max_queued_jobs_per_user",

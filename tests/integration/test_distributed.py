@@ -285,3 +285,22 @@ def _start_redis() -> None:
     )
     ping = ["redis-cli", "ping"]
     wait_until(lambda: subprocess.run(ping, capture_output=True).returncode == 0, 10, "Redis")
+
+
+def test_a_retried_job_runs_its_next_attempt_on_a_worker_after_its_backoff(cluster, golden, tmp_path):
+    """The worker's supervisor puts the failed attempt back to SUBMITTED; nobody publishes it then: the
+    API's reconciler sends it once the backoff is over (dispatched before ``not_before``)."""
+    from nbjobs.models.jobs import RetryPolicy
+
+    c = cluster
+    marker = tmp_path / "flaky"
+    params = parse_parameters({"marker": str(marker), "die_first": 1})
+    policy = RetryPolicy(max_retries=2, min_interval_seconds=1.0)
+    job = c.api.service.submit(ALICE, golden("flaky.ipynb"), parameters=params, retry=policy)
+    ended = c.wait_job(job.job_id, lambda j: j.ended, 90)
+    assert ended.status == JobStatus.COMPLETED and ended.attempt == 2
+    assert marker.read_text().splitlines() == [job.job_id, job.job_id]
+    first, second = ended.attempts
+    assert first.failure.reason == FailureReason.KERNEL_DIED and first.retried
+    assert ended.start_time >= first.end_time + 1000  # the backoff held on the worker side too
+    assert second.status == JobStatus.COMPLETED and second.attempt == 2

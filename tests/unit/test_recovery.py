@@ -76,3 +76,21 @@ def test_abandon_ends_this_process_jobs_and_wakes_their_supervisors(parts):
     assert sorted(woken) == sorted([mine.job_id, retried.job_id])
     assert [j.job_id for j in requeued] == [retried.job_id]
     assert store.get(theirs.job_id).status == JobStatus.EXECUTING
+
+
+def test_a_second_reaper_with_a_stale_view_cannot_fail_a_requeued_job(parts):
+    """Server and workers all reap: two may read the same expired job. The first re-queues it by its
+    policy; the second's write, fenced by status (running only) as well as attempt, changes nothing.
+    (Found by the Celery kill -9 test under load: SUBMITTED -> FAILED is a legal move, so an attempt
+    fence alone let the stale reaper fail the job it had just seen re-queued.)"""
+    from nbjobs.service.jobs.recovery import end_lost
+
+    clock, store, _, _, jobs, _, _ = parts
+    job = jobs.submit(ALICE, b"nb", retry_on_worker_lost=1)
+    store.claim_next("host/1-a/0", clock(), LEASE)
+    clock.advance(LEASE + 1)
+    [stale] = store.expired(clock())  # both reapers read the job while it is EXECUTING
+    first = end_lost(store, stale, clock, "lost")
+    assert first is not None and first.status == JobStatus.SUBMITTED
+    assert end_lost(store, stale, clock, "lost") is None
+    assert store.get(job.job_id).status == JobStatus.SUBMITTED

@@ -20,6 +20,7 @@ def main() -> None:
 
 def _register() -> None:
     from nbjobs.cli.db import db
+    from nbjobs.cli.notify import notify
     from nbjobs.cli.run import run
     from nbjobs.cli.runtimes import runtimes
     from nbjobs.cli.serve import serve
@@ -36,6 +37,7 @@ def _register() -> None:
     main.add_command(runtimes)
     main.add_command(worker)
     main.add_command(webtools)
+    main.add_command(notify)
 
 
 _register()

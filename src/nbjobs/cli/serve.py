@@ -65,11 +65,10 @@ def serve(
     import uvicorn
 
     from nbjobs.roots.server import Server
+    from nbjobs.telemetry.logs import configure_logging
     from nbjobs.web.app import create_app
     from nbjobs.web.tls import ensure_self_signed
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations say what they ran only on failure
     try:
         settings = load_settings(
             host=host,
@@ -81,6 +80,7 @@ def serve(
             insecure_http=insecure_http,
             drain_seconds=drain_seconds,
         )
+        configure_logging(settings)  # NBJOBS_LOG_FORMAT (text|json), NBJOBS_LOG_LEVEL
         if (settings.server.cert_file is None) != (settings.server.key_file is None):
             raise click.UsageError("--cert and --key go together")
         server = Server.from_settings(settings)
@@ -128,6 +128,7 @@ def serve(
             host=settings.server.host,
             port=settings.server.port,
             log_level="warning",
+            log_config=None,  # uvicorn's lines go through ours (configure_logging), its access log is off
             ssl_certfile=ssl_certfile,
             ssl_keyfile=ssl_keyfile,
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
@@ -48,11 +47,16 @@ from nbjobs.errors import NbJobsError
     "lost. [env NBJOBS_DRAIN_SECONDS; default 600]",
 )
 @click.option(
+    "--metrics-port",
+    type=click.IntRange(min=0, max=65535),
+    help="Serve this worker's Prometheus metrics without a token at http://HOST:PORT/metrics (HOST: "
+    "NBJOBS_METRICS_HOST, default 127.0.0.1); 0: off. [env NBJOBS_METRICS_PORT; default 0]",
+)
+@click.option(
     "--loglevel",
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-    default="INFO",
-    show_default=True,
-    help="Logging level.",
+    default=None,
+    help="Logging level. [env NBJOBS_LOG_LEVEL; default INFO; NBJOBS_LOG_FORMAT=json: JSON lines]",
 )
 def worker(
     runtime_keys: tuple[str, ...],
@@ -61,7 +65,8 @@ def worker(
     database_url: str | None,
     data_dir: Path | None,
     drain_seconds: float | None,
-    loglevel: str,
+    metrics_port: int | None,
+    loglevel: str | None,
 ) -> None:
     """Run jobs of the given runtimes that the server publishes to the broker (Celery).
 
@@ -81,15 +86,17 @@ def worker(
     """
     from nbjobs.roots.worker import Worker
     from nbjobs.settings import load_settings
+    from nbjobs.telemetry.logs import configure_logging
 
-    logging.basicConfig(
-        level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         settings = load_settings(
-            broker_url=broker_url, database_url=database_url, data_dir=data_dir, drain_seconds=drain_seconds
+            broker_url=broker_url,
+            database_url=database_url,
+            data_dir=data_dir,
+            drain_seconds=drain_seconds,
+            metrics_port=metrics_port,
         )
+        configure_logging(settings, level=loglevel)  # NBJOBS_LOG_FORMAT; --loglevel over NBJOBS_LOG_LEVEL
         if not settings.broker.broker_url:
             raise click.UsageError("a broker is required: --broker-url or NBJOBS_BROKER_URL")
         if not settings.store.database_url:
@@ -102,4 +109,4 @@ def worker(
     node = worker_.node
     names = ", ".join(f"{s.name} ({q})" for s, q in zip(node.runtimes, node.queues, strict=True))
     click.echo(f"nbjobs worker {node.worker_id}: {node.concurrency} slot(s) for {names}", err=True)
-    sys.exit(worker_.run(loglevel=loglevel.upper()))
+    sys.exit(worker_.run(loglevel=(loglevel or settings.logging.log_level).upper()))

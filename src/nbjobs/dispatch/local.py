@@ -12,6 +12,7 @@ import time
 
 from nbjobs.clock import Clock
 from nbjobs.dispatch.base import JobRunner
+from nbjobs.models.events import Slots
 from nbjobs.models.jobs import Job
 from nbjobs.models.stores import JobStore
 from nbjobs.settings import Settings
@@ -38,6 +39,8 @@ class LocalDispatcher:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._busy = 0  # slots running a job now
+        self._busy_lock = threading.Lock()
 
     def notify(self, _job: Job | None = None) -> None:
         """A job was submitted: wake an idle worker now instead of at its next poll."""
@@ -52,7 +55,17 @@ class LocalDispatcher:
         if job is None:
             return None
         log.info("worker %s runs job %s (attempt %s)", slot, job.job_id, job.attempt)
-        return self.supervisor.run(job) or job
+        with self._busy_lock:
+            self._busy += 1
+        try:
+            return self.supervisor.run(job) or job
+        finally:
+            with self._busy_lock:
+                self._busy -= 1
+
+    def slots(self) -> Slots:
+        """The pool's threads and how many run a job now (the metrics read it at scrape time)."""
+        return Slots(self._busy, len(self._threads))
 
     def run(self, *, burst: bool = False) -> list[Job]:
         """Run jobs in this thread until none is waiting (burst) — the deterministic mode for tests."""

@@ -1,7 +1,9 @@
 """The job runner process: ``python -m nbjobs.execution.runner < request.json``.
 
 It runs one notebook through the engine and speaks to its supervisor as JSON lines on stdout:
-``{"event": "kernel", "pid": N}``, ``{"event": "progress", ...}`` and a final ``{"event": "done", ...}``.
+``{"event": "kernel", "pid": N, "seconds": S, "warm": W}`` (how long the kernel took to start, and
+whether the pool's runner started it ahead), ``{"event": "progress", ...}`` and a final
+``{"event": "done", ...}``.
 The executed notebook goes to the ``output`` path given in the request. The runner touches no
 database: the supervisor is the single writer of job state.
 """
@@ -16,6 +18,7 @@ import os
 import select
 import signal
 import sys
+import time
 from dataclasses import fields
 from pathlib import Path
 from typing import IO, Any
@@ -47,9 +50,15 @@ def request_from_json(raw: bytes) -> tuple[ExecutionRequest, Path]:
 
 
 class _EventListener:
-    def __init__(self, stream: IO[str]) -> None:
+    """Writes the run's events. ``warm`` and ``warm_seconds``: the kernel started ahead and how long that
+    took; a kernel started for the request (cold) took the time from the request to ``kernel_started``."""
+
+    def __init__(self, stream: IO[str], warm: WarmKernel | None = None, warm_seconds: float = 0.0) -> None:
         self.stream = stream
         self.stop_requested = False
+        self.warm = warm
+        self.warm_seconds = warm_seconds
+        self.created = time.monotonic()
 
     def should_stop(self) -> bool:
         return self.stop_requested
@@ -59,7 +68,9 @@ class _EventListener:
         self.stream.flush()
 
     def kernel_started(self, pid: int) -> None:
-        self.emit(event="kernel", pid=pid)
+        warm = self.warm is not None and self.warm.pid == pid  # the job may not use the warm one
+        seconds = self.warm_seconds if warm else time.monotonic() - self.created
+        self.emit(event="kernel", pid=pid, seconds=round(seconds, 4), warm=warm)
 
     def progress(self, percent: int, message: str, cell_index: int) -> None:
         self.emit(event="progress", percent=percent, message=message, cell=cell_index)
@@ -118,11 +129,14 @@ def main(argv: list[str] | None = None) -> int:
     os.close(log_fd)
 
     warm = None
+    warm_seconds = 0.0
     if options.kernel and kernel_exists(options.kernel):
         try:
+            began = time.monotonic()
             warm = WarmKernel.start(
                 options.kernel, os.getcwd(), dict(os.environ), options.stream_cap, options.run_as
             )
+            warm_seconds = time.monotonic() - began
             Path(f"runner-{os.getpid()}.ready").touch()  # the pool prefers runners that are ready
         except Exception as exc:  # the job will try a cold start and report what fails
             print(f"warm kernel {options.kernel!r} did not start: {exc}", file=sys.stderr)
@@ -132,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             warm.discard()
         return 0
     request, output = request_from_json(raw)
-    listener = _EventListener(events)
+    listener = _EventListener(events, warm, warm_seconds)
     signal.signal(signal.SIGUSR1, lambda *_: setattr(listener, "stop_requested", True))
     outcome = execute(request, listener, warm)
     if outcome.notebook is not None:

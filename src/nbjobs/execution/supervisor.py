@@ -8,6 +8,8 @@ final status (decided by ``verdict.py``), and every write it makes is fenced by 
 
 from __future__ import annotations
 
+import contextvars
+import dataclasses
 import json
 import logging
 import os
@@ -29,10 +31,20 @@ from nbjobs.execution.runner import request_to_json
 from nbjobs.execution.stopping import StagedStop, kill_run, sweep
 from nbjobs.execution.verdict import RunEnd, results_of, verdict
 from nbjobs.execution.warm_pool import WarmPool
-from nbjobs.models.jobs import OUTPUT, RUNNING, Failure, FailureReason, Job, JobStatus, JobUpdate
+from nbjobs.models.events import NO_EVENTS, JobEvents, PoolState
+from nbjobs.models.jobs import (
+    OUTPUT,
+    RUNNING,
+    Failure,
+    FailureReason,
+    Job,
+    JobStatus,
+    retry_or_end,
+)
 from nbjobs.models.runtimes import RuntimeSpec
 from nbjobs.models.stores import JobStore
 from nbjobs.settings import Settings
+from nbjobs.telemetry.logs import job_context
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +70,10 @@ class Supervisor:
         limits: LimitBackend | None = None,
         credentials: CredentialIssuer | None = None,
         max_minutes: Callable[[], float] | None = None,
+        events: JobEvents = NO_EVENTS,
     ) -> None:
         self.store = store
+        self.events = events  # told of each job started, its kernel's start, and each end it wrote
         self.settings = settings
         self.clock = clock
         self.runtimes = runtimes or (lambda runtime_id: None)
@@ -102,6 +116,12 @@ class Supervisor:
         for pool in pools:
             pool.fill()
 
+    def pool_states(self) -> list[PoolState]:
+        """Every warm pool's ready kernels and takes (read by the metrics at scrape time)."""
+        with self._pools_lock:
+            pools = list(self._pools.values())
+        return [pool.state() for pool in pools]
+
     def wake(self, job_id: str) -> None:
         """Something changed for ``job_id`` (a cancel): look at its row now, not at the next poll."""
         run = self._running.get(job_id)
@@ -124,13 +144,21 @@ class Supervisor:
         return RuntimeSpec(rt.runtime_id, rt.name, rt.version, rt.kernel_name)
 
     def run(self, job: Job) -> Job | None:
-        """Execute a job this worker has claimed; returns the ended job, or None if fenced out."""
+        """Execute a job this worker has claimed; returns the ended job, or None if fenced out. Every
+        line logged meanwhile carries the job's id, owner and runtime; a FAILED end is a WARNING."""
+        with job_context(job.job_id, job.username, job.runtime.runtime_id):
+            ended = self._run(job)
+            log_end(job, ended)
+            return ended
+
+    def _run(self, job: Job) -> Job | None:
         workdir = self.settings.store.data_dir / "jobs" / f"{job.job_id}-{job.attempt}"
         spec = self.spec_of(job)
         pool = self.pool_for(spec.kernel_name)
         try:
             run = _Run(self, job, spec, pool, workdir)
             self._running[job.job_id] = run
+            self.events.started(job)
             try:
                 return run.run()
             finally:
@@ -139,6 +167,20 @@ class Supervisor:
             pool.release()
             if not self.settings.execution.keep_job_dirs:
                 shutil.rmtree(workdir, ignore_errors=True)
+
+
+def log_end(job: Job, ended: Job | None) -> None:
+    """The job's end in the log: FAILED at WARNING (with its reason), other ends at INFO."""
+    if ended is None:
+        log.info("job %s attempt %s was fenced out: another attempt or the reaper ended it", job.job_id,
+                 job.attempt)  # fmt: skip
+    elif ended.status == JobStatus.FAILED:
+        failure = ended.failure
+        reason = str(failure.reason) if failure is not None else "unknown"
+        message = (failure.message if failure is not None else "")[:500]
+        log.warning("job %s attempt %s FAILED (%s): %s", job.job_id, job.attempt, reason, message)
+    else:
+        log.info("job %s attempt %s ended %s", job.job_id, job.attempt, ended.status)
 
 
 class _Run:
@@ -207,7 +249,8 @@ class _Run:
         proc = runner.proc
         self.proc = proc
         self.store.set_processes(job.job_id, job.attempt, proc.pid, 0)
-        reader = threading.Thread(target=self._read, args=(proc,), daemon=True)
+        # the reader logs about this job too: it runs in a copy of this thread's log context
+        reader = threading.Thread(target=contextvars.copy_context().run, args=(self._read, proc), daemon=True)
         reader.start()
         try:
             assert proc.stdin is not None
@@ -306,6 +349,8 @@ class _Run:
             self.store.set_processes(job.job_id, job.attempt, runner_pid, self.kernel_pid)
             if self.stop is not None:  # a cancel arrived while the kernel was starting
                 self.stop.kernel_started(self.kernel_pid)
+            if "seconds" in event:
+                self.sup.events.kernel_started(job, float(event["seconds"]), warm=bool(event.get("warm")))
         elif kind == "progress" and self.stop is None:
             self.progress = (int(event["percent"]), str(event["message"]))
             self.progress_pending = True
@@ -355,14 +400,30 @@ class _Run:
 
     def _end(self, status: JobStatus, failure: Failure | None, results: dict[str, Any]) -> Job | None:
         job = self.job
+        now = self.clock()
         percent, message = self.progress or (None, None)
-        update = JobUpdate(
-            failure=failure,
+        target, how = retry_or_end(job, status, failure, now)
+        update = dataclasses.replace(
+            how,
             results=results,
             progress_percent=100 if failure is None else percent,
-            progress_message=message,
+            progress_message=how.progress_message or message,
         )
-        ended = self.store.transition(job.job_id, status, self.clock(), attempt=job.attempt, update=update)
+        ended = self.store.transition(
+            job.job_id, target, now, attempt=job.attempt, update=update, expected=RUNNING
+        )
+        if ended is None and target == JobStatus.SUBMITTED:
+            # A cancel came first (CANCELLING never goes back to SUBMITTED): this attempt is the last.
+            last = (*job.attempts, job.ended_attempt(status, failure, now, retried=False))
+            update = dataclasses.replace(update, not_before=None, worker_id=None, lease_expires=None,
+                                         failure=failure, attempts=last)  # fmt: skip
+            ended = self.store.transition(
+                job.job_id, status, now, attempt=job.attempt, update=update, expected=RUNNING
+            )
+        elif ended is not None and target == JobStatus.SUBMITTED:
+            log.warning("job %s: %s", job.job_id, how.progress_message)
+        if ended is not None and ended.ended:
+            self.sup.events.ended(ended)  # the write that won; a retry (SUBMITTED again) is no end
         # None: someone else ended or re-ran the job meanwhile (the reaper, a newer attempt); theirs stands.
         return ended or self.store.get(job.job_id)
 

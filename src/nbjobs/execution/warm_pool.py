@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nbjobs.execution.processes import kill_process_tree
+from nbjobs.models.events import PoolState
 from nbjobs.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,8 @@ class WarmPool:
         self._stopping = threading.Event()
         self._filler: threading.Thread | None = None
         self._in_flight = 0
+        self.hits = 0  # takes that found a runner with its kernel ready
+        self.misses = 0  # takes that found none ready: a runner still warming up, or a cold start
 
     def spawn(self, kernel_name: str) -> Runner:
         """Start a runner that starts ``kernel_name`` at once (in the calling thread)."""
@@ -128,10 +131,18 @@ class WarmPool:
                 self._ready.remove(candidate)
                 runner = candidate
                 break
+            if runner is not None and runner.warm:
+                self.hits += 1
+            else:
+                self.misses += 1
             self._in_flight += 1
         # No refill yet: starting a runner and its kernel costs ~0.5 CPU-seconds, which would compete with
         # the job that just took one. ``release`` (the job ended) or the filler's next round refills.
         return runner if runner is not None else self.spawn(kernel_name)
+
+    def state(self) -> PoolState:
+        """Ready kernels now and the takes so far (the metrics read it at scrape time)."""
+        return PoolState(self.kernel_name, self.warm_count(), self.hits, self.misses)
 
     def release(self) -> None:
         """A job that took a runner has ended: refill now."""

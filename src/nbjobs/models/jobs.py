@@ -179,6 +179,116 @@ class Failure:
         )
 
 
+# Failure reasons a retry policy may name. Never a cancel (the user asked for the end), nor what another
+# attempt cannot change (a notebook or parameters that are invalid, a kernel that is not installed).
+RETRYABLE = frozenset(
+    {
+        FailureReason.WORKER_LOST,
+        FailureReason.KERNEL_DIED,
+        FailureReason.TIMEOUT,
+        FailureReason.CELL_ERROR,
+        FailureReason.MEMORY_LIMIT,
+        FailureReason.RUNNER_ERROR,
+        FailureReason.OUTPUT_MISSING,
+    }
+)
+DEFAULT_RETRY_ON = frozenset({FailureReason.WORKER_LOST, FailureReason.KERNEL_DIED})
+MAX_RETRIES = 10
+MAX_RETRY_INTERVAL_SECONDS = 24 * 3600
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When a failed attempt runs again, as the same job with the next attempt number.
+
+    ``max_retries`` more attempts at most; before attempt n + 1 the job waits
+    ``min_interval_seconds * 2 ** (n - 1)`` (exponential backoff, capped at a day); a timeout retries
+    only with ``retry_on_timeout``; other reasons when listed in ``retry_on`` (default: the worker was
+    lost or the kernel died — what a new process can fix)."""
+
+    max_retries: int = 0
+    min_interval_seconds: float = 0.0
+    retry_on_timeout: bool = False
+    retry_on: frozenset[FailureReason] = DEFAULT_RETRY_ON
+
+    def applies(self, reason: FailureReason, attempt: int) -> bool:
+        """True when the failure of attempt ``attempt`` (1-based) for ``reason`` is retried."""
+        if attempt > self.max_retries or reason not in RETRYABLE:
+            return False
+        if reason == FailureReason.TIMEOUT:
+            return self.retry_on_timeout or reason in self.retry_on
+        return reason in self.retry_on
+
+    def delay_ms(self, attempt: int) -> int:
+        """How long after the end of attempt ``attempt`` the next one may start."""
+        seconds = self.min_interval_seconds * 2 ** max(attempt - 1, 0)
+        return int(min(seconds, MAX_RETRY_INTERVAL_SECONDS) * 1000)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "maxRetries": self.max_retries,
+            "minRetryIntervalSeconds": self.min_interval_seconds,
+            "retryOnTimeout": self.retry_on_timeout,
+            "retryOn": sorted(str(r) for r in self.retry_on),
+        }
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any] | None) -> RetryPolicy:
+        """The policy this server stored (trusted: checked when it was given)."""
+        if not data:
+            return cls()
+        return cls(
+            max_retries=int(data.get("maxRetries", 0)),
+            min_interval_seconds=float(data.get("minRetryIntervalSeconds", 0.0)),
+            retry_on_timeout=bool(data.get("retryOnTimeout", False)),
+            retry_on=frozenset(FailureReason(r) for r in data.get("retryOn", DEFAULT_RETRY_ON)),
+        )
+
+
+NO_RETRIES = RetryPolicy()
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One ended attempt of a job, as its history shows it."""
+
+    attempt: int
+    start_time: int
+    end_time: int
+    worker_id: str
+    status: JobStatus  # how it ended: FAILED (retried or not), COMPLETED or CANCELLED
+    failure: Failure | None = None
+    retried: bool = False  # a next attempt followed
+
+    def to_wire(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "attempt": self.attempt,
+            "startTime": self.start_time,
+            "endTime": self.end_time,
+            "workerId": self.worker_id,
+            "status": str(self.status),
+            "retried": self.retried,
+        }
+        if self.failure is not None:
+            out["failure"] = {"reason": str(self.failure.reason), "message": self.failure.message}
+        return out
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> Attempt:
+        failure = data.get("failure")
+        return cls(
+            attempt=int(data["attempt"]),
+            start_time=int(data.get("startTime", 0)),
+            end_time=int(data.get("endTime", 0)),
+            worker_id=str(data.get("workerId", "")),
+            status=JobStatus(data["status"]),
+            failure=Failure(FailureReason(failure["reason"]), failure.get("message", ""))
+            if failure
+            else None,
+            retried=bool(data.get("retried", False)),
+        )
+
+
 @dataclass(frozen=True)
 class Job:
     """One unit of work as stored. Rendering to the ArcGIS views lives in the web layer."""
@@ -201,17 +311,50 @@ class Job:
     cancel_requested: bool = False
     worker_id: str = ""
     lease_expires: int = 0
-    retry_on_worker_lost: int = 0
+    retry_on_worker_lost: int = 0  # the older opt-in: re-run this many times when the worker is lost
+    retry: RetryPolicy = NO_RETRIES
+    not_before: int = 0  # a retried job waits until then (epoch ms) before it may be claimed
+    attempts: tuple[Attempt, ...] = ()  # the ended attempts, oldest first
 
     @property
     def ended(self) -> bool:
         return self.status in ENDED
 
+    def retries_after(self, failure: Failure) -> bool:
+        """True when this attempt, ending with ``failure``, is followed by another one."""
+        if failure.reason == FailureReason.WORKER_LOST and self.attempt <= self.retry_on_worker_lost:
+            return True
+        return self.retry.applies(failure.reason, self.attempt)
+
+    def ended_attempt(
+        self, status: JobStatus, failure: Failure | None, now: int, *, retried: bool
+    ) -> Attempt:
+        """The history entry of the running attempt ending now."""
+        return Attempt(self.attempt, self.start_time, now, self.worker_id, status, failure, retried)
+
 
 INPUT = "input"
-
-
 OUTPUT = "output"
+
+
+def retry_or_end(
+    job: Job, status: JobStatus, failure: Failure | None, now: int
+) -> tuple[JobStatus, JobUpdate]:
+    """How the running attempt of ``job`` ends: the status to write and what else to set. A failure the
+    job's policy retries puts it back to SUBMITTED, to be claimed again (attempt + 1) after its backoff;
+    anything else is the end. Either way the attempt joins the job's history."""
+    retried = status == JobStatus.FAILED and failure is not None and job.retries_after(failure)
+    history = (*job.attempts, job.ended_attempt(status, failure, now, retried=retried))
+    if retried:
+        assert failure is not None
+        wait = job.retry.delay_ms(job.attempt)
+        message = f"Attempt {job.attempt} failed ({failure.reason}); retrying"
+        if wait:
+            message += f" in {wait / 1000:g} s"
+        return JobStatus.SUBMITTED, JobUpdate(
+            worker_id="", lease_expires=0, not_before=now + wait, attempts=history, progress_message=message
+        )
+    return status, JobUpdate(failure=failure, attempts=history)
 
 
 @dataclass(frozen=True)
@@ -228,6 +371,8 @@ class JobUpdate:
     worker_id: str | None = None
     lease_expires: int | None = None
     attempt: int | None = None
+    not_before: int | None = None
+    attempts: tuple[Attempt, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,17 @@ Every pair of implementations runs under one contract suite in tests/unit/contra
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from nbjobs.models.accounts import Token, User
 from nbjobs.models.automation import Delivery, Firing, Receiver, RunStatus, Task, TaskRun, TaskState
+from nbjobs.models.events import JobCount
 from nbjobs.models.items import Item, Upload
 from nbjobs.models.jobs import Job, JobStatus, JobUpdate, Waiting
+from nbjobs.models.logs import LogMessage, LogQuery
+from nbjobs.models.notifications import Attempt, DeliveryStatus, Rule, Watch
+from nbjobs.models.notifications import Delivery as NotificationDelivery
 from nbjobs.models.runtimes import RuntimeSpec
 from nbjobs.models.webtools import WebTool, WebToolCall
 from nbjobs.models.workers import WorkerRecord
@@ -41,6 +45,9 @@ class JobStore(Protocol):
 
     def count(self, *, username: str | None = None, statuses: frozenset[JobStatus] | None = None) -> int:
         """How many jobs ``list`` would return without paging."""
+
+    def active_counts(self) -> builtins.list[JobCount]:
+        """How many jobs not ended there are, by type, status and runtime name (the metrics' gauge)."""
 
     def transition(
         self,
@@ -358,9 +365,97 @@ class Outbox(Protocol):
     def mark_dispatched(self, job_ids: Iterable[str], now: int) -> None:
         """Record that these jobs' messages were published at ``now``."""
 
-    def due(self, *, created_before: int, dispatched_before: int, limit: int = 500) -> list[Waiting]:
-        """SUBMITTED jobs never published (created before ``created_before``) or last published before
-        ``dispatched_before``, oldest first."""
+    def due(
+        self, *, created_before: int, dispatched_before: int, now: int, limit: int = 500
+    ) -> list[Waiting]:
+        """SUBMITTED jobs that may run at ``now`` and were never published (created before
+        ``created_before``), last published before ``dispatched_before``, or are retries not published
+        since their backoff ended; oldest first."""
 
     def waiting_counts(self) -> dict[str, int]:
         """SUBMITTED jobs per runtime id."""
+
+
+class NotificationStore(Protocol):
+    """Notification rules (of jobs, tasks, web tools), the watches of jobs with rules, the delivery outbox
+    (one row per job, rule and event: the unique key that makes enqueueing idempotent) and its attempts."""
+
+    def set_rules(self, scope: str, rules: tuple[Rule, ...], now: int) -> None:
+        """Keep ``rules`` for ``scope`` (``task:<id>``, ``webtool:<name>``); an empty tuple forgets them."""
+
+    def rules(self, scope: str) -> tuple[Rule, ...]:
+        """The rules kept for ``scope``; empty when none."""
+
+    def watch(self, job_id: str, username: str, rules: tuple[Rule, ...], now: int) -> None:
+        """Start watching a job for its rules' events (once: a second call for the job is ignored)."""
+
+    def watches(self, limit: int = 500) -> builtins.list[Watch]:
+        """Watches not done, oldest first."""
+
+    def watch_of(self, job_id: str) -> Watch | None:
+        """The job's watch, done or not, or None."""
+
+    def fire(
+        self, job_id: str, deliveries: builtins.list[NotificationDelivery], fired: frozenset[str], done: bool
+    ) -> int:
+        """In one transaction: insert each delivery unless its (job, rule, event) is already in the outbox,
+        and record ``fired`` (and ``done``) on the watch. Returns how many were inserted."""
+
+    def due(self, now: int, limit: int = 50) -> builtins.list[NotificationDelivery]:
+        """Pending deliveries whose next attempt is at or before ``now``, earliest first."""
+
+    def claim(self, delivery_id: str, seen_next_attempt_at: int, until: int) -> bool:
+        """Take a due delivery for one sender: move its next attempt to ``until`` if it is still pending
+        at ``seen_next_attempt_at`` (a compare-and-set, so two senders never take the same attempt)."""
+
+    def record(
+        self,
+        attempt: Attempt,
+        status: DeliveryStatus,
+        next_attempt_at: int,
+        last_error: str,
+    ) -> None:
+        """Append an attempt to the log and update its delivery (attempts + 1, status, next attempt)."""
+
+    def deliveries(self, job_id: str) -> builtins.list[NotificationDelivery]:
+        """The job's deliveries, oldest first."""
+
+    def recent(
+        self, *, status: DeliveryStatus | None = None, limit: int = 100
+    ) -> builtins.list[NotificationDelivery]:
+        """Deliveries of every job, newest first, optionally of one status."""
+
+    def attempts(self, delivery_id: str) -> builtins.list[Attempt]:
+        """A delivery's attempts, first first."""
+
+    def get_config(self, name: str) -> dict[str, Any] | None:
+        """A stored notification setting (``smtp``, ``allowlist``), or None."""
+
+    def put_config(self, name: str, value: dict[str, Any], now: int) -> None:
+        """Store a notification setting."""
+
+    def purge(self, before: int) -> int:
+        """Forget done watches and finished deliveries (with their attempts) last changed before
+        ``before``; returns how many deliveries went."""
+
+
+class LogStore(Protocol):
+    """The ArcGIS ``logs`` resource's messages (newest first) and its settings (a few named values)."""
+
+    def add(self, messages: Sequence[LogMessage]) -> None:
+        """Keep ``messages`` (one batch, one transaction)."""
+
+    def query(self, query: LogQuery) -> builtins.list[LogMessage]:
+        """Up to ``query.limit`` matching messages, newest first (ties: the later kept first)."""
+
+    def delete_before(self, before: int) -> int:
+        """Forget messages older than ``before`` (epoch ms); returns how many."""
+
+    def clear(self) -> int:
+        """Forget every message; returns how many."""
+
+    def load_settings(self) -> dict[str, Any]:
+        """The stored settings by ArcGIS name (empty: the defaults)."""
+
+    def save_settings(self, values: dict[str, Any], now: int) -> None:
+        """Store these settings (by name; names not given keep their value)."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from nbjobs.models.jobs import NO_RETRIES, RetryPolicy
+
 PRIVATE = "private"
 
 
@@ -30,6 +32,7 @@ class WebTool:
     params: dict[str, Any] = field(default_factory=dict)
     runtime_id: str = ""
     snapshot_id: str = ""
+    retry: RetryPolicy = NO_RETRIES  # the retry policy of every job the tool runs
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ from nbjobs.clock import Clock, now_ms
 from nbjobs.models.stores import TaskStore
 from nbjobs.service.accounts.tokens import TokenService
 from nbjobs.service.accounts.users import UserService
+from nbjobs.service.notifications.service import NotificationService, NotifyPolicy
+from nbjobs.service.notifications.targets import AllowList
 from nbjobs.service.runtimes.environments import SubprocessEnvironments
 from nbjobs.service.runtimes.kernelspecs import kernel_dir
 from nbjobs.service.runtimes.registry import RuntimeService
@@ -21,6 +23,7 @@ from nbjobs.settings import Settings
 from nbjobs.store.engine import make_engine, open_store
 from nbjobs.store.jobs import SqlJobStore
 from nbjobs.store.migrate import current, upgrade
+from nbjobs.store.notifications import SqlNotificationStore
 from nbjobs.store.runtimes import SqlRuntimeStore
 from nbjobs.store.tasks import SqlTaskStore
 from nbjobs.store.users import SqlTokenStore, SqlUserStore
@@ -32,6 +35,7 @@ class Operator:
     tokens: TokenService
     runtimes: RuntimeService
     tasks: TaskStore  # read-only views of every user's tasks
+    notifications: NotificationService  # settings, test messages, delivery logs (`nbjobs notify`)
     _store: SqlJobStore
 
     @classmethod
@@ -50,6 +54,13 @@ class Operator:
             tokens=TokenService(SqlTokenStore(engine), user_store, clock),
             runtimes=runtimes,
             tasks=SqlTaskStore(engine),
+            notifications=NotificationService(
+                SqlNotificationStore(engine),
+                store,
+                clock,
+                policy=NotifyPolicy(timeout_seconds=settings.notifications.notify_timeout_seconds),
+                allow=AllowList.parse(settings.notifications.notify_allow_list.split(",")),
+            ),
             _store=store,
         )
 

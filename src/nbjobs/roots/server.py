@@ -32,17 +32,23 @@ from nbjobs.service.housekeeping import Duty, Housekeeper
 from nbjobs.service.jobs.execute_notebook import NotebookExecution
 from nbjobs.service.jobs.recovery import Recovery
 from nbjobs.service.jobs.service import HOUR_MS, JobService
+from nbjobs.service.notifications.service import NotificationService, NotifyPolicy
+from nbjobs.service.notifications.targets import AllowList
 from nbjobs.service.runtimes.environments import SubprocessEnvironments
 from nbjobs.service.runtimes.kernelspecs import kernel_dir
 from nbjobs.service.runtimes.registry import RuntimeService
 from nbjobs.service.system.config import ConfigService
+from nbjobs.service.system.logs import LogService
 from nbjobs.service.system.machines import MachineService
+from nbjobs.service.system.metrics import MetricsService
 from nbjobs.service.webtools.service import WebToolService
 from nbjobs.settings import Settings
 from nbjobs.store.config import SqlConfigStore
 from nbjobs.store.engine import open_store
 from nbjobs.store.items import SqlItemStore
 from nbjobs.store.jobs import SqlJobStore
+from nbjobs.store.logs import SqlLogStore
+from nbjobs.store.notifications import SqlNotificationStore
 from nbjobs.store.notify import notify_cancel
 from nbjobs.store.runtimes import SqlRuntimeStore
 from nbjobs.store.tasks import SqlTaskStore
@@ -50,6 +56,8 @@ from nbjobs.store.users import SqlTokenStore, SqlUserStore
 from nbjobs.store.webhooks import SqlReceiverStore
 from nbjobs.store.webtools import SqlWebToolStore
 from nbjobs.store.workers import SqlWorkerStore
+from nbjobs.telemetry.logs import StoreLogHandler
+from nbjobs.telemetry.metrics import Metrics, MetricsListener
 from nbjobs.web.services import WebServices
 
 log = logging.getLogger(__name__)
@@ -82,8 +90,13 @@ class Server:
     recovery: Recovery
     housekeeper: Housekeeper
     web: WebServices
+    logs: LogService
+    log_handler: StoreLogHandler  # feeds the logs resource while started (root logger)
+    notifications: NotificationService  # the outbox scan and sender (docs/notifications.md)
     host_prefix: str  # "<host>": every worker id on this machine starts with it
     boot_prefix: str  # "<host>/<pid>-<boot>": the worker ids of this process
+    metrics: Metrics  # this process's metrics (/admin/metrics, and NBJOBS_METRICS_PORT when set)
+    metrics_listener: MetricsListener | None  # the token-free scrape listener, while started
 
     @classmethod
     def from_settings(cls, settings: Settings, clock: Clock = now_ms) -> Server:
@@ -92,6 +105,7 @@ class Server:
         host_prefix = socket.gethostname()
         boot_prefix = f"{host_prefix}/{os.getpid()}-{uuid.uuid4().hex[:8]}"
         lease_ms = int(settings.execution.lease_seconds * 1000)
+        metrics = Metrics()
         runtimes = RuntimeService(
             SqlRuntimeStore(engine),
             clock,
@@ -115,6 +129,9 @@ class Server:
             max_minutes=settings.accounts.max_token_minutes,
         )
         config = ConfigService(settings, SqlConfigStore(engine), clock)
+        log_store = SqlLogStore(engine)
+        log_handler = StoreLogHandler(capacity=settings.logging.log_buffer_size, machine=host_prefix)
+        logs = LogService(log_store, clock, started=clock(), on_level=log_handler.set_threshold)
         workers = SqlWorkerStore(engine)
 
         supervisor: Supervisor | None = None
@@ -138,8 +155,11 @@ class Server:
                 runtimes=runtimes.find,
                 credentials=JobCredentialIssuer(users, tokens, settings),
                 max_minutes=config.max_execute_minutes,
+                events=metrics,
             )
             dispatcher = pool = LocalDispatcher(store, settings, clock, boot_prefix, supervisor)
+            metrics.watch_pools(supervisor.pool_states)
+            metrics.watch_slots(pool.slots)
 
         def on_cancel(job: Job) -> None:
             if supervisor is not None:
@@ -153,12 +173,35 @@ class Server:
             on_submit=dispatcher.notify,
             on_cancel=on_cancel,
             clean_age_hours=config.clean_age_hours,
+            events=metrics,
         )
         item_store = SqlItemStore(engine)
         items = ItemService(item_store, clock, max_bytes=settings.limits.max_upload_bytes)
-        notebooks = NotebookExecution(jobs, items, item_store, clock, runtimes)
+        notify = settings.notifications
+        notifications = NotificationService(
+            SqlNotificationStore(engine),
+            store,
+            clock,
+            policy=NotifyPolicy(
+                timeout_seconds=notify.notify_timeout_seconds,
+                retry_base_seconds=notify.notify_retry_base_seconds,
+                retry_max_seconds=notify.notify_retry_max_seconds,
+                retry_window_seconds=notify.notify_retry_window_hours * 3600,
+                senders=notify.notify_senders,
+            ),
+            allow=AllowList.parse(notify.notify_allow_list.split(",")),
+            on_outcome=metrics.notification_delivered,
+        )
+        notebooks = NotebookExecution(jobs, items, item_store, clock, runtimes, notifications=notifications)
         task_store = SqlTaskStore(engine)
-        tasks = TaskService(task_store, items, users, clock, max_active=settings.limits.max_active_tasks)
+        tasks = TaskService(
+            task_store,
+            items,
+            users,
+            clock,
+            max_active=settings.limits.max_active_tasks,
+            notifications=notifications,
+        )
         scheduler = Scheduler(task_store, store, NotebookLauncher(users, notebooks), clock)
         webhooks = WebhookService(
             SqlReceiverStore(engine),
@@ -169,8 +212,11 @@ class Server:
             clock,
             max_body_bytes=settings.limits.webhook_max_body_bytes,
             rate_per_minute=settings.limits.webhook_rate_per_minute,
+            delivered=metrics.webhook_delivered,
         )
-        webtools = WebToolService(SqlWebToolStore(engine), items, jobs, clock, runtimes)
+        webtools = WebToolService(
+            SqlWebToolStore(engine), items, jobs, clock, runtimes, notifications=notifications
+        )
         recovery = Recovery(
             store,
             workers,
@@ -178,7 +224,18 @@ class Server:
             lease_ms=lease_ms,
             requeued=dispatcher.notify,
             wake=supervisor.wake if supervisor is not None else lambda job_id: None,
+            events=metrics,
         )
+        # state at scrape time, from the store: every API replica reports the same numbers
+        metrics.watch_jobs(store.active_counts)
+        metrics.watch_workers(lambda: len(workers.live(clock() - lease_ms)))
+
+        def schedule() -> None:
+            report = scheduler.tick()
+            metrics.scheduler_ticked(
+                started=report.fired, queued=report.queued, skipped=report.skipped, misfired=report.misfired
+            )
+
         # Today's cadence: one round of every duty at the shortest of the three intervals; the item
         # write-back as often as a runner polls, so an executed notebook reaches its item at once.
         every = min(
@@ -195,8 +252,17 @@ class Server:
                 every,
                 lambda: webtools.purge_calls(config.clean_age_hours() * 2 * HOUR_MS),
             ),
-            Duty("scheduler", every, scheduler.tick),
+            Duty("scheduler", every, schedule),
             Duty("item-write-back", settings.execution.poll_seconds, notebooks.sync_item_updates),
+            Duty("ship-logs", 1.0, lambda: log_handler.ship(log_store)),  # the logs resource
+            Duty("purge-logs", every, logs.purge_expired),  # maxLogFileAge
+            Duty("notify-scan", notify.notify_interval_seconds, notifications.scan),
+            Duty("notify-send", notify.notify_interval_seconds, notifications.pump),
+            Duty(
+                "purge-notifications",
+                every,
+                lambda: notifications.purge(config.clean_age_hours() * 2 * HOUR_MS),
+            ),
         ]
         if reconcile is not None:
             duties.append(Duty("outbox-reconcile", every, reconcile))
@@ -214,6 +280,9 @@ class Server:
             webtools=webtools,
             config=config,
             machines=MachineService(workers, store, clock, lease_ms=lease_ms),
+            logs=logs,
+            metrics=MetricsService(metrics),
+            notifications=notifications,
         )
         return cls(
             settings=settings,
@@ -237,8 +306,13 @@ class Server:
             recovery=recovery,
             housekeeper=Housekeeper(clock, duties),
             web=web,
+            logs=logs,
+            log_handler=log_handler,
+            notifications=notifications,
             host_prefix=host_prefix,
             boot_prefix=boot_prefix,
+            metrics=metrics,
+            metrics_listener=None,
         )
 
     def prepare(self) -> None:
@@ -255,16 +329,23 @@ class Server:
         return len(self.recovery.after_restart(self.host_prefix + "/", self.boot_prefix))
 
     def start(self) -> None:
+        self.log_handler.refresh(self.logs.store)
+        self.log_handler.attach()
         self.prepare()
         self.recover()
         self.dispatcher.start()
         self.housekeeper.start()
+        if self.settings.metrics.metrics_port and self.metrics_listener is None:
+            self.metrics_listener = self.metrics.serve(
+                self.settings.metrics.metrics_host, self.settings.metrics.metrics_port
+            )
 
     def stop(self, grace: float | None = 30.0) -> None:
         """Take no new jobs and let running ones finish for up to ``grace`` seconds (None: no limit);
         end those still running then as lost (or re-queue them, by their policy), kill their runners
         and kernels, and close the store. SUBMITTED jobs stay SUBMITTED for the next start."""
         self.housekeeper.stop()
+        self.notifications.close()
         if grace is not None and not self.dispatcher.drain(grace):
             self.recovery.abandon_running(
                 self.boot_prefix + "/", "the server was stopped before the job finished"
@@ -272,4 +353,9 @@ class Server:
             # each supervisor sees its job ended at once (woken) and stops its runner and kernel
             grace = self.settings.execution.poll_seconds + 2 * self.settings.execution.kill_grace_seconds + 5
         self.dispatcher.stop(grace)
+        if self.metrics_listener is not None:  # scraped through the drain
+            self.metrics_listener.stop()
+            self.metrics_listener = None
+        self.log_handler.detach()
+        self.log_handler.ship(self.logs.store)  # what the last second logged
         self.store.close()

@@ -12,7 +12,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from nbjobs.clock import Clock, now_ms
 from nbjobs.dispatch.celery.publisher import CeleryDispatcher, make_celery
@@ -34,11 +34,14 @@ from nbjobs.settings import Settings
 from nbjobs.store.config import SqlConfigStore
 from nbjobs.store.engine import open_store
 from nbjobs.store.jobs import SqlJobStore
+from nbjobs.store.logs import SqlLogStore
 from nbjobs.store.notify import CancelListener
 from nbjobs.store.outbox import SqlOutbox
 from nbjobs.store.runtimes import SqlRuntimeStore
 from nbjobs.store.users import SqlTokenStore, SqlUserStore
 from nbjobs.store.workers import SqlWorkerStore
+from nbjobs.telemetry.logs import StoreLogHandler
+from nbjobs.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,10 @@ class Worker:
     runtimes: RuntimeService
     supervisor: Supervisor
     node: WorkerNode
+    metrics: Metrics  # this process's metrics: served on NBJOBS_METRICS_PORT (--metrics-port) when set
+    # feeds the logs resource (the server's housekeeper keeps its retention) while running
+    log_handler: StoreLogHandler | None = field(default=None)
+    log_store: SqlLogStore | None = field(default=None)
 
     @classmethod
     def from_settings(
@@ -90,6 +97,9 @@ class Worker:
             max_minutes=settings.accounts.max_token_minutes,
         )
         config = ConfigService(settings, SqlConfigStore(engine), clock)
+        log_store = SqlLogStore(engine)
+        log_handler = StoreLogHandler(capacity=settings.logging.log_buffer_size, machine=socket.gethostname())
+        metrics = Metrics()
         supervisor = Supervisor(
             store,
             settings,
@@ -97,11 +107,18 @@ class Worker:
             runtimes=runtimes.find,
             credentials=JobCredentialIssuer(users, tokens, settings),
             max_minutes=config.max_execute_minutes,
+            events=metrics,
         )
         dispatcher = CeleryDispatcher(make_celery(settings), SqlOutbox(engine), clock)
         workers = SqlWorkerStore(engine)
         recovery = Recovery(
-            store, workers, clock, lease_ms=lease_ms, requeued=dispatcher.notify, wake=supervisor.wake
+            store,
+            workers,
+            clock,
+            lease_ms=lease_ms,
+            requeued=dispatcher.notify,
+            wake=supervisor.wake,
+            events=metrics,
         )
         listen: Callable[[Callable[[str], None]], Listener] | None = None
         if engine.dialect.name == "postgresql":
@@ -131,10 +148,16 @@ class Worker:
             [
                 Duty("worker-heartbeat", settings.execution.heartbeat_seconds, node.beat),
                 Duty("lease-reaper", settings.housekeeping.reaper_interval_seconds, recovery.reap_expired),
+                Duty("ship-logs", 1.0, lambda: log_handler.ship(log_store)),  # the logs resource
             ],
             name="nbjobs-worker-agent",
         )
-        return cls(settings, store, runtimes, supervisor, node)
+        # Only this process's numbers: the job table's gauges are the API server's (one truth, not N copies).
+        metrics.watch_pools(supervisor.pool_states)
+        metrics.watch_slots(node.slots)
+        return cls(
+            settings, store, runtimes, supervisor, node, metrics, log_handler=log_handler, log_store=log_store
+        )
 
     def prepare(self) -> None:
         """The kernelspecs of runtimes with their own environment, and the resource-limit probe."""
@@ -144,8 +167,21 @@ class Worker:
 
     def run(self, *, loglevel: str = "INFO") -> int:
         """Serve the queues until SIGTERM (drain) or SIGQUIT/second SIGINT (cold); the exit code."""
+        listener = None
+        if self.log_handler is not None and self.log_store is not None:
+            self.log_handler.refresh(self.log_store)
+            self.log_handler.attach()
         try:
             self.prepare()
+            if self.settings.metrics.metrics_port:
+                listener = self.metrics.serve(
+                    self.settings.metrics.metrics_host, self.settings.metrics.metrics_port
+                )
             return self.node.run(loglevel=loglevel)
         finally:
+            if listener is not None:
+                listener.stop()
+            if self.log_handler is not None and self.log_store is not None:
+                self.log_handler.detach()
+                self.log_handler.ship(self.log_store)  # what the last second logged
             self.store.close()

@@ -7,15 +7,19 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, Update, delete, func, insert, literal, select, update
 
+from nbjobs.models.events import JobCount
 from nbjobs.models.jobs import (
     ENDED,
+    NO_RETRIES,
     RUNNING,
+    Attempt,
     Failure,
     Job,
     JobInputs,
     JobStatus,
     JobType,
     JobUpdate,
+    RetryPolicy,
     sources_of,
 )
 from nbjobs.models.runtimes import Runtime
@@ -46,6 +50,9 @@ def job_from_row(row: Any) -> Job:
         worker_id=m["worker_id"],
         lease_expires=m["lease_expires"],
         retry_on_worker_lost=m["retry_on_worker_lost"],
+        retry=RetryPolicy.from_wire(m["retry_policy"]),
+        not_before=m["not_before"],
+        attempts=tuple(Attempt.from_wire(a) for a in m["attempts"] or ()),
     )
 
 
@@ -68,6 +75,9 @@ def job_to_row(job: Job) -> dict[str, Any]:
         "end_time": job.end_time,
         "attempt": job.attempt,
         "retry_on_worker_lost": job.retry_on_worker_lost,
+        "retry_policy": job.retry.to_wire() if job.retry != NO_RETRIES else None,
+        "not_before": job.not_before,
+        "attempts": [a.to_wire() for a in job.attempts] or None,
         "progress_message": job.progress_message,
         "progress_percent": job.progress_percent,
         "cancel_requested": job.cancel_requested,
@@ -92,12 +102,15 @@ def _update_values(update_: JobUpdate | None) -> dict[str, Any]:
         "worker_id",
         "lease_expires",
         "attempt",
+        "not_before",
     ):
         value = getattr(update_, name)
         if value is not None:
             values[name] = value
     if update_.failure is not None:
         values["failure"] = update_.failure.to_wire()
+    if update_.attempts is not None:
+        values["attempts"] = [a.to_wire() for a in update_.attempts]
     return values
 
 
@@ -164,7 +177,9 @@ class SqlJobStore:
     def claim_next(self, worker_id: str, now: int, lease_ms: int, *, per_user_cap: int = 0) -> Job | None:
         waiting = jobs.alias("waiting")
         running = jobs.alias("running")
-        candidate = select(waiting.c.job_id).where(waiting.c.status == str(JobStatus.SUBMITTED))
+        candidate = select(waiting.c.job_id).where(
+            waiting.c.status == str(JobStatus.SUBMITTED), waiting.c.not_before <= now
+        )
         if per_user_cap > 0:
             busy = (
                 select(func.count())
@@ -199,6 +214,7 @@ class SqlJobStore:
             jobs.c.job_id == job_id,
             jobs.c.status == str(JobStatus.SUBMITTED),
             jobs.c.attempt == attempt - 1,
+            jobs.c.not_before <= now,  # a retry waiting for its backoff: the reconciler sends it again
         )
         if per_user_cap > 0:
             running = jobs.alias("running")
@@ -297,6 +313,16 @@ class SqlJobStore:
         stmt = select(func.count()).select_from(jobs).where(*_filters(username, statuses))
         with self.engine.connect() as conn:
             return int(conn.execute(stmt).scalar_one())
+
+    def active_counts(self) -> builtins.list[JobCount]:
+        # `status IN (not ended)`: a seek on ix_jobs_status_created that never visits ended jobs
+        stmt = (
+            select(jobs.c.type, jobs.c.status, jobs.c.runtime_name, func.count())
+            .where(jobs.c.status.in_([str(s) for s in NOT_ENDED]))
+            .group_by(jobs.c.type, jobs.c.status, jobs.c.runtime_name)
+        )
+        with self.engine.connect() as conn:
+            return [JobCount(JobType(t), JobStatus(s), name, int(n)) for t, s, name, n in conn.execute(stmt)]
 
     def expired(self, now: int) -> builtins.list[Job]:
         stmt = select(jobs).where(jobs.c.status.in_([str(s) for s in RUNNING]), jobs.c.lease_expires < now)

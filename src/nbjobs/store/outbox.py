@@ -32,14 +32,18 @@ class SqlOutbox:
         with self.engine.begin() as conn:
             conn.execute(stmt)
 
-    def due(self, *, created_before: int, dispatched_before: int, limit: int = 500) -> list[Waiting]:
-        """SUBMITTED jobs never published (and older than ``created_before``) or last published before
-        ``dispatched_before``; never-published first, then oldest publish first."""
+    def due(
+        self, *, created_before: int, dispatched_before: int, now: int, limit: int = 500
+    ) -> list[Waiting]:
+        """SUBMITTED jobs that may run at ``now`` (a retry's backoff is over) and were never published
+        (and are older than ``created_before``), or last published before ``dispatched_before``, or are
+        retries not published since their backoff ended; oldest publish first."""
         never = (jobs.c.dispatched_at == 0) & (jobs.c.revision < created_before)
         stale = (jobs.c.dispatched_at > 0) & (jobs.c.dispatched_at < dispatched_before)
+        retry = (jobs.c.not_before > 0) & (jobs.c.dispatched_at < jobs.c.not_before)
         stmt = (
             select(jobs.c.job_id, jobs.c.attempt, jobs.c.runtime_id, jobs.c.dispatched_at)
-            .where(jobs.c.status == _SUBMITTED, never | stale)
+            .where(jobs.c.status == _SUBMITTED, jobs.c.not_before <= now, never | stale | retry)
             .order_by(jobs.c.dispatched_at, jobs.c.date_created)
             .limit(limit)
         )

@@ -50,6 +50,9 @@ jobs = Table(
     Column("runner_pid", Integer, nullable=False, default=0),
     Column("kernel_pid", Integer, nullable=False, default=0),
     Column("dispatched_at", BigInteger, nullable=False, default=0, server_default="0"),  # last broker publish
+    Column("retry_policy", JSON, nullable=True),  # 0012: RetryPolicy.to_wire(); NULL = no retries
+    Column("not_before", BigInteger, nullable=False, default=0, server_default="0"),  # 0012: retry backoff
+    Column("attempts", JSON, nullable=True),  # 0012: the ended attempts, oldest first
     Index("ix_jobs_status_created", "status", "date_created"),
     Index("ix_jobs_username_created", "username", "date_created"),
     Index("ix_jobs_status_lease", "status", "lease_expires"),
@@ -278,6 +281,7 @@ webtools = Table(
     Column("snapshot", LargeBinary, nullable=False),
     Column("created", BigInteger, nullable=False),
     Column("modified", BigInteger, nullable=False),
+    Column("retry_policy", JSON, nullable=True),  # 0012: the retry policy of the tool's jobs
     Index("ix_webtools_owner_created", "owner", "created"),
 )
 
@@ -296,6 +300,104 @@ webtool_calls = Table(
 
 server_config = Table(
     "server_config",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", JSON, nullable=False),
+    Column("updated", BigInteger, nullable=False),
+)
+
+# -- logs (issue 16.2) ------------------------------------------------------------------------------
+
+# The ArcGIS logs resource: one row per kept record; ``seq`` orders records of the same millisecond.
+log_messages = Table(
+    "log_messages",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("time", BigInteger, nullable=False),
+    Column("level", Integer, nullable=False),
+    Column("source", String(255), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("machine", String(255), nullable=False),
+    Column("process", Integer, nullable=False),
+    Column("thread", String(255), nullable=False),
+    Column("method_name", String(255), nullable=False),
+    Column("job_id", String(40), nullable=False),
+    Column("username", String(128), nullable=False),
+    Column("runtime", String(64), nullable=False),
+    Column("request_id", String(128), nullable=False),
+    Index("ix_log_messages_time", "time", "seq"),
+    Index("ix_log_messages_job", "job_id", "time"),
+)
+
+# logs/settings: logLevel, maxLogFileAge (not server_config: ConfigService replaces that set whole).
+log_settings = Table(
+    "log_settings",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", JSON, nullable=False),
+    Column("updated", BigInteger, nullable=False),
+)
+
+# -- notifications (issue 16.3) ---------------------------------------------------------------------
+
+# Rules of a task or web tool, copied to each job it starts (scope: "task:<id>", "webtool:<name>").
+notification_rules = Table(
+    "notification_rules",
+    metadata,
+    Column("scope", String(160), primary_key=True),
+    Column("rules", JSON, nullable=False),
+    Column("updated", BigInteger, nullable=False),
+)
+
+# A job with rules: what the outbox scan looks at, and which rule:event keys it has enqueued already.
+notification_watches = Table(
+    "notification_watches",
+    metadata,
+    Column("job_id", String(40), primary_key=True),
+    Column("username", String(128), nullable=False),
+    Column("rules", JSON, nullable=False),
+    Column("fired", JSON, nullable=False),
+    Column("done", Boolean, nullable=False),
+    Column("created", BigInteger, nullable=False),
+    Column("updated", BigInteger, nullable=False),
+    Index("ix_notification_watches_done", "done", "created"),
+)
+
+# The outbox: one row per (job, rule, event), the unique key that makes enqueueing idempotent.
+notification_deliveries = Table(
+    "notification_deliveries",
+    metadata,
+    Column("delivery_id", String(32), primary_key=True),
+    Column("job_id", String(40), nullable=False),
+    Column("username", String(128), nullable=False),
+    Column("rule_id", String(32), nullable=False),
+    Column("rule", JSON, nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", Text, nullable=False),
+    Column("created", BigInteger, nullable=False),
+    Column("next_attempt_at", BigInteger, nullable=False),
+    Column("updated", BigInteger, nullable=False),
+    UniqueConstraint("job_id", "rule_id", "event", name="uq_notification_deliveries_key"),
+    Index("ix_notification_deliveries_due", "status", "next_attempt_at"),
+)
+
+notification_attempts = Table(
+    "notification_attempts",
+    metadata,
+    Column("delivery_id", String(32), primary_key=True),
+    Column("number", Integer, primary_key=True),
+    Column("at", BigInteger, nullable=False),
+    Column("duration_ms", Integer, nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("detail", Text, nullable=False),
+)
+
+# SMTP settings and the SSRF allow-list, as the admin API stores them.
+notification_config = Table(
+    "notification_config",
     metadata,
     Column("name", String(64), primary_key=True),
     Column("value", JSON, nullable=False),

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from nbjobs.models.jobs import NO_RETRIES, RetryPolicy
 from nbjobs.models.webtools import WebTool, WebToolCall
 from nbjobs.store.tables import webtool_calls, webtools
 
@@ -26,6 +27,7 @@ def _tool_from_row(row: Any) -> WebTool:
         params=m["params"] or {},
         runtime_id=m["runtime_id"],
         snapshot_id=m["snapshot_id"],
+        retry=RetryPolicy.from_wire(m["retry_policy"]),
     )
 
 
@@ -38,6 +40,7 @@ def _tool_row(t: WebTool) -> dict[str, Any]:
         "description": t.description,
         "task_name": t.task_name,
         "access": t.access,
+        "retry_policy": t.retry.to_wire() if t.retry != NO_RETRIES else None,
         "params": t.params,
         "runtime_id": t.runtime_id,
         "snapshot_id": t.snapshot_id,

@@ -10,14 +10,19 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from nbjobs import __version__
+from nbjobs.web.access import RequestLog
 from nbjobs.web.errors import install_error_handlers
+from nbjobs.web.http_metrics import HttpMetrics
 from nbjobs.web.middleware import Guard
 from nbjobs.web.routes import (
     admin,
     content,
     gp,
     jobs,
+    logs,
     machines,
+    metrics,
+    notifications,
     portal,
     runtimes,
     tasks,
@@ -47,7 +52,8 @@ def create_app(services: WebServices) -> FastAPI:
     root = APIRouter(prefix=f"/{settings.server.context}")
     for router in (portal.router, content.router, tokens.portal, tokens.admin, admin.router, jobs.router,
                    runtimes.router, tasks.router, webhooks.admin, webhooks.events,
-                   machines.router, webtools.router, gp.router):  # fmt: skip
+                   machines.router, webtools.router, gp.router, metrics.router, logs.router,
+                   notifications.router):  # fmt: skip
         root.include_router(router)
     app.include_router(root)
 
@@ -63,4 +69,8 @@ def create_app(services: WebServices) -> FastAPI:
         max_request=settings.limits.max_request_bytes,
         max_webhook=settings.limits.webhook_max_body_bytes,
     )
+    # outermost: it times what the guard answers too
+    app.add_middleware(HttpMetrics, metrics=services.metrics.metrics, routes=lambda: app.routes)
+    # the very outside: every line a request causes, the guard's and the metrics' too, has its id
+    app.add_middleware(RequestLog)
     return app

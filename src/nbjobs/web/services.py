@@ -17,9 +17,12 @@ from nbjobs.service.automation.webhooks import WebhookService
 from nbjobs.service.content.items import ItemService
 from nbjobs.service.jobs.execute_notebook import NotebookExecution
 from nbjobs.service.jobs.service import JobService
+from nbjobs.service.notifications.service import NotificationService
 from nbjobs.service.runtimes.registry import RuntimeService
 from nbjobs.service.system.config import ConfigService
+from nbjobs.service.system.logs import LogService
 from nbjobs.service.system.machines import MachineService
+from nbjobs.service.system.metrics import MetricsService
 from nbjobs.service.webtools.service import WebToolService
 from nbjobs.settings import Settings
 
@@ -39,3 +42,6 @@ class WebServices:
     webtools: WebToolService
     config: ConfigService
     machines: MachineService
+    logs: LogService  # the ArcGIS logs resource
+    metrics: MetricsService  # /admin/metrics
+    notifications: NotificationService  # rules, settings and delivery logs (docs/notifications.md)

@@ -8,7 +8,7 @@ from starlette.requests import Request
 
 from nbjobs.models.accounts import User
 from nbjobs.models.items import Item
-from nbjobs.models.jobs import Job, JobStatus
+from nbjobs.models.jobs import NO_RETRIES, Job, JobStatus
 from nbjobs.settings import Settings
 
 ORG_ID = "0123456789ABCDEF"  # the one organization this server hosts
@@ -33,6 +33,22 @@ def job_results(job: Job) -> dict[str, Any]:
     return results
 
 
+def retry_view(job: Job) -> dict[str, Any]:
+    """For a job with a retry policy or more than one attempt: the attempt number, the history of
+    ended attempts and the policy (nbjobs' own keys, in ``customAttributes`` so that ArcGIS clients see
+    the job shape they know, and absent for the plain one-attempt job)."""
+    if job.retry == NO_RETRIES and not job.retry_on_worker_lost and job.attempt <= 1:
+        return {}
+    view: dict[str, Any] = {
+        "attempt": job.attempt,
+        "attempts": [a.to_wire() for a in job.attempts],
+        "retryPolicy": job.retry.to_wire(),
+    }
+    if job.not_before and job.status == JobStatus.SUBMITTED:
+        view["notBefore"] = job.not_before  # a retry waits for its backoff until then
+    return view
+
+
 def job_full(job: Job) -> dict[str, Any]:
     """The detailed job (``notebookJobs`` items, ``…/jobs/<id>``): families A and B in one object."""
     return {
@@ -46,6 +62,7 @@ def job_full(job: Job) -> dict[str, Any]:
         "customAttributes": {
             "isCancelled": job.cancel_requested or job.status == JobStatus.CANCELLED,
             "executeNotebookProgress": {"message": job.progress_message, "percent": job.progress_percent},
+            **retry_view(job),
         },
         "notebookRuntimeId": job.runtime.runtime_id,
         "notebookRuntimeName": job.runtime.name,

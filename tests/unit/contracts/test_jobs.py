@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from nbjobs.models.events import JobCount
 from nbjobs.models.jobs import (
     ENDED,
     Failure,
@@ -19,7 +21,7 @@ from nbjobs.models.jobs import (
     new_job_id,
 )
 from nbjobs.models.parameters import parse_parameters
-from nbjobs.models.runtimes import DEFAULT_RUNTIME
+from nbjobs.models.runtimes import DEFAULT_RUNTIME, Runtime
 from nbjobs.models.stores import JobStore
 from nbjobs.settings import load_settings
 from nbjobs.store.engine import open_store
@@ -289,3 +291,20 @@ def test_running_on_takes_the_prefix_literally(store):
     assert [j.worker_id for j in store.running_on("a%")] == ["a%b/1/0"]  # nor is "%"
     assert store.running_on("A_B/1/") != store.running_on("a_b/1/")  # and case counts
     assert len(store.running_on("")) == 4
+
+
+def test_active_counts_group_jobs_not_ended_by_type_status_and_runtime(store):
+    other = Runtime("rt-2", "Python 3 Advanced", "11.0", "python3")
+    waiting, running, done = make_job(1000), make_job(1001), make_job(1002)
+    advanced = replace(make_job(1003), runtime=other)
+    for job in (waiting, running, done, advanced):
+        assert store.create(job, b"{}")
+    store.claim(running.job_id, 1, "w/0", 2000, LEASE)
+    store.claim(done.job_id, 1, "w/0", 2000, LEASE)
+    store.transition(done.job_id, JobStatus.COMPLETED, 2100, attempt=1)
+    ex = JobType.EXECUTE_NOTEBOOK
+    assert sorted(store.active_counts(), key=lambda c: (c.status, c.runtime)) == [
+        JobCount(ex, JobStatus.EXECUTING, DEFAULT_RUNTIME.name, 1),
+        JobCount(ex, JobStatus.SUBMITTED, "Python 3 Advanced", 1),
+        JobCount(ex, JobStatus.SUBMITTED, DEFAULT_RUNTIME.name, 1),
+    ]

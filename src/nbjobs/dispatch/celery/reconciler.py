@@ -55,6 +55,7 @@ class Reconciler:
         due = self.outbox.due(
             created_before=now - min(FIRST_PUBLISH_GRACE_MS, self.redispatch_ms),
             dispatched_before=now - self.redispatch_ms,
+            now=now,
         )
         if not due:
             return 0

@@ -33,11 +33,13 @@ from nbjobs import __version__
 from nbjobs.clock import Clock
 from nbjobs.dispatch.base import JobRunner
 from nbjobs.dispatch.celery.publisher import TASK_NAME, CeleryDispatcher, queue_name
+from nbjobs.models.events import Slots
 from nbjobs.models.jobs import Job, JobStatus
 from nbjobs.models.runtimes import RuntimeSpec
 from nbjobs.models.stores import JobStore, WorkerStore
 from nbjobs.models.workers import WorkerRecord
 from nbjobs.settings import Settings
+from nbjobs.telemetry.logs import log_context
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +88,8 @@ class WorkerNode:
     _draining: threading.Event = field(default_factory=threading.Event)
     _stopped: threading.Event = field(default_factory=threading.Event)
     _drain_started: float = 0.0
+    _busy: int = 0  # slots running a job now
+    _busy_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def queues(self) -> list[str]:
@@ -97,7 +101,12 @@ class WorkerNode:
 
     # -- the task -----------------------------------------------------------------------------------
     def run_job(self, job_id: str, attempt: int) -> None:
-        """Claim attempt ``attempt`` of the job and run it; a message that claims nothing is dropped."""
+        """Claim attempt ``attempt`` of the job and run it; a message that claims nothing is dropped.
+        Every line logged meanwhile carries the job id (and, once claimed, its owner and runtime)."""
+        with log_context(job_id=job_id):
+            self._run_job(job_id, attempt)
+
+    def _run_job(self, job_id: str, attempt: int) -> None:
         if self._draining.is_set():  # a message that arrived as we stopped consuming: hand it back
             job = self.store.get(job_id)
             if job is not None and job.status == JobStatus.SUBMITTED:
@@ -114,8 +123,18 @@ class WorkerNode:
             log.info("job %s attempt %s: not claimed; message dropped", job_id, attempt)
             return
         log.info("running job %s (attempt %s) on %s", job_id, attempt, slot)
-        ended = self.supervisor.run(job)
+        with self._busy_lock:
+            self._busy += 1
+        try:
+            ended = self.supervisor.run(job)
+        finally:
+            with self._busy_lock:
+                self._busy -= 1
         log.info("job %s attempt %s: %s", job_id, attempt, ended.status if ended else "fenced out")
+
+    def slots(self) -> Slots:
+        """This worker's concurrency and how many slots run a job now (read at scrape time)."""
+        return Slots(self._busy, self.concurrency)
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def recover(self) -> int:

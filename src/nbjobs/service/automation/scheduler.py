@@ -25,7 +25,7 @@ from typing import Protocol
 from nbjobs.clock import Clock
 from nbjobs.errors import InvalidRequest, NbJobsError
 from nbjobs.models.automation import Firing, RunStatus, Task, TaskRun, TaskState
-from nbjobs.models.jobs import JobStatus
+from nbjobs.models.jobs import JobStatus, RetryPolicy
 from nbjobs.models.parameters import NotebookParameters
 from nbjobs.models.stores import JobStore, TaskStore
 from nbjobs.service.accounts.users import UserService
@@ -69,6 +69,7 @@ class NotebookLauncher:
             runtime_id=p.get("notebookRuntimeId", ""),
             task_id=task.task_id,
             run_id=run_id,
+            retry=RetryPolicy.from_wire(p),  # checked when the task was defined
         )
         return job.job_id
 
@@ -83,6 +84,7 @@ class TickReport:
     started_from_queue: int = 0
     finished: int = 0
     lost_races: int = 0  # occasions another scheduler claimed first
+    misfired: int = 0  # occasions this tick claimed later than the misfire grace (fired late)
 
 
 class Scheduler:
@@ -204,6 +206,8 @@ class Scheduler:
         if not self.tasks.fire(task.task_id, occasion, firing):
             report.lost_races += 1
             return
+        if now - occasion > self.misfire_grace_ms:
+            report.misfired += 1
         if status == RunStatus.EXECUTING:
             self._launch(task, firing.run, now)
             report.fired += 1

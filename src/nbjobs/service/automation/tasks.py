@@ -25,12 +25,17 @@ from nbjobs.errors import (
 )
 from nbjobs.models.accounts import User
 from nbjobs.models.automation import RunStatus, Task, TaskRun, TaskState
+from nbjobs.models.jobs import NO_RETRIES
+from nbjobs.models.notifications import Rule
 from nbjobs.models.parameters import parse_parameters
+from nbjobs.models.retries import FIELDS as RETRY_FIELDS
+from nbjobs.models.retries import parse_retry_policy
 from nbjobs.models.stores import TaskStore
 from nbjobs.service.accounts.users import UserService
 from nbjobs.service.authz import SCHEDULE_NOTEBOOKS, may_act_for, require_privilege
 from nbjobs.service.automation.cron import CronSchedule
 from nbjobs.service.content.items import NOTEBOOK_TYPE, ItemService
+from nbjobs.service.notifications.service import NotificationService
 
 EXECUTE_NOTEBOOK = "ExecuteNotebook"
 # Task types ArcGIS portals know; only ExecuteNotebook runs here, the others get a clear refusal.
@@ -50,6 +55,7 @@ _PARAMETER_KEYS = (
     "saveInjectedParameters",
     "executionTimeoutInMinutes",
     "notebookRuntimeId",
+    *RETRY_FIELDS,  # each run's job retries by this policy
 )
 
 
@@ -77,6 +83,7 @@ class TaskSpec:
     max_occurrences: int | None = None
     overlap: str | None = None
     is_active: bool | None = None
+    notifications: tuple[Rule, ...] | None = None  # parsed at the edge; copied to each run's job
 
 
 def schedule_of(task: Task) -> CronSchedule:
@@ -121,6 +128,9 @@ def normalize_parameters(raw: dict[str, Any] | None) -> dict[str, Any]:
         out["executionTimeoutInMinutes"] = timeout
     if raw.get("notebookRuntimeId"):
         out["notebookRuntimeId"] = str(raw["notebookRuntimeId"])
+    retry = parse_retry_policy(raw)
+    if retry != NO_RETRIES:
+        out.update(retry.to_wire())
     return out
 
 
@@ -137,8 +147,16 @@ class TaskService:
     """Create, read, change and delete tasks and their runs, for their owner or an administrator."""
 
     def __init__(
-        self, store: TaskStore, items: ItemService, users: UserService, clock: Clock, *, max_active: int = 20
+        self,
+        store: TaskStore,
+        items: ItemService,
+        users: UserService,
+        clock: Clock,
+        *,
+        max_active: int = 20,
+        notifications: NotificationService | None = None,
     ) -> None:
+        self.notifications = notifications  # None: tasks keep no notification rules (tests of other parts)
         self.store = store
         self.items = items
         self.users = users
@@ -178,6 +196,7 @@ class TaskService:
             raise InvalidRequest(f"type is required: use '{EXECUTE_NOTEBOOK}'.")
         task = self._apply(user, draft, spec, now, was_active=False)
         self.store.add(task)
+        self._keep_rules(task, spec)
         return task
 
     def get(self, caller: User, owner: str, task_id: str) -> Task:
@@ -215,6 +234,7 @@ class TaskService:
         require_privilege(user, SCHEDULE_NOTEBOOKS)
         updated = self._apply(user, task, spec, self.clock(), was_active=task.active)
         self.store.save(updated)
+        self._keep_rules(updated, spec)
         return updated
 
     def set_active(self, caller: User, owner: str, task_id: str, active: bool) -> Task:
@@ -225,6 +245,16 @@ class TaskService:
         """Delete a task and its run history (jobs it started stay)."""
         task = self.get(caller, owner, task_id)
         self.store.delete(task.task_id)
+        if self.notifications is not None:
+            self.notifications.set_scope_rules(f"task:{task.task_id}", ())
+
+    def notification_rules(self, task: Task) -> tuple[Rule, ...]:
+        """The rules each run's job gets (of a task the caller was allowed to read)."""
+        return self.notifications.scope_rules(f"task:{task.task_id}") if self.notifications else ()
+
+    def _keep_rules(self, task: Task, spec: TaskSpec) -> None:
+        if self.notifications is not None and spec.notifications is not None:
+            self.notifications.set_scope_rules(f"task:{task.task_id}", spec.notifications)
 
     def active_available(self, owner: str) -> int:
         """How many more active tasks ``owner`` may have (ArcGIS ``activeTasksAvailable``)."""

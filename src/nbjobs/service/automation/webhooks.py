@@ -16,7 +16,7 @@ import hmac
 import json
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,6 +132,21 @@ def payload_of(body: bytes) -> Any:
         return text
 
 
+_OUTCOMES: tuple[tuple[type[NbJobsError], str], ...] = (
+    (PayloadTooLarge, "too_large"),
+    (RateLimited, "rate_limited"),
+    (ReceiverDisabled, "disabled"),
+    (SignatureMissing, "bad_signature"),
+    (SignatureMismatch, "bad_signature"),
+    (RunAsUserDisabled, "run_as_disabled"),
+)
+
+
+def delivery_outcome(exc: NbJobsError) -> str:
+    """The word a refused event is counted under (a fixed set: never the message)."""
+    return next((word for kind, word in _OUTCOMES if isinstance(exc, kind)), "refused")
+
+
 class WebhookService:
     def __init__(
         self,
@@ -144,8 +159,10 @@ class WebhookService:
         *,
         max_body_bytes: int,
         rate_per_minute: int,
+        delivered: Callable[[str], None] = lambda outcome: None,
     ) -> None:
         self.store = store
+        self.delivered = delivered  # told each event's outcome (the metrics' webhook deliveries)
         self.items = items
         self.users = users
         self.tokens = tokens
@@ -224,6 +241,7 @@ class WebhookService:
         """Verify an event and start its job; every outcome for a known receiver is logged."""
         receiver = self.store.get(receiver_id)
         if receiver is None:
+            self.delivered("unknown_receiver")
             raise ReceiverNotFound(receiver_id)
         signature_ok = False
         try:
@@ -255,8 +273,10 @@ class WebhookService:
             )
         except NbJobsError as exc:
             self._log(receiver, event, signature_ok, reason=exc.message)
+            self.delivered(delivery_outcome(exc))
             raise
         self._log(receiver, event, True, job_id=job.job_id)
+        self.delivered("accepted")
         return job
 
     # -- rules --------------------------------------------------------------------------------------

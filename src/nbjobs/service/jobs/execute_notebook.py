@@ -7,13 +7,15 @@ import logging
 from nbjobs.clock import Clock
 from nbjobs.errors import InvalidRequest, UnknownRuntimeId
 from nbjobs.models.accounts import User
-from nbjobs.models.jobs import OUTPUT, Job, JobInputs, JobStatus
+from nbjobs.models.jobs import NO_RETRIES, OUTPUT, Job, JobInputs, JobStatus, RetryPolicy
+from nbjobs.models.notifications import Rule
 from nbjobs.models.parameters import NotebookParameters
 from nbjobs.models.runtimes import DEFAULT_RUNTIME, Runtime
 from nbjobs.models.stores import ItemStore
 from nbjobs.service.authz import CREATE_NOTEBOOKS, require_privilege
 from nbjobs.service.content.items import ItemService
 from nbjobs.service.jobs.service import JobService
+from nbjobs.service.notifications.service import NotificationService
 from nbjobs.service.runtimes.registry import RuntimeService
 
 log = logging.getLogger(__name__)
@@ -29,8 +31,10 @@ class NotebookExecution:
         item_store: ItemStore,
         clock: Clock,
         runtimes: RuntimeService | None = None,
+        notifications: NotificationService | None = None,
     ) -> None:
         self.jobs = jobs
+        self.notifications = notifications  # None: jobs get no notification rules (tests of other parts)
         self.items = items
         self.item_store = item_store
         self.clock = clock
@@ -49,6 +53,8 @@ class NotebookExecution:
         task_id: str = "",
         run_id: str = "",
         webhook_receiver_id: str = "",
+        retry: RetryPolicy = NO_RETRIES,
+        notifications: tuple[Rule, ...] | None = None,
     ) -> Job:
         """Submit the item's notebook as an executeNotebook job owned by ``user`` (``task_id``/``run_id``
         mark a run of a scheduled task). The runtime is ``runtime_id``, else the notebook's, else the
@@ -68,9 +74,17 @@ class NotebookExecution:
             run_id=run_id,
             webhook_receiver_id=webhook_receiver_id,
         )
-        job = self.jobs.submit(who, notebook, inputs=inputs, parameters=parameters, runtime=runtime)
+        job = self.jobs.submit(
+            who, notebook, inputs=inputs, parameters=parameters, runtime=runtime, retry=retry
+        )
         if update_portal_item:
             self.item_store.add_pending_update(job.job_id, item_id, self.clock())
+        if self.notifications is not None:
+            # the submit's own rules, else those of the task it is a run of; written right after the
+            # job: a crash in between leaves a job without notifications (docs/notifications.md)
+            if notifications is None and task_id:
+                notifications = self.notifications.scope_rules(f"task:{task_id}")
+            self.notifications.attach(job, notifications or ())
         return job
 
     def on_job_end(self, job: Job) -> None:

@@ -3,6 +3,7 @@ the abandon at stop, for the server and the worker alike (``Recovery``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 
@@ -10,7 +11,8 @@ import psutil
 
 from nbjobs.clock import Clock
 from nbjobs.execution.processes import kill_process_tree
-from nbjobs.models.jobs import Failure, FailureReason, Job, JobStatus, JobUpdate
+from nbjobs.models.events import NO_EVENTS, JobEvents
+from nbjobs.models.jobs import RUNNING, Failure, FailureReason, Job, JobStatus, JobUpdate, retry_or_end
 from nbjobs.models.stores import JobStore, WorkerStore
 
 log = logging.getLogger(__name__)
@@ -31,8 +33,10 @@ class Recovery:
         lease_ms: int,
         requeued: Callable[[Job], None] = lambda job: None,
         wake: Callable[[str], None] = lambda job_id: None,
+        events: JobEvents = NO_EVENTS,
     ) -> None:
         self.store = store
+        self.events = events  # told of each job this recovery ended (its fenced write won)
         self.workers = workers
         self.clock = clock
         self.lease_ms = lease_ms
@@ -70,33 +74,35 @@ class Recovery:
         return changed
 
     def _dispatch_requeued(self, jobs: list[Job]) -> None:
+        """Dispatch the re-queued jobs again; report the ended ones (``jobs`` holds only won writes)."""
         for job in jobs:
             if job.status == JobStatus.SUBMITTED:
                 self.requeued(job)
+            elif job.ended:
+                self.events.ended(job)
 
 
 def end_lost(store: JobStore, job: Job, clock: Clock, message: str) -> Job | None:
     """End (or, by the job's policy, re-queue) a job whose worker is gone. Fenced by its attempt."""
     now = clock()
-    if job.status == JobStatus.EXECUTING and job.attempt <= job.retry_on_worker_lost:
+    if job.status == JobStatus.CANCELLING:
+        failure = Failure(FailureReason.CANCELLED, f"The job was cancelled ({message})")
+        status = JobStatus.CANCELLED
+    else:
+        failure = Failure(FailureReason.WORKER_LOST, message)
+        status = JobStatus.FAILED
+    target, update = retry_or_end(job, status, failure, now)
+    if target == JobStatus.SUBMITTED:
+        update = dataclasses.replace(update, progress_message=f"Re-queued: {message}")
         requeued = store.transition(
-            job.job_id,
-            JobStatus.SUBMITTED,
-            now,
-            attempt=job.attempt,
-            update=JobUpdate(worker_id="", lease_expires=0, progress_message=f"Re-queued: {message}"),
+            job.job_id, target, now, attempt=job.attempt, update=update, expected=RUNNING
         )
         if requeued is not None:
             return requeued
-    if job.status == JobStatus.CANCELLING:
-        failure = Failure(FailureReason.CANCELLED, f"The job was cancelled ({message})")
-        return store.transition(
-            job.job_id, JobStatus.CANCELLED, now, attempt=job.attempt, update=JobUpdate(failure=failure)
-        )
-    failure = Failure(FailureReason.WORKER_LOST, message)
-    return store.transition(
-        job.job_id, JobStatus.FAILED, now, attempt=job.attempt, update=JobUpdate(failure=failure)
-    )
+        # cancelled meanwhile (CANCELLING never goes back to SUBMITTED): this attempt is the last
+        last = (*job.attempts, job.ended_attempt(status, failure, now, retried=False))
+        update = JobUpdate(failure=failure, attempts=last)
+    return store.transition(job.job_id, status, now, attempt=job.attempt, update=update, expected=RUNNING)
 
 
 def reap_expired(store: JobStore, clock: Clock) -> list[Job]:

@@ -15,8 +15,10 @@ from nbjobs.errors import (
     PayloadTooLarge,
 )
 from nbjobs.models.accounts import Principal
+from nbjobs.models.events import NO_EVENTS, JobEvents
 from nbjobs.models.jobs import (
     ENDED,
+    NO_RETRIES,
     OUTPUT,
     Failure,
     FailureReason,
@@ -25,6 +27,7 @@ from nbjobs.models.jobs import (
     JobStatus,
     JobType,
     JobUpdate,
+    RetryPolicy,
     new_job_id,
 )
 from nbjobs.models.parameters import NotebookParameters
@@ -48,8 +51,10 @@ class JobService:
         on_submit: Callable[[Job], None] | None = None,
         on_cancel: Callable[[Job], None] | None = None,
         clean_age_hours: Callable[[], int] | None = None,
+        events: JobEvents = NO_EVENTS,
     ) -> None:
         self.store = store
+        self.events = events  # told of each job submitted, and of each SUBMITTED job a cancel ended
         self.settings = settings
         self.clock = clock
         self._on_submit = on_submit or (lambda job: None)
@@ -66,6 +71,7 @@ class JobService:
         job_type: JobType = JobType.EXECUTE_NOTEBOOK,
         runtime: Runtime | None = None,
         retry_on_worker_lost: int = 0,
+        retry: RetryPolicy = NO_RETRIES,
     ) -> Job:
         """Store a new SUBMITTED job; the notebook itself is checked when it runs, the parameters' limits
         now (``parameters``, parsed by the caller, replaces ``inputs.notebook_parameters``)."""
@@ -92,6 +98,7 @@ class JobService:
             date_created=now,
             revision=now,
             retry_on_worker_lost=retry_on_worker_lost,
+            retry=retry,
         )
         cap = self.settings.limits.max_queued_jobs_per_user
         if not self.store.create(job, notebook, max_active=cap):
@@ -99,6 +106,7 @@ class JobService:
                 f"Too many jobs: '{who.username}' already has {cap} jobs waiting or running, the most this "
                 "server accepts (NBJOBS_MAX_QUEUED_JOBS_PER_USER). Submit again when some have ended."
             )
+        self.events.submitted(job)
         self._on_submit(job)
         return job
 
@@ -143,7 +151,9 @@ class JobService:
                 cancel_requested=True, failure=Failure(FailureReason.CANCELLED, "The job was cancelled")
             ),
         )
-        if cancelled is None:
+        if cancelled is not None:
+            self.events.ended(cancelled)  # a SUBMITTED job ends here; a running one ends in its supervisor
+        else:
             cancelled = self.store.transition(
                 job_id, JobStatus.CANCELLING, now, update=JobUpdate(cancel_requested=True)
             )

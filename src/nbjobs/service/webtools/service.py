@@ -23,8 +23,10 @@ from nbjobs.errors import (
     WebToolExists,
 )
 from nbjobs.models.accounts import Principal, User
-from nbjobs.models.jobs import Job, JobInputs, JobType
+from nbjobs.models.jobs import NO_RETRIES, Job, JobInputs, JobType, RetryPolicy
+from nbjobs.models.notifications import Rule
 from nbjobs.models.parameters import parse_parameters
+from nbjobs.models.retries import parse_retry_policy
 from nbjobs.models.runtimes import DEFAULT_RUNTIME, Runtime
 from nbjobs.models.stores import WebToolStore
 from nbjobs.models.webtools import ACCESS, PRIVATE, WebTool, WebToolCall
@@ -38,6 +40,7 @@ from nbjobs.service.authz import (
 )
 from nbjobs.service.content.items import ItemService, new_item_id
 from nbjobs.service.jobs.service import JobService
+from nbjobs.service.notifications.service import NotificationService
 from nbjobs.service.runtimes.registry import RuntimeService
 from nbjobs.service.webtools.outcome import Outcome, outcome
 from nbjobs.service.webtools.params import Analysis, ParamType, ToolParam, ToolParams, analyze
@@ -73,7 +76,9 @@ class WebToolService:
         jobs: JobService,
         clock: Clock,
         runtimes: RuntimeService | None = None,
+        notifications: NotificationService | None = None,
     ) -> None:
+        self.notifications = notifications  # None: tools keep no notification rules (tests of other parts)
         self.store = store
         self.items = items
         self.jobs = jobs
@@ -95,6 +100,7 @@ class WebToolService:
         require_privilege(user, CREATE_NOTEBOOKS)
         require_privilege(user, PUBLISH_WEB_TOOLS)
         spec = _ServiceSpec.parse(properties, creating=True)
+        rules = self._rules(spec)
         if not spec.notebook_id:
             raise InvalidRequest("serviceProperties.jsonProperties.notebookId is required.")
         item, data = self.items.data(user.principal(), spec.notebook_id)
@@ -121,9 +127,11 @@ class WebToolService:
             params=params.to_json(),
             runtime_id=self._runtime_for(user, data),
             snapshot_id=_snapshot_id(),
+            retry=spec.retry or NO_RETRIES,
         )
         if not self.store.add(tool, data):
             raise WebToolExists(f"A web tool has already been published from notebook {item.item_id}.")
+        self._keep_rules(tool.service_name, rules or ())
         return tool
 
     def get(self, user: User, service_name: str) -> WebTool:
@@ -147,6 +155,7 @@ class WebToolService:
         require_privilege(user, PUBLISH_WEB_TOOLS)
         tool = self.get(user, service_name)
         spec = _ServiceSpec.parse(properties or {}, creating=False)
+        rules = self._rules(spec)
         if spec.notebook_id and spec.notebook_id != tool.notebook_id:
             raise InvalidRequest("A web tool cannot be moved to another notebook; publish that one instead.")
         _, data = self.items.data(Principal(tool.owner), tool.notebook_id)
@@ -164,13 +173,30 @@ class WebToolService:
             params=params.to_json(),
             runtime_id=tool.runtime_id,
             snapshot_id=_snapshot_id(),
+            retry=tool.retry if spec.retry is None else spec.retry,
         )
         self.store.save(edited, data)
+        if rules is not None:
+            self._keep_rules(edited.service_name, rules)
         return edited
 
     def delete(self, user: User, service_name: str) -> None:
         tool = self.get(user, service_name)
         self.store.delete(tool.service_name)
+        self._keep_rules(tool.service_name, ())
+
+    def notification_rules(self, tool: WebTool) -> tuple[Rule, ...]:
+        """The rules each call's job gets (of a tool the caller was allowed to read)."""
+        return self.notifications.scope_rules(f"webtool:{tool.service_name}") if self.notifications else ()
+
+    def _rules(self, spec: _ServiceSpec) -> tuple[Rule, ...] | None:
+        if spec.notifications is None or self.notifications is None:
+            return None
+        return self.notifications.parse(spec.notifications, field="jsonProperties.notifications")
+
+    def _keep_rules(self, service_name: str, rules: tuple[Rule, ...]) -> None:
+        if self.notifications is not None:
+            self.notifications.set_scope_rules(f"webtool:{service_name}", rules)
 
     # -- calling (GP REST) -----------------------------------------------------------------------------
 
@@ -217,8 +243,11 @@ class WebToolService:
             inputs=inputs,
             job_type=JobType.EXECUTE_NOTEBOOK_AS_WEB_TOOL,
             runtime=self._runtime_of(tool),
+            retry=tool.retry,
         )
         self.store.add_call(WebToolCall(job.job_id, tool.service_name, task_name, gp_inputs, self.clock()))
+        if self.notifications is not None:
+            self.notifications.attach(job, self.notification_rules(tool))
         return job
 
     def call(
@@ -294,6 +323,11 @@ class _ServiceSpec:
             if tasks[0].get("type", "notebook") != "notebook":
                 raise InvalidRequest("A notebook web tool task must have type 'notebook'.")
             self.task_name = task_name_of(_text(tasks[0].get("name"), "tasks[0].name") or "")
+        retry = json_props.get("retryPolicy")
+        if retry is not None and not isinstance(retry, Mapping):
+            raise InvalidRequest("serviceProperties.jsonProperties.retryPolicy must be a JSON object.")
+        self.retry: RetryPolicy | None = None if retry is None else parse_retry_policy(retry)
+        self.notifications: Any = json_props.get("notifications")  # checked by WebToolService._rules
 
     @classmethod
     def parse(cls, props: Mapping[str, Any], *, creating: bool) -> _ServiceSpec:

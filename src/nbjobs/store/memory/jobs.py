@@ -5,8 +5,10 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import threading
+from collections import Counter
 from typing import Any
 
+from nbjobs.models.events import JobCount
 from nbjobs.models.jobs import ENDED, RUNNING, Job, JobStatus, JobUpdate, sources_of
 
 
@@ -56,6 +58,11 @@ class MemoryJobStore:
     def count(self, *, username: str | None = None, statuses: frozenset[JobStatus] | None = None) -> int:
         return len(self._select(username, statuses))
 
+    def active_counts(self) -> builtins.list[JobCount]:
+        with self._lock:
+            found = Counter((j.type, j.status, j.runtime.name) for j in self._jobs.values() if not j.ended)
+        return [JobCount(t, s, name, n) for (t, s, name), n in found.items()]
+
     def transition(
         self,
         job_id: str,
@@ -82,7 +89,9 @@ class MemoryJobStore:
 
     def claim_next(self, worker_id: str, now: int, lease_ms: int, *, per_user_cap: int = 0) -> Job | None:
         with self._lock:
-            waiting = [j for j in self._jobs.values() if j.status == JobStatus.SUBMITTED]
+            waiting = [
+                j for j in self._jobs.values() if j.status == JobStatus.SUBMITTED and j.not_before <= now
+            ]
             if per_user_cap > 0:
                 busy: dict[str, int] = {}
                 for j in self._jobs.values():
@@ -99,7 +108,12 @@ class MemoryJobStore:
     ) -> Job | None:
         with self._lock:
             job = self._jobs.get(job_id)
-            if job is None or job.status != JobStatus.SUBMITTED or job.attempt != attempt - 1:
+            if (
+                job is None
+                or job.status != JobStatus.SUBMITTED
+                or job.attempt != attempt - 1
+                or job.not_before > now
+            ):
                 return None
             if per_user_cap > 0:
                 busy = sum(

@@ -9,6 +9,8 @@ from starlette.responses import Response
 
 from nbjobs.errors import InvalidRequest
 from nbjobs.models.parameters import parse_parameters
+from nbjobs.models.retries import FIELDS as RETRY_FIELDS
+from nbjobs.models.retries import parse_retry_policy
 from nbjobs.web.deps import Form, Nb, SignedIn
 from nbjobs.web.params import Params
 from nbjobs.web.render import Link, Operation, respond
@@ -26,6 +28,8 @@ _EXECUTE_FIELDS = (
     "saveInjectedParameters",
     "executionTimeoutInMinutes",
     "notebookRuntimeId",
+    *RETRY_FIELDS,
+    "notifications",  # nbjobs: a JSON list of notification rules (docs/notifications.md)
 )
 
 
@@ -37,10 +41,10 @@ def admin_root(request: Request, nb: Nb, user: SignedIn, params: Form) -> Respon
             "version": ADMIN_VERSION,
             "currentVersion": ADMIN_VERSION,
             "fullVersion": ADMIN_VERSION,
-            "resources": ["notebooks", "system", "jobs"],
+            "resources": ["notebooks", "system", "jobs", "logs"],
         },
         title="Notebook Server Administrator Directory",
-        links=[Link("notebooks", "notebooks"), Link("system", "system")],
+        links=[Link("notebooks", "notebooks"), Link("system", "system"), Link("logs", "logs")],
         operations=[Operation("generateToken", "generateToken", ("username", "password", "expiration"))],
     )
 
@@ -76,6 +80,8 @@ def execute_notebook(request: Request, nb: Nb, user: SignedIn, params: Form) -> 
         save_injected_parameters=save,
         timeout_minutes=timeout,
         runtime_id=params.text("notebookRuntimeId"),
+        retry=parse_retry_policy(params.values),
+        notifications=nb.notifications.parse(params.text("notifications")),
     )
     job_url = f"{base_url(request, nb.settings)}/admin/notebooks/jobs/{job.job_id}"
     return respond(

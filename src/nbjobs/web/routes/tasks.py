@@ -34,6 +34,7 @@ _TASK_FIELDS = (
     "maxOccurrences",
     "timeZone",
     "overlapPolicy",
+    "notifications",  # nbjobs: notification rules for each run's job (docs/notifications.md)
 )
 _UPDATE_FIELDS = (*_TASK_FIELDS, "isActive")
 
@@ -70,6 +71,7 @@ def task_view(nb: WebServices, task: Task) -> dict[str, Any]:
         "endDate": task.end_date or None,
         "active": task.active,
         "taskState": str(task.state),
+        "notifications": [r.to_wire() for r in nb.tasks.notification_rules(task)],
     }
 
 
@@ -87,7 +89,7 @@ def run_view(nb: WebServices, run: TaskRun, task: Task) -> dict[str, Any]:
     }
 
 
-def _spec(params: Params, *, update: bool) -> TaskSpec:
+def _spec(nb: WebServices, params: Params, *, update: bool) -> TaskSpec:
     def text(name: str) -> str | None:
         value = params.values.get(name)
         return None if value is None or (value.strip() == "" and update) else value.strip()
@@ -95,6 +97,8 @@ def _spec(params: Params, *, update: bool) -> TaskSpec:
     def date(name: str) -> int | None:
         return params.integer(name, None, minimum=0)
 
+    raw_rules = text("notifications")
+    rules = None if raw_rules is None else nb.notifications.parse(raw_rules)
     return TaskSpec(
         title=text("title"),
         type=text("type"),
@@ -111,6 +115,7 @@ def _spec(params: Params, *, update: bool) -> TaskSpec:
         max_occurrences=params.integer("maxOccurrences", None, minimum=0),
         overlap=text("overlapPolicy"),
         is_active=params.flag("isActive", True) if text("isActive") else None,
+        notifications=rules,
     )
 
 
@@ -146,7 +151,7 @@ def list_tasks(request: Request, username: str, nb: Nb, user: SignedIn, params: 
     router, "/createTask", summary="Schedule a notebook", methods=("POST",), fields=_TASK_FIELDS, tags=TAGS
 )
 def create_task(request: Request, username: str, nb: Nb, user: SignedIn, params: Form) -> Response:
-    task = nb.tasks.create(user, username, _spec(params, update=False))
+    task = nb.tasks.create(user, username, _spec(nb, params, update=False))
     return respond(request, {"success": True, "taskId": task.task_id}, title="Task created")
 
 
@@ -173,7 +178,7 @@ def get_task(request: Request, username: str, task_id: str, nb: Nb, user: Signed
 def update_task(
     request: Request, username: str, task_id: str, nb: Nb, user: SignedIn, params: Form
 ) -> Response:
-    task = nb.tasks.update(user, username, task_id, _spec(params, update=True))
+    task = nb.tasks.update(user, username, task_id, _spec(nb, params, update=True))
     return respond(request, {"success": True, "taskId": task.task_id}, title="Task updated")
 
 

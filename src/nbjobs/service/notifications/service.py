@@ -1,0 +1,522 @@
+"""Notifications: rules on jobs, the outbox derived from the job table, and the sender.
+
+The outbox is derived, as the Celery reconciler derives its own: ``scan`` (a housekeeping duty) reads
+the watches of jobs with rules, compares each job's status with the events its rules ask for, and
+enqueues one delivery per (job, rule, event) under a unique key, so two API replicas or a restart never
+enqueue one twice. ``pump`` (another duty) claims due deliveries with a compare-and-set and sends them
+on a small thread pool, never on a request's or a supervisor's thread, so a slow receiver slows nobody.
+A failed attempt is retried with exponential backoff and full jitter until the retry window (24 h by
+default) after the delivery was enqueued; then it is ``gave_up``. Every attempt is in the log.
+
+At-least-once: a crash after a receiver answered and before the attempt was recorded sends again once
+the claim's lease has passed; the payload carries an idempotency key (``<job>:<rule>:<event>``), also
+sent as the ``Idempotency-Key`` header, for the receiver to drop the duplicate.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import smtplib
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_all
+from dataclasses import dataclass, replace
+from typing import Any
+
+from nbjobs.clock import Clock
+from nbjobs.errors import InvalidNotificationRule, InvalidRequest, JobNotFound
+from nbjobs.models.accounts import Principal, User
+from nbjobs.models.jobs import OUTPUT, RUNNING, FailureReason, Job, JobStatus
+from nbjobs.models.notifications import (
+    Attempt,
+    Channel,
+    Delivery,
+    DeliveryStatus,
+    NotifyEvent,
+    Rule,
+    Watch,
+    idempotency_key,
+)
+from nbjobs.models.stores import JobStore, NotificationStore
+from nbjobs.service.authz import may_see, require_admin
+from nbjobs.service.notifications import mail, webhook
+from nbjobs.service.notifications.mail import SmtpSettings
+from nbjobs.service.notifications.rules import parse_rules
+from nbjobs.service.notifications.targets import AllowList, Resolver, system_resolver
+from nbjobs.service.notifications.webhook import Outcome
+
+log = logging.getLogger(__name__)
+
+MINUTE_MS = 60_000
+MISSING_JOB_GRACE_MS = 60_000  # a watch whose job never appeared (the submit failed after it) is dropped
+SMTP = "smtp"
+ALLOW_LIST = "allowlist"
+
+
+@dataclass(frozen=True)
+class NotifyPolicy:
+    """How the sender behaves (from settings; tests make it fast)."""
+
+    timeout_seconds: float = 10.0  # per attempt: connect, read, SMTP commands
+    retry_base_seconds: float = 10.0  # the first retry waits up to this long (full jitter)
+    retry_max_seconds: float = 3600.0  # no wait between attempts is longer
+    retry_window_seconds: float = 24 * 3600.0  # no attempt later than this after the delivery was enqueued
+    senders: int = 4  # threads sending at once
+    verify_tls: bool = True
+
+    @property
+    def lease_ms(self) -> int:
+        """How long a claimed attempt is someone's: past it (the sender died) another may take it."""
+        return int(max(60.0, 6 * self.timeout_seconds) * 1000)
+
+    def backoff_ms(self, attempt: int, rng: random.Random) -> int:
+        """Full jitter: uniform in [0, min(max, base * 2 ** (attempt - 1))]."""
+        ceiling = min(self.retry_max_seconds, self.retry_base_seconds * 2 ** max(attempt - 1, 0))
+        return int(rng.uniform(0, ceiling) * 1000)
+
+
+def event_for_end(job: Job, rule: Rule) -> NotifyEvent | None:
+    """The one terminal event of an ended job this rule asks for, or None."""
+    if job.status == JobStatus.COMPLETED:
+        wanted = NotifyEvent.SUCCEEDED
+    elif job.status == JobStatus.CANCELLED:
+        wanted = NotifyEvent.CANCELLED
+    elif (
+        job.failure is not None
+        and job.failure.reason == FailureReason.TIMEOUT
+        and (NotifyEvent.TIMED_OUT in rule.events)
+    ):
+        wanted = NotifyEvent.TIMED_OUT
+    else:
+        wanted = NotifyEvent.FAILED
+    return wanted if wanted in rule.events else None
+
+
+def events_due(job: Job, rule: Rule, now: int) -> list[NotifyEvent]:
+    """What the rule asks to be told about this job now, in order (started first)."""
+    out = []
+    if job.start_time and NotifyEvent.STARTED in rule.events:
+        out.append(NotifyEvent.STARTED)
+    if (
+        job.status in RUNNING
+        and job.start_time
+        and NotifyEvent.RUNNING_LONGER in rule.events
+        and now - job.start_time >= rule.after_minutes * MINUTE_MS
+    ):
+        out.append(NotifyEvent.RUNNING_LONGER)
+    if job.status.ended:
+        end = event_for_end(job, rule)
+        if end is not None:
+            out.append(end)
+    return out
+
+
+def payload_of(job: Job, rule: Rule, event: NotifyEvent, now: int) -> dict[str, Any]:
+    """The JSON body of a webhook (and what an email is written from), frozen at enqueue time."""
+    job_view: dict[str, Any] = {
+        "id": job.job_id,
+        "type": str(job.type),
+        "status": str(job.status),
+        "username": job.username,
+        "itemId": job.inputs.item_id,
+        "taskId": job.inputs.task_id,
+        "runtimeId": job.runtime.runtime_id,
+        "created": job.date_created,
+        "started": job.start_time or None,
+        "ended": job.end_time or None,
+        "attempt": job.attempt,
+    }
+    if job.failure is not None:
+        failure = job.failure.to_wire()
+        if "traceback" in failure:
+            failure["traceback"] = [mail.strip_ansi(t) for t in failure["traceback"]]
+        if "evalue" in failure and failure["evalue"] is not None:
+            failure["evalue"] = mail.strip_ansi(str(failure["evalue"]))
+        job_view["failure"] = failure
+    return {
+        "idempotencyKey": idempotency_key(job.job_id, rule.rule_id, event),
+        "event": str(event),
+        "ruleId": rule.rule_id,
+        "at": now,
+        "job": job_view,
+    }
+
+
+class NotificationService:
+    def __init__(
+        self,
+        store: NotificationStore,
+        jobs: JobStore,
+        clock: Clock,
+        *,
+        policy: NotifyPolicy | None = None,
+        allow: AllowList | None = None,  # the operator's allow-list (settings); the admin API adds to it
+        rng: random.Random | None = None,
+        resolve: Resolver = system_resolver,
+        on_outcome: Callable[[str], None] | None = None,  # a metrics counter: sent | failed | gave_up
+        render_html: Callable[[bytes], str] | None = None,
+    ) -> None:
+        self.store = store
+        self.jobs = jobs
+        self.clock = clock
+        self.policy = policy or NotifyPolicy()
+        self.operator_allow = allow or AllowList()
+        self.rng = rng or random.Random()
+        self.resolve = resolve
+        self.on_outcome = on_outcome or (lambda outcome: None)
+        self.render_html = render_html or _nbconvert_html
+        self._pool: ThreadPoolExecutor | None = None
+        self._inflight: set[Future[None]] = set()
+        self._lock = threading.Lock()
+
+    # -- rules --------------------------------------------------------------------------------------
+
+    def allow_list(self) -> AllowList:
+        stored = self.store.get_config(ALLOW_LIST) or {}
+        return self.operator_allow.union(AllowList.parse(stored.get("entries", [])))
+
+    def parse(self, raw: str | list[Any] | None, *, field: str = "notifications") -> tuple[Rule, ...]:
+        """Rules from a client (JSON text or list), checked: InvalidNotificationRule (400) when bad."""
+        return parse_rules(raw, self.allow_list(), resolve=self.resolve, field=field)
+
+    def attach(self, job: Job, rules: tuple[Rule, ...]) -> None:
+        """Watch ``job`` for ``rules`` (nothing when there are none)."""
+        if rules:
+            self.store.watch(job.job_id, job.username, rules, self.clock())
+
+    def set_scope_rules(self, scope: str, rules: tuple[Rule, ...]) -> None:
+        """The rules a task (``task:<id>``) or web tool (``webtool:<name>``) gives each job it starts."""
+        self.store.set_rules(scope, rules, self.clock())
+
+    def scope_rules(self, scope: str) -> tuple[Rule, ...]:
+        return self.store.rules(scope)
+
+    def rules_of_job(self, who: Principal, job_id: str) -> tuple[Rule, ...]:
+        self._visible_job(who, job_id)
+        watch = self.store.watch_of(job_id)
+        return watch.rules if watch is not None else ()
+
+    # -- the outbox ---------------------------------------------------------------------------------
+
+    def scan(self) -> int:
+        """Enqueue the deliveries the watched jobs' statuses call for; returns how many were new."""
+        now = self.clock()
+        enqueued = 0
+        for watch in self.store.watches():
+            try:
+                enqueued += self._scan_one(watch, now)
+            except Exception:  # one bad watch must not stop the others
+                log.exception("notification scan of job %s failed", watch.job_id)
+        return enqueued
+
+    def _scan_one(self, watch: Watch, now: int) -> int:
+        job = self.jobs.get(watch.job_id)
+        if job is None:
+            if now - watch.created > MISSING_JOB_GRACE_MS:
+                self.store.fire(watch.job_id, [], frozenset(), True)  # purged, or never created
+            return 0
+        new: list[Delivery] = []
+        keys: set[str] = set()
+        for rule in watch.rules:
+            for event in events_due(job, rule, now):
+                key = f"{rule.rule_id}:{event}"
+                if key in watch.fired:
+                    continue
+                keys.add(key)
+                new.append(
+                    Delivery(
+                        delivery_id=uuid.uuid4().hex,
+                        job_id=job.job_id,
+                        username=job.username,
+                        rule=rule,
+                        event=event,
+                        created=now,
+                        next_attempt_at=now,
+                        payload=payload_of(job, rule, event, now),
+                        updated=now,
+                    )
+                )
+        done = job.status.ended
+        if not new and not done:
+            return 0
+        count = self.store.fire(job.job_id, new, frozenset(keys), done)
+        if count:
+            log.info("job %s: %d notification(s) enqueued", job.job_id, count)
+        return count
+
+    def pump(self, *, wait: bool = False) -> int:
+        """Claim due deliveries and send them on the sender threads; returns how many were started.
+        ``wait``: return only when they are done (tests, and ``nbjobs notify flush``)."""
+        with self._lock:
+            self._inflight = {f for f in self._inflight if not f.done()}
+            free = self.policy.senders - len(self._inflight)
+            if free <= 0:
+                return 0
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.policy.senders, thread_name_prefix="nbjobs-notify")
+            now = self.clock()
+            started: list[Future[None]] = []
+            for delivery in self.store.due(now, free):
+                if self.store.claim(
+                    delivery.delivery_id, delivery.next_attempt_at, now + self.policy.lease_ms
+                ):
+                    future = self._pool.submit(self._attempt, delivery)
+                    started.append(future)
+                    self._inflight.add(future)
+        if wait and started:
+            wait_all(started)
+        return len(started)
+
+    def close(self) -> None:
+        """Stop the sender threads, letting attempts in flight finish (their timeouts bound it)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+    def _attempt(self, delivery: Delivery) -> None:
+        at = self.clock()
+        started = time.monotonic()
+        try:
+            outcome = self._send(delivery)
+        except Exception as exc:  # a bug in a channel is a failed attempt, not a dead sender thread
+            log.exception("notification %s: sending failed unexpectedly", delivery.delivery_id)
+            outcome = Outcome(False, f"{type(exc).__name__}: {exc}")
+        duration_ms = int((time.monotonic() - started) * 1000)
+        number = delivery.attempts + 1
+        status, next_at, error = DeliveryStatus.SENT, 0, ""
+        if not outcome.ok:
+            error = outcome.detail
+            next_at = self.clock() + self.policy.backoff_ms(number, self.rng)
+            window_end = delivery.created + int(self.policy.retry_window_seconds * 1000)
+            if outcome.permanent or next_at > window_end:
+                status, next_at = DeliveryStatus.GAVE_UP, 0
+            else:
+                status = DeliveryStatus.PENDING
+        self.store.record(
+            Attempt(delivery.delivery_id, number, at, duration_ms, outcome.ok, outcome.detail),
+            status,
+            next_at,
+            error,
+        )
+        self.on_outcome(
+            "sent" if outcome.ok else ("gave_up" if status == DeliveryStatus.GAVE_UP else "failed")
+        )
+        level = logging.INFO if outcome.ok else logging.WARNING
+        log.log(
+            level,
+            "notification %s (%s %s of job %s) attempt %d: %s",
+            delivery.delivery_id,
+            delivery.rule.channel,
+            delivery.event,
+            delivery.job_id,
+            number,
+            outcome.detail,
+        )
+
+    def _send(self, delivery: Delivery) -> Outcome:
+        rule = delivery.rule
+        if rule.channel == Channel.WEBHOOK:
+            body = json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True).encode("utf-8")
+            return webhook.post(
+                rule.target,
+                body,
+                secret=rule.secret,
+                idempotency_key=delivery.idempotency_key,
+                event=str(delivery.event),
+                allow=self.allow_list(),
+                timeout=self.policy.timeout_seconds,
+                resolve=self.resolve,
+                verify_tls=self.policy.verify_tls,
+            )
+        html = None
+        if rule.attach_notebook:
+            output = self.jobs.get_blob(delivery.job_id, OUTPUT)
+            if output:
+                try:
+                    html = self.render_html(output)
+                except Exception as exc:  # a notebook nbconvert cannot render still gets its mail
+                    log.warning("job %s: notebook not attached: %s", delivery.job_id, exc)
+        smtp = self.smtp_settings()
+        message = mail.compose(smtp, tuple(rule.target.split(",")), delivery.payload, html)
+        return _smtp_outcome(smtp, message)
+
+    # -- admin: settings, the log, a test message ----------------------------------------------------
+
+    def smtp_settings(self) -> SmtpSettings:
+        stored = self.store.get_config(SMTP)
+        smtp = SmtpSettings.from_store(stored) if stored else SmtpSettings()
+        return replace(smtp, timeout_seconds=min(smtp.timeout_seconds, 60.0))
+
+    def settings_view(self, who: User | Principal) -> dict[str, Any]:
+        require_admin(who, "Only administrators may read the notification settings.")
+        stored = self.store.get_config(ALLOW_LIST) or {}
+        return {
+            "smtp": self.smtp_settings().to_wire(),
+            "allowList": list(stored.get("entries", [])),
+            "operatorAllowList": self.operator_allow.entries(),
+            "retry": {
+                "baseSeconds": self.policy.retry_base_seconds,
+                "maxSeconds": self.policy.retry_max_seconds,
+                "windowSeconds": self.policy.retry_window_seconds,
+                "timeoutSeconds": self.policy.timeout_seconds,
+            },
+        }
+
+    def update_settings(
+        self,
+        who: User | Principal,
+        *,
+        smtp: dict[str, Any] | None = None,
+        allow_list: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """Change the SMTP settings (keys of ``SmtpSettings.to_wire`` plus ``password``; absent keys keep
+        their value) and/or replace the allow-list."""
+        require_admin(who, "Only administrators may change the notification settings.")
+        now = self.clock()
+        if smtp is not None:
+            self.store.put_config(SMTP, _merge_smtp(self.smtp_settings(), smtp).to_store(), now)
+        if allow_list is not None:
+            if not isinstance(allow_list, list) or not all(isinstance(e, str) for e in allow_list):
+                raise InvalidRequest("allowList must be a JSON list of addresses, networks or host names")
+            parsed = AllowList.parse(allow_list)
+            self.store.put_config(ALLOW_LIST, {"entries": parsed.entries()}, now)
+        return self.settings_view(who)
+
+    def job_deliveries(self, who: Principal, job_id: str) -> list[tuple[Delivery, list[Attempt]]]:
+        """The job's deliveries with their attempts: for its owner and administrators."""
+        self._visible_job(who, job_id)
+        return [(d, self.store.attempts(d.delivery_id)) for d in self.store.deliveries(job_id)]
+
+    def recent(
+        self, who: User | Principal, *, status: str = "", limit: int = 100
+    ) -> list[tuple[Delivery, list[Attempt]]]:
+        require_admin(who, "Only administrators may list every notification delivery.")
+        try:
+            wanted = DeliveryStatus(status) if status else None
+        except ValueError:
+            raise InvalidRequest(
+                f"status must be one of {[str(s) for s in DeliveryStatus]}, got {status!r}"
+            ) from None
+        if not 1 <= limit <= 1000:
+            raise InvalidRequest("num must be from 1 to 1000")
+        return [
+            (d, self.store.attempts(d.delivery_id)) for d in self.store.recent(status=wanted, limit=limit)
+        ]
+
+    def send_test(
+        self, who: User | Principal, *, email: str = "", url: str = "", secret: str = ""
+    ) -> Outcome:
+        """A test notification now, on the caller's thread (admins: tries the SMTP settings or a URL)."""
+        require_admin(who, "Only administrators may send test notifications.")
+        now = self.clock()
+        payload = {
+            "idempotencyKey": f"test:{uuid.uuid4().hex}",
+            "event": "test",
+            "ruleId": "test",
+            "at": now,
+            "job": {"id": "(test)", "status": "TEST", "username": who.username, "itemId": ""},
+        }
+        if bool(email) == bool(url):
+            raise InvalidRequest("give one of email or url")
+        if email:
+            smtp = self.smtp_settings()
+            message = mail.compose(smtp, mail.parse_addresses(email), payload, None)
+            return _smtp_outcome(smtp, message)
+        rules = self.parse([{"events": ["succeeded"], "url": url, "secret": secret or "x" * 16}], field="url")
+        body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode("utf-8")
+        return webhook.post(
+            rules[0].target,
+            body,
+            secret=rules[0].secret,
+            idempotency_key=str(payload["idempotencyKey"]),
+            event="test",
+            allow=self.allow_list(),
+            timeout=self.policy.timeout_seconds,
+            resolve=self.resolve,
+            verify_tls=self.policy.verify_tls,
+        )
+
+    def purge(self, older_than_ms: int) -> int:
+        return self.store.purge(self.clock() - older_than_ms)
+
+    def _visible_job(self, who: Principal, job_id: str) -> None:
+        job = self.jobs.get(job_id)
+        if job is None or not may_see(who, job.username):
+            raise JobNotFound(job_id)
+
+
+def _smtp_outcome(smtp: SmtpSettings, message: Any) -> Outcome:
+    try:
+        mail.send(smtp, message)
+    except TimeoutError:
+        return Outcome(False, f"SMTP timed out after {smtp.timeout_seconds:g} s")
+    except smtplib.SMTPResponseException as exc:
+        text = (
+            exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) else exc.smtp_error
+        )
+        return Outcome(False, f"SMTP {exc.smtp_code}: {text}")
+    except smtplib.SMTPRecipientsRefused as exc:
+        return Outcome(False, f"SMTP refused the recipients: {exc.recipients}")
+    except (OSError, smtplib.SMTPException) as exc:
+        return Outcome(False, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+    return Outcome(True, "SMTP accepted the message")
+
+
+_SMTP_KEYS = {
+    "host",
+    "port",
+    "security",
+    "username",
+    "password",
+    "fromAddress",
+    "timeoutSeconds",
+    "verifyTls",
+}
+
+
+def _merge_smtp(current: SmtpSettings, given: dict[str, Any]) -> SmtpSettings:
+    if not isinstance(given, dict):
+        raise InvalidRequest("smtp must be a JSON object")
+    unknown = sorted(set(given) - _SMTP_KEYS)
+    if unknown:
+        raise InvalidRequest(f"smtp has unknown keys {unknown}; known: {sorted(_SMTP_KEYS)}")
+    data = {**current.to_store(), **given}
+    host, port, security = data.get("host"), data.get("port"), data.get("security")
+    if not isinstance(host, str) or len(host) > 253 or any(c.isspace() for c in host):
+        raise InvalidRequest("smtp.host must be a host name or address")
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise InvalidRequest("smtp.port must be a whole number from 1 to 65535")
+    if security not in mail.SECURITY:
+        raise InvalidRequest(f"smtp.security must be one of {list(mail.SECURITY)}")
+    timeout = data.get("timeoutSeconds")
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0.1 <= timeout <= 60:
+        raise InvalidRequest("smtp.timeoutSeconds must be a number of seconds from 0.1 to 60")
+    for key in ("username", "password", "fromAddress"):
+        if not isinstance(data.get(key), str) or len(data[key]) > 512:
+            raise InvalidRequest(f"smtp.{key} must be a string")
+    if data["fromAddress"]:
+        try:
+            mail.parse_addresses(data["fromAddress"])
+        except InvalidNotificationRule:
+            raise InvalidRequest(
+                f"smtp.fromAddress {data['fromAddress']!r} is not an email address"
+            ) from None
+    if not isinstance(data.get("verifyTls"), bool):
+        raise InvalidRequest("smtp.verifyTls must be true or false")
+    return SmtpSettings.from_store(data)
+
+
+def _nbconvert_html(data: bytes) -> str:
+    """The executed notebook as HTML (nbconvert's lab template), for an email attachment."""
+    import nbformat
+    from nbconvert import HTMLExporter  # imported on first use: it loads Jinja templates and Pygments
+
+    node = nbformat.reads(data.decode("utf-8"), as_version=4)
+    body, _ = HTMLExporter(template_name="lab").from_notebook_node(node)
+    return str(body)
