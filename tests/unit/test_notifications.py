@@ -555,3 +555,28 @@ def test_smtp_settings_are_checked_and_the_password_is_write_only(jobs, clock):
             notify.update_settings(ADMIN, smtp=bad)
     with pytest.raises(InvalidNotificationRule, match="allow-list entry"):
         notify.update_settings(ADMIN, allow_list=["not a host!"])
+
+
+def test_a_crash_between_the_jobs_end_and_the_scan_loses_nothing(jobs, clock, receiver):
+    before = service(jobs, clock)  # the process that dies: it never scanned
+    job = submit(jobs, clock)
+    before.attach(job, hook_rules(before, receiver.url))
+    fail(jobs, clock, job)
+    after = service(jobs, clock)  # the restarted process derives the outbox from the job table
+    assert after.scan() == 1
+    after.pump(wait=True)
+    assert len(receiver.received) == 1
+    assert after.scan() == 0 and after.pump(wait=True) == 0
+    assert len(receiver.received) == 1
+
+
+def test_a_watch_whose_job_never_appeared_is_dropped_after_a_grace(jobs, clock):
+    notify = service(jobs, clock)
+    notify.store.watch(
+        "j" + "z" * 32, "alice", notify.parse([{"events": ["failed"], "email": "a@example.com"}]), clock()
+    )
+    notify.scan()
+    assert len(notify.store.watches()) == 1  # the submit may still be on its way
+    clock.advance(61_000)
+    notify.scan()
+    assert notify.store.watches() == []

@@ -7,6 +7,7 @@ This is the only place that drives nbclient. The runner process wraps it for job
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import shutil
 import sys
@@ -14,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import psutil
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
@@ -76,6 +78,7 @@ class Outcome:
     truncated_cells: list[int] = field(default_factory=list)
     # For each requested output name: {"value": <JSON value>} or {"error": "<why it has none>"}.
     values: dict[str, dict[str, Any]] = field(default_factory=dict)
+    cpu_seconds: float = 0.0  # CPU the cells used in the kernel and its children; 0 when unknown
 
     @property
     def ok(self) -> bool:
@@ -157,8 +160,9 @@ def execute(request: ExecutionRequest, listener: Listener, warm: WarmKernel | No
     if warm is not None:
         client.kc = warm.kc
     values: dict[str, dict[str, Any]] = {}
+    usage = _Usage()
     try:
-        failure, executed = _run_cells(client, nb, request, listener, warm=warm, values=values)
+        failure, executed = _run_cells(client, nb, request, listener, warm=warm, values=values, usage=usage)
     finally:
         shutil.rmtree(sockets, ignore_errors=True)
     if failure is not None and failure.reason == FailureReason.CELL_ERROR and failure.cell_index is not None:
@@ -173,6 +177,7 @@ def execute(request: ExecutionRequest, listener: Listener, warm: WarmKernel | No
         output_truncated=cap.truncated,
         truncated_cells=list(cap.truncated_cells),
         values=values,
+        cpu_seconds=usage.cpu_seconds,
     )
 
 
@@ -184,6 +189,7 @@ def _run_cells(
     *,
     warm: WarmKernel | None,
     values: dict[str, dict[str, Any]],
+    usage: _Usage,
 ) -> tuple[Failure | None, int]:
     code_cells = code_cell_indexes(nb)
     total = max(len(code_cells), 1)
@@ -204,6 +210,7 @@ def _run_cells(
                 if warm is None or warm.stream_cap != request.max_cell_output_bytes:
                     setup.append(stream_cap_code(request.max_cell_output_bytes))
                 _run_silently(client, "\n".join(setup))
+            usage.cpu_at_start = _cpu_seconds(pid)  # the kernel's own start is not the job's
             for index, cell in enumerate(nb.cells):
                 if cell.cell_type != "code":
                     continue
@@ -229,7 +236,27 @@ def _run_cells(
         return Failure(FailureReason.KERNEL_DIED, f"The kernel could not be started: {exc}"), executed
     finally:
         if pid:
+            usage.cpu_seconds = round(max(_cpu_seconds(pid) - usage.cpu_at_start, 0.0), 3)
             kill_process_tree(pid)
+
+
+@dataclass
+class _Usage:
+    cpu_at_start: float = 0.0  # before the first cell: what starting the kernel cost
+    cpu_seconds: float = 0.0  # the cells' CPU time
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU time the kernel and its (waited-for and live) children used so far; 0 if it is gone."""
+    try:
+        kernel = psutil.Process(pid)
+        total = sum(kernel.cpu_times()[:4])  # user, system, children_user, children_system
+        for child in kernel.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                total += sum(child.cpu_times()[:2])
+        return round(total, 3)
+    except psutil.Error:
+        return 0.0
 
 
 def _limit(pid: int, request: ExecutionRequest) -> None:

@@ -92,6 +92,7 @@ def outcome_event(outcome: Outcome) -> dict[str, Any]:
         "event": "done",
         "failure": outcome.failure.to_wire() if outcome.failure else None,
         "cells_executed": outcome.cells_executed,
+        "cpu_seconds": outcome.cpu_seconds,
         "output_truncated": outcome.output_truncated,
         "truncated_cells": outcome.truncated_cells,
         "has_output": outcome.notebook is not None,

@@ -18,6 +18,7 @@ from nbjobs.models.logs import LogMessage, LogQuery
 from nbjobs.models.notifications import Attempt, DeliveryStatus, Rule, Watch
 from nbjobs.models.notifications import Delivery as NotificationDelivery
 from nbjobs.models.runtimes import RuntimeSpec
+from nbjobs.models.usage import JobUsage
 from nbjobs.models.webtools import WebTool, WebToolCall
 from nbjobs.models.workers import WorkerRecord
 
@@ -459,3 +460,10 @@ class LogStore(Protocol):
 
     def save_settings(self, values: dict[str, Any], now: int) -> None:
         """Store these settings (by name; names not given keep their value)."""
+
+
+class UsageStore(Protocol):
+    """What jobs used: the statistics resource's one read."""
+
+    def usage(self, since: int, limit: int = 200_000) -> builtins.list[JobUsage]:
+        """Jobs that ended at or after ``since``, and every job not ended yet (at most ``limit``)."""

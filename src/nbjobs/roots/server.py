@@ -41,6 +41,7 @@ from nbjobs.service.system.config import ConfigService
 from nbjobs.service.system.logs import LogService
 from nbjobs.service.system.machines import MachineService
 from nbjobs.service.system.metrics import MetricsService
+from nbjobs.service.system.statistics import StatisticsService
 from nbjobs.service.webtools.service import WebToolService
 from nbjobs.settings import Settings
 from nbjobs.store.config import SqlConfigStore
@@ -52,6 +53,7 @@ from nbjobs.store.notifications import SqlNotificationStore
 from nbjobs.store.notify import notify_cancel
 from nbjobs.store.runtimes import SqlRuntimeStore
 from nbjobs.store.tasks import SqlTaskStore
+from nbjobs.store.usage import SqlUsageStore
 from nbjobs.store.users import SqlTokenStore, SqlUserStore
 from nbjobs.store.webhooks import SqlReceiverStore
 from nbjobs.store.webtools import SqlWebToolStore
@@ -280,6 +282,7 @@ class Server:
             webtools=webtools,
             config=config,
             machines=MachineService(workers, store, clock, lease_ms=lease_ms),
+            statistics=StatisticsService(SqlUsageStore(engine), clock),
             logs=logs,
             metrics=MetricsService(metrics),
             notifications=notifications,

@@ -47,6 +47,7 @@ RUNTIMES = "Only administrators can change runtimes."
 CONFIGURATION = "Only administrators can change the server configuration."
 MACHINES = "Only administrators can see the machines."
 WEBHOOK_RECEIVERS = "Only administrators manage webhook receivers."
+STATISTICS = "Only administrators can see the usage statistics."
 LOGS = "Only administrators can read and manage the logs."
 METRICS = "Only administrators can read the metrics."
 

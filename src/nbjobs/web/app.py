@@ -25,6 +25,7 @@ from nbjobs.web.routes import (
     notifications,
     portal,
     runtimes,
+    statistics,
     tasks,
     tokens,
     webhooks,
@@ -53,7 +54,7 @@ def create_app(services: WebServices) -> FastAPI:
     for router in (portal.router, content.router, tokens.portal, tokens.admin, admin.router, jobs.router,
                    runtimes.router, tasks.router, webhooks.admin, webhooks.events,
                    machines.router, webtools.router, gp.router, metrics.router, logs.router,
-                   notifications.router):  # fmt: skip
+                   notifications.router, statistics.router):  # fmt: skip
         root.include_router(router)
     app.include_router(root)
 

@@ -23,6 +23,7 @@ from nbjobs.service.system.config import ConfigService
 from nbjobs.service.system.logs import LogService
 from nbjobs.service.system.machines import MachineService
 from nbjobs.service.system.metrics import MetricsService
+from nbjobs.service.system.statistics import StatisticsService
 from nbjobs.service.webtools.service import WebToolService
 from nbjobs.settings import Settings
 
@@ -42,6 +43,7 @@ class WebServices:
     webtools: WebToolService
     config: ConfigService
     machines: MachineService
+    statistics: StatisticsService  # system/statistics/mostRecent
     logs: LogService  # the ArcGIS logs resource
     metrics: MetricsService  # /admin/metrics
     notifications: NotificationService  # rules, settings and delivery logs (docs/notifications.md)

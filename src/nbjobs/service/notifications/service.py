@@ -72,7 +72,7 @@ class NotifyPolicy:
     @property
     def lease_ms(self) -> int:
         """How long a claimed attempt is someone's: past it (the sender died) another may take it."""
-        return int(max(60.0, 6 * self.timeout_seconds) * 1000)
+        return int(max(10.0, 6 * self.timeout_seconds) * 1000)
 
     def backoff_ms(self, attempt: int, rng: random.Random) -> int:
         """Full jitter: uniform in [0, min(max, base * 2 ** (attempt - 1))]."""
@@ -172,6 +172,7 @@ class NotificationService:
         self.render_html = render_html or _nbconvert_html
         self._pool: ThreadPoolExecutor | None = None
         self._inflight: set[Future[None]] = set()
+        self._seq = 0
         self._lock = threading.Lock()
 
     # -- rules --------------------------------------------------------------------------------------
@@ -230,7 +231,7 @@ class NotificationService:
                 keys.add(key)
                 new.append(
                     Delivery(
-                        delivery_id=uuid.uuid4().hex,
+                        delivery_id=self._new_id(now),
                         job_id=job.job_id,
                         username=job.username,
                         rule=rule,
@@ -248,6 +249,11 @@ class NotificationService:
         if count:
             log.info("job %s: %d notification(s) enqueued", job.job_id, count)
         return count
+
+    def _new_id(self, now: int) -> str:
+        """32 hex digits that sort by creation (time, then order within this process), then random."""
+        self._seq = (self._seq + 1) % 0x10000
+        return f"{now:012x}{self._seq:04x}{uuid.uuid4().hex[:16]}"
 
     def pump(self, *, wait: bool = False) -> int:
         """Claim due deliveries and send them on the sender threads; returns how many were started.

@@ -160,9 +160,9 @@ def update_configuration(request: Request, nb: Nb, user: SignedIn, params: Form)
 def system_root(request: Request, user: SignedIn, params: Form) -> Response:
     return respond(
         request,
-        {"resources": ["jobs", "properties"]},
+        {"resources": ["jobs", "properties", "statistics", "machines"]},
         title="System",
-        links=[Link("jobs", "jobs"), Link("properties", "properties")],
+        links=[Link(name, name) for name in ("jobs", "properties", "statistics", "machines")],
     )
 
 
