@@ -1,9 +1,12 @@
 """Submit → COMPLETED latency: nbjobs over HTTPS (warm pool, cold, web tool execute) vs papermill, nbclient.
 
-    .venv/bin/python bench/latency.py [--runs 30]
+    .venv/bin/python bench/latency.py [--runs 30] [--only-cli]
+
+``--only-cli``: just the two command lines, ``nbjobs run`` and papermill's CLI (no server rows).
 
 All measured in one run on this machine; every run of every path uses a fresh kernel. papermill's
-CLI is a new process per run; papermill's Python API and nbclient run in this (warm) process. For
+CLI and ``nbjobs run`` are a new process per run (alternating, so both see the same load);
+papermill's Python API and nbclient run in this (warm) process. For
 nbjobs the clock starts before the executeNotebook POST and stops when a GET of the job says
 COMPLETED (polled every 10 ms); "warm" waits for the pool to refill between runs (a job arriving at a
 server that is not saturated), "cold" runs the server with NBJOBS_WARM_POOL_SIZE=0.
@@ -74,6 +77,17 @@ def webtool_times(tmp: Path, runs: int) -> list[float]:
         server.stop()
 
 
+def cli_times(commands: dict[str, list[str]], runs: int) -> dict[str, list[float]]:
+    """Each command run ``runs`` times, interleaved: a burst of load hits both alike."""
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(runs):
+        for name, command in commands.items():
+            start = time.perf_counter()
+            subprocess.run(command, check=True, capture_output=True)
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
 def timed(fn: Callable[[], None], runs: int) -> list[float]:
     times = []
     for _ in range(runs):
@@ -86,6 +100,7 @@ def timed(fn: Callable[[], None], runs: int) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--only-cli", action="store_true", help="only nbjobs run and papermill's CLI")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     import papermill
@@ -98,22 +113,17 @@ def main() -> None:
             src = tmp / f"{label}.ipynb"
             nbformat.write(nb, src)
             out = tmp / "out.ipynb"
+            tail = [str(src), str(out), "-p", "x", "2", "--no-progress-bar"]
+            commands = {
+                "papermill CLI": [str(BIN / "papermill"), *tail],
+                "nbjobs run (CLI)": [str(BIN / "nbjobs"), "run", *tail],
+            }
+            clis = cli_times(commands, args.runs)
+            rows += [(label, name, times) for name, times in clis.items()]
+            if args.only_cli:
+                continue
             rows.append((label, "nbjobs HTTPS, warm pool", nbjobs_times(tmp, nb, args.runs, pool=1)))
             rows.append((label, "nbjobs HTTPS, cold (pool 0)", nbjobs_times(tmp, nb, args.runs, pool=0)))
-            rows.append(
-                (
-                    label,
-                    "papermill CLI",
-                    timed(
-                        lambda src=src, out=out: subprocess.run(
-                            [str(BIN / "papermill"), str(src), str(out), "-p", "x", "2", "--no-progress-bar"],
-                            check=True,
-                            capture_output=True,
-                        ),
-                        args.runs,
-                    ),
-                )
-            )
             rows.append(
                 (
                     label,
@@ -138,14 +148,18 @@ def main() -> None:
                     ),
                 )
             )
-        rows.append(("trivial", "web tool execute (sync), warm", webtool_times(tmp, args.runs)))
+        if not args.only_cli:
+            rows.append(("trivial", "web tool execute (sync), warm", webtool_times(tmp, args.runs)))
     print(f"submit -> COMPLETED, {args.runs} runs per row, fresh kernel per run (ms)")
     print(f"{'notebook':9} {'path':30} {'p50':>7} {'p95':>7} {'max':>7} {'CLI/x':>7} {'API/x':>7}")
     for label in ("trivial", "20-cell"):
         mine = {name: summary(times) for lab, name, times in rows if lab == label}
-        cli, api = mine["papermill CLI"][0], mine["papermill Python API"][0]
+        cli = mine["papermill CLI"][0]
+        api = mine["papermill Python API"][0] if "papermill Python API" in mine else float("nan")
         for name, (p50, p95, worst) in mine.items():
             print(f"{label:9} {name:30} {p50:7.1f} {p95:7.1f} {worst:7.1f} {cli / p50:7.1f} {api / p50:7.1f}")
+        run = mine["nbjobs run (CLI)"][0]
+        print(f"{label:9} nbjobs run / papermill CLI: {run / cli:.2f}x the time (goal <= 0.6)")
     print("CLI/x and API/x: papermill CLI (resp. Python API) p50 divided by the row's p50.")
 
 

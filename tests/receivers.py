@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import socketserver
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -38,6 +39,13 @@ class Receiver:
     def url(self) -> str:
         assert self.server is not None
         return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    tls: tuple[str, str] | None = None  # (cert file, key file): serve HTTPS
+
+    @property
+    def https_url(self) -> str:
+        assert self.server is not None
+        return f"https://localhost:{self.server.server_address[1]}/hook"
 
     def start(self, port: int = 0) -> Receiver:
         receiver = self
@@ -81,6 +89,10 @@ class Receiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
+        if self.tls is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(*self.tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 

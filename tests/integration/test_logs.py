@@ -4,6 +4,7 @@ serve`` with ``NBJOBS_LOG_FORMAT=json`` writing nothing but JSON lines to stderr
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -100,3 +101,52 @@ def test_serve_with_json_format_writes_only_json_lines_and_access_lines_carry_re
     assert made.headers["X-Request-Id"] in by_id
     assert all(r["request_id"] and r["method"] and "duration_ms" in r for r in access)
     assert any(r["level"] == "WARNING" and r["message"].startswith("stopping") for r in records)
+
+
+@pytest.mark.kernel
+@pytest.mark.postgres
+def test_a_celery_workers_job_failure_reaches_the_logs_resource_and_its_stderr_is_json(tmp_path):
+    """`nbjobs worker` (NBJOBS_LOG_FORMAT=json) runs a failing job: its WARNING, stamped with the job and
+    the worker's process, is in the shared store for the API's logs/query; every stderr line is JSON."""
+    from .cluster import fresh_database
+
+    for database_url in fresh_database():
+        _fail_a_job_on_a_worker(tmp_path, database_url)
+
+
+def _fail_a_job_on_a_worker(tmp_path: Path, database_url: str) -> None:
+    from nbjobs.service.authz import OPERATOR
+
+    from .cluster import REDIS_URL, make_cluster, wait_until
+
+    c = make_cluster(tmp_path, database_url, REDIS_URL)
+    err = tmp_path / "worker.err"
+    with open(tmp_path / "worker.out", "wb") as o, open(err, "wb") as e:
+        proc = subprocess.Popen(
+            [NBJOBS, "worker", "--data-dir", str(tmp_path / "w")],
+            stdout=o, stderr=e, env=c.env(NBJOBS_LOG_FORMAT="json"), start_new_session=True,
+        )  # fmt: skip
+
+    def registered() -> bool:
+        return any(w.pid == proc.pid for w in c.api.workers.live(0)) and " ready." in err.read_text()
+
+    try:
+        wait_until(registered, 60, "the worker to register")
+        job = c.api.service.submit(ADMIN, (NOTEBOOKS / "raises.ipynb").read_bytes())
+        assert c.wait_job(job.job_id, lambda j: j.ended).status == JobStatus.FAILED
+
+        def found() -> list:
+            messages = c.api.logs.query(OPERATOR, job_id=job.job_id).messages
+            return [m for m in messages if "FAILED" in m.message]
+
+        (line,) = wait_until(found, 15, "the worker's FAILED line in the store")
+        assert (line.level, line.process, line.username) == (logging.WARNING, proc.pid, "admin")
+        assert line.runtime == job.runtime.runtime_id and line.source == "nbjobs.execution.supervisor"
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        c.api.stop(grace=5)
+    records = [json.loads(text) for text in err.read_text().splitlines()]  # every line is JSON
+    claimed = [r for r in records if r.get("job_id") == job.job_id]
+    assert any(r["message"].startswith(f"running job {job.job_id}") for r in claimed)  # the Celery task
+    assert any("FAILED (cell_error)" in r["message"] and r["username"] == "admin" for r in claimed)

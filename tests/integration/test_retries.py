@@ -35,7 +35,9 @@ def test_a_kernel_that_dies_is_retried_until_an_attempt_succeeds(make_app, golde
     ended = app.store.get(job.job_id)
     assert ended.status == JobStatus.COMPLETED and ended.attempt == 3
     assert attempts_run(marker) == 3
-    history = [(a.attempt, a.status, a.failure.reason if a.failure else None, a.retried) for a in ended.attempts]
+    history = [
+        (a.attempt, a.status, a.failure.reason if a.failure else None, a.retried) for a in ended.attempts
+    ]
     assert history == [
         (1, JobStatus.FAILED, FailureReason.KERNEL_DIED, True),
         (2, JobStatus.FAILED, FailureReason.KERNEL_DIED, True),
@@ -43,7 +45,11 @@ def test_a_kernel_that_dies_is_retried_until_an_attempt_succeeds(make_app, golde
     ]
     assert all(a.start_time and a.end_time >= a.start_time for a in ended.attempts)
     view = job_full(ended)["customAttributes"]
-    assert view["attempt"] == 3 and [a["status"] for a in view["attempts"]] == ["FAILED", "FAILED", "COMPLETED"]
+    assert view["attempt"] == 3 and [a["status"] for a in view["attempts"]] == [
+        "FAILED",
+        "FAILED",
+        "COMPLETED",
+    ]
     assert view["retryPolicy"]["maxRetries"] == 3
 
 
@@ -63,7 +69,11 @@ def test_a_reason_the_policy_does_not_name_is_not_retried(make_app, golden, tmp_
     plain, named = tmp_path / "plain", tmp_path / "named"
     default = submit(app, golden, plain, RetryPolicy(max_retries=2), raise_first=1)
     opted = submit(
-        app, golden, named, RetryPolicy(max_retries=2, retry_on=frozenset({FailureReason.CELL_ERROR})), raise_first=1
+        app,
+        golden,
+        named,
+        RetryPolicy(max_retries=2, retry_on=frozenset({FailureReason.CELL_ERROR})),
+        raise_first=1,
     )
     app.pool.run(burst=True)
     assert app.store.get(default.job_id).status == JobStatus.FAILED  # cell errors are not retried by default

@@ -15,9 +15,8 @@ pytestmark = pytest.mark.kernel
 
 
 def _busy(seconds: float) -> bytes:
-    nb = new_notebook(cells=[new_code_cell(
-        "import time\nend = time.process_time() + %r\nwhile time.process_time() < end:\n    pass" % seconds
-    )])  # fmt: skip
+    source = f"import time\nend = time.process_time() + {seconds!r}\nwhile time.process_time() < end:\n    0"
+    nb = new_notebook(cells=[new_code_cell(source)])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     return nbformat.writes(nb).encode()
 

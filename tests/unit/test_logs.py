@@ -179,24 +179,27 @@ def test_handler_drops_beyond_its_bound_counts_and_logs_the_count_once_per_ship(
     assert handler.dropped_total == 7
 
 
-def test_handler_emit_never_blocks_on_a_slow_store():
-    class SlowStore(MemoryLogStore):
+def test_handler_emit_never_waits_for_a_store_write_in_progress():
+    entered, release = threading.Event(), threading.Event()
+
+    class StuckStore(MemoryLogStore):
         def add(self, messages):
-            time.sleep(1.0)
+            entered.set()
+            release.wait(10)  # the database hangs until the test lets it go
             super().add(messages)
 
     handler = StoreLogHandler(capacity=100_000, machine="h")
     handler.handle(record())
-    shipper = threading.Thread(target=handler.ship, args=(SlowStore(),))
+    store = StuckStore()
+    shipper = threading.Thread(target=handler.ship, args=(store,))
     shipper.start()
-    time.sleep(0.05)  # the ship is inside the slow add now
-    started = time.perf_counter()
-    for _ in range(10_000):
+    assert entered.wait(5)
+    for _ in range(1_000):
         handler.handle(record())
-    elapsed = time.perf_counter() - started
+    assert shipper.is_alive() and handler.pending() == 1_000  # every emit returned during the stuck write
+    release.set()
     shipper.join()
-    assert elapsed < 0.9, f"10,000 emits took {elapsed:.2f}s while the store was busy"
-    assert handler.pending() == 10_000
+    assert len(store.query(LogQuery())) == 1
 
 
 def test_handler_never_raises_on_a_record_it_cannot_read_nor_on_a_failing_store(caplog):

@@ -352,3 +352,43 @@ def test_the_grafana_dashboard_is_json_and_every_panel_queries_exported_metrics(
             named = set(re.findall(r"\bnbjobs_[a-z_]+", expr))
             assert named, f"{panel['title']}: {expr}"
             assert named <= exported, f"{panel['title']}: {named - exported} are not exported"
+
+
+# -- the roots wire one Metrics per process --------------------------------------------------------------
+
+
+def test_the_server_hands_its_one_metrics_to_every_reporter(tmp_path: Path):
+    server = Server.from_settings(load_settings({}, data_dir=tmp_path, workers=2))
+    try:
+        m = server.metrics
+        assert server.supervisor is not None and server.supervisor.events is m
+        assert server.service.events is m and server.recovery.events is m
+        assert server.web.metrics.metrics is m and server.webhooks.delivered == m.webhook_delivered
+        names = {name for name, _ in samples(m)}
+        assert {"nbjobs_workers_online", "nbjobs_worker_slots"} <= names
+        assert value(m, "nbjobs_worker_slots", state="free") == 0  # no thread started yet
+        assert (
+            "# TYPE nbjobs_jobs_submitted_total counter" in m.render().decode()
+        )  # no series before a submit
+        assert value(m, "nbjobs_warm_pool_ready_kernels", kernel="python3") == 0  # nothing started yet
+    finally:
+        server.stop()
+
+
+@pytest.mark.postgres
+def test_a_worker_reports_its_own_slots_and_pools_but_not_the_store_gauges(tmp_path: Path, postgres_url: str):
+    from nbjobs.roots.worker import Worker
+
+    settings = load_settings(
+        {}, data_dir=tmp_path, database_url=postgres_url, broker_url="redis://127.0.0.1:6379/15"
+    )
+    worker = Worker.from_settings(settings, concurrency=3)
+    try:
+        m = worker.metrics
+        assert worker.supervisor.events is m and worker.node.recovery.events is m
+        found = samples(m)
+        assert value(found, "nbjobs_worker_slots", state="free") == 3
+        assert ("nbjobs_warm_pool_hits_total", (("kernel", "python3"),)) in found
+        assert not {name for name, _ in found} & {"nbjobs_jobs", "nbjobs_workers_online"}
+    finally:
+        worker.store.close()

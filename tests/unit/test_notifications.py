@@ -580,3 +580,60 @@ def test_a_watch_whose_job_never_appeared_is_dropped_after_a_grace(jobs, clock):
     clock.advance(61_000)
     notify.scan()
     assert notify.store.watches() == []
+
+
+def test_an_https_receiver_gets_the_name_for_tls_while_the_connection_goes_to_the_checked_address(
+    jobs, clock, tmp_path
+):
+    from nbjobs.web.tls import ensure_self_signed
+
+    cert, key, _ = ensure_self_signed(tmp_path, "localhost")
+    receiver = Receiver(tls=(str(cert), str(key))).start()
+    try:
+        notify = service(jobs, clock)
+        notify.resolve = lambda host, port: ["127.0.0.1"]  # "localhost", pinned to the checked address
+        job = submit(jobs, clock)
+        notify.attach(job, hook_rules(notify, receiver.https_url))
+        fail(jobs, clock, job)
+        notify.scan()
+        notify.pump(wait=True)
+        (attempt,) = notify.store.attempts(notify.store.deliveries(job.job_id)[0].delivery_id)
+        assert not attempt.ok and "CERTIFICATE_VERIFY_FAILED" in attempt.detail  # self-signed: refused
+        notify.policy = NotifyPolicy(timeout_seconds=2.0, verify_tls=False)
+        clock.now = notify.store.deliveries(job.job_id)[0].next_attempt_at
+        notify.pump(wait=True)
+        assert notify.store.deliveries(job.job_id)[0].status == DeliveryStatus.SENT
+        (request,) = [r for r in receiver.received]
+        assert request.headers["host"] == f"localhost:{receiver.https_url.split(':')[2].split('/')[0]}"
+        check_signature(SECRET, request.body, request.headers, (SIGNATURE_HEADER.lower(),))
+    finally:
+        receiver.stop()
+
+
+class CountingJobStore(SqlJobStore):
+    """The real SQL job store, counting the jobs it reads one by one."""
+
+    reads = 0
+
+    def get(self, job_id: str):  # type: ignore[no-untyped-def]
+        self.reads += 1
+        return super().get(job_id)
+
+
+def test_a_scan_reads_a_watched_job_again_only_when_it_changed(jobs, clock, receiver):
+    counting = CountingJobStore(jobs.engine)
+    notify = NotificationService(
+        SqlNotificationStore(jobs.engine), counting, clock, allow=AllowList.parse(["127.0.0.1"])
+    )
+    waiting = [submit(jobs, clock) for _ in range(20)]
+    for job in waiting:
+        notify.attach(job, hook_rules(notify, receiver.url, ["started", "failed"]))
+    notify.scan()
+    assert counting.reads == 20  # first sight of each
+    notify.scan()
+    notify.scan()
+    assert counting.reads == 20  # nothing changed: nothing read
+    clock.advance(5)
+    start(jobs, clock, waiting[0])
+    notify.scan()
+    assert counting.reads == 21 and events_sent(notify, waiting[0]) == ["started"]

@@ -30,7 +30,7 @@ def test_the_embedded_server_runs_jobs_in_its_own_pool(tmp_path: Path):
         assert server.supervisor is not None and server.pool.supervisor is server.supervisor
         assert _duties(server.housekeeper) == [
             "lease-reaper", "purge-jobs", "purge-webtool-calls", "scheduler", "item-write-back",
-            "ship-logs", "purge-logs",
+            "ship-logs", "purge-logs", "notify-scan", "notify-send", "purge-notifications",
         ]  # fmt: skip
     finally:
         server.stop()

@@ -66,6 +66,10 @@ def test_a_submit_with_a_webhook_rule_is_delivered_and_its_log_is_readable(
         == delivery["id"]
     )
     assert err(bob.get(f"/admin/notebooks/jobs/{job_id}/notifications").json())[0] == 404
+    page = alice.client.get(
+        f"/arcgis/admin/notebooks/jobs/{job_id}/notifications", params={"f": "html", "token": alice.token}
+    )
+    assert page.headers["content-type"].startswith("text/html") and delivery["id"] in page.text
     every = admin.get("/admin/notifications/deliveries", status="sent").json()["deliveries"]
     assert [d["id"] for d in every] == [delivery["id"]]
 

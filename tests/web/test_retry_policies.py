@@ -17,10 +17,16 @@ TASKS = "/sharing/rest/community/users/{u}/tasks"
 def test_execute_notebook_takes_a_retry_policy(alice: Caller, nb):
     item_id = alice.add_notebook()
     answer = alice.execute(
-        item_id, maxRetries=3, minRetryIntervalSeconds=30, retryOnTimeout="true", retryOn="kernel_died,cell_error"
+        item_id,
+        maxRetries=3,
+        minRetryIntervalSeconds=30,
+        retryOnTimeout="true",
+        retryOn="kernel_died,cell_error",
     )
     job = nb.store.get(answer["jobId"])
-    assert job.retry == RetryPolicy(3, 30.0, True, frozenset({FailureReason.KERNEL_DIED, FailureReason.CELL_ERROR}))
+    assert job.retry == RetryPolicy(
+        3, 30.0, True, frozenset({FailureReason.KERNEL_DIED, FailureReason.CELL_ERROR})
+    )
     shown = alice.get(f"/admin/notebooks/jobs/{job.job_id}").json()["customAttributes"]
     assert shown["retryPolicy"] == {
         "maxRetries": 3,
@@ -39,8 +45,14 @@ def test_execute_notebook_takes_a_retry_policy(alice: Caller, nb):
         ({"maxRetries": -1}, "'maxRetries' must be a whole number from 0 to 10."),
         ({"maxRetries": 1000}, "'maxRetries' must be a whole number from 0 to 10."),
         ({"maxRetries": "two"}, "'maxRetries' must be a whole number from 0 to 10."),
-        ({"minRetryIntervalSeconds": -5}, "'minRetryIntervalSeconds' must be a number of seconds from 0 to 86400."),
-        ({"minRetryIntervalSeconds": "1e300"}, "'minRetryIntervalSeconds' must be a number of seconds from 0 to 86400."),
+        (
+            {"minRetryIntervalSeconds": -5},
+            "'minRetryIntervalSeconds' must be a number of seconds from 0 to 86400.",
+        ),
+        (
+            {"minRetryIntervalSeconds": "1e300"},
+            "'minRetryIntervalSeconds' must be a number of seconds from 0 to 86400.",
+        ),
         ({"retryOnTimeout": "perhaps"}, "'retryOnTimeout' must be true or false."),
         ({"retryOn": "cancelled"}, "'retryOn': a job is never retried for 'cancelled';"),
         ({"retryOn": '["nope"]'}, "'retryOn': unknown failure reason 'nope';"),

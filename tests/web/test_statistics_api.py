@@ -16,7 +16,9 @@ def _run(nb, job_id: str, start: int, end: int, status: JobStatus, cpu: float = 
     assert nb.store.transition(job_id, status, end, attempt=1, update=JobUpdate(results=results))
 
 
-def test_jobs_and_time_per_user_and_runtime_in_the_window(admin: Caller, alice: Caller, bob: Caller, nb, clock):
+def test_jobs_and_time_per_user_and_runtime_in_the_window(
+    admin: Caller, alice: Caller, bob: Caller, nb, clock
+):
     item_a, item_b = alice.add_notebook(), bob.add_notebook()
     now = clock()
     old = alice.execute(item_a)["jobId"]
@@ -47,7 +49,9 @@ def test_jobs_and_time_per_user_and_runtime_in_the_window(admin: Caller, alice: 
 
 def test_only_administrators_see_usage_and_a_bad_window_is_refused(admin: Caller, alice: Caller):
     denied = alice.get(MOST_RECENT).json()
-    assert denied["code"] == 403 and denied["messages"] == ["Only administrators can see the usage statistics."]
+    assert denied["code"] == 403 and denied["messages"] == [
+        "Only administrators can see the usage statistics."
+    ]
     for bad in ("0", "-5", "999999999", "soon"):
         answer = admin.get(MOST_RECENT, windowMinutes=bad).json()
         assert answer["status"] == "error" and answer["code"] == 400, (bad, answer)

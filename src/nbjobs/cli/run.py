@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from nbjobs.cli.papermill_params import load_yaml, resolve_type
 from nbjobs.errors import InvalidParameters
-from nbjobs.execution.engine import ExecutionRequest, execute
 from nbjobs.execution.processes import kill_process_tree
 from nbjobs.models.jobs import Failure, FailureReason
-from nbjobs.models.parameters import NotebookParameters, parse_cli_value, parse_parameters
+from nbjobs.models.parameters import NotebookParameters, parse_parameters
+
+EXIT_FAILED = 1
+EXIT_KERNEL_DIED = 138  # papermill's status for a DeadKernelError, so scripts can tell the two apart
+
+if TYPE_CHECKING:
+    from nbjobs.execution.kernels import StartingKernel, WarmKernel
 
 
 class _Progress:
@@ -73,25 +82,65 @@ def _stderr_console() -> Any:
     return Console(stderr=True)
 
 
+def _launch_kernel(notebook: bytes, kernel_name: str, cwd: str) -> StartingKernel | None:
+    """Start the kernel the notebook names before nbclient is even imported, or None (the engine then
+    starts it and reports why it cannot). The engine checks the name again and discards a wrong guess."""
+    from nbjobs.execution.kernels import StartingKernel, kernel_exists, resolve_kernel_name
+
+    if not kernel_name:
+        try:
+            kernelspec = json.loads(notebook).get("metadata", {}).get("kernelspec")
+            kernel_name = kernelspec.get("name") if isinstance(kernelspec, dict) else None
+        except (ValueError, AttributeError):
+            return None  # not a notebook: the engine says so
+        kernel_name = kernel_name if isinstance(kernel_name, str) and kernel_name else "python3"
+    name = resolve_kernel_name(kernel_name)
+    if not kernel_exists(name):
+        return None
+    try:
+        return StartingKernel.launch(name, cwd)
+    except Exception:  # the engine's own start reports the failure
+        return None
+
+
+def _ready(starting: StartingKernel | None) -> WarmKernel | None:
+    if starting is None:
+        return None
+    try:
+        return starting.ready()
+    except Exception:  # died while starting: the engine's own start reports the failure
+        return None
+
+
 def _collect_parameters(
     params: tuple[tuple[str, str], ...],
     raw: tuple[tuple[str, str], ...],
     files: tuple[Path, ...],
+    yamls: tuple[str, ...],
+    base64s: tuple[str, ...],
     inline: str | None,
 ) -> NotebookParameters:
-    """Files, then the inline object, then -p and -r, each parsed once; a later source wins a name."""
-    merged = NotebookParameters()
+    """papermill's order (-b, -f, -y, -p, -r), with the ArcGIS JSON -j before -p; a later source wins."""
+    merged: dict[str, Any] = {}
     try:
+        for encoded in base64s:
+            try:
+                merged.update(load_yaml(base64.b64decode(encoded, validate=True), "-b"))
+            except (binascii.Error, ValueError) as exc:
+                raise ValueError(f"-b is not base64-encoded YAML: {exc}") from None
         for path in files:
-            merged = merged.merged(parse_parameters(path.read_text()))
-        if inline:
-            merged = merged.merged(parse_parameters(inline))
-    except InvalidParameters as exc:
-        raise click.BadParameter(exc.message) from exc
-    flags: dict[str, Any] = {name: parse_cli_value(value) for name, value in params}
-    flags.update(dict(raw))
+            merged.update(load_yaml(path.read_bytes(), str(path)))
+        for text in yamls:
+            merged.update(load_yaml(text, "-y"))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
     try:
-        return merged.merged(parse_parameters(flags))
+        result = parse_parameters(merged)
+        if inline:
+            result = result.merged(parse_parameters(inline))
+        flags: dict[str, Any] = {name: resolve_type(value) for name, value in params}
+        flags.update(dict(raw))
+        return result.merged(parse_parameters(flags))
     except InvalidParameters as exc:
         raise click.BadParameter(exc.message) from exc
 
@@ -106,7 +155,7 @@ def _collect_parameters(
     nargs=2,
     multiple=True,
     metavar="NAME VALUE",
-    help="A parameter; VALUE becomes int, float, bool or None when it reads as one, else str.",
+    help="A parameter, typed as papermill's -p: True, False, None, then int, then float, else str.",
 )
 @click.option(
     "-r",
@@ -123,7 +172,23 @@ def _collect_parameters(
     "files",
     multiple=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="A JSON file holding an object of parameters.",
+    help="A YAML (or JSON) file holding a mapping of parameters, as papermill's -f.",
+)
+@click.option(
+    "-y",
+    "--parameters-yaml",
+    "yamls",
+    multiple=True,
+    metavar="YAML",
+    help="Parameters as a YAML mapping, as papermill's -y: 'x: 1'.",
+)
+@click.option(
+    "-b",
+    "--parameters-base64",
+    "base64s",
+    multiple=True,
+    metavar="BASE64",
+    help="Parameters as base64-encoded YAML, as papermill's -b.",
 )
 @click.option(
     "-j",
@@ -142,7 +207,7 @@ def _collect_parameters(
 @click.option(
     "--cwd",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Working directory of the kernel. [default: the notebook's folder]",
+    help="Working directory of the kernel. [default: the directory nbjobs run is called from, as papermill]",
 )
 @click.option(
     "--execution-timeout",
@@ -163,6 +228,11 @@ def _collect_parameters(
     help="Keep the injected-parameters cell in OUTPUT. [default: keep, as papermill]",
 )
 @click.option(
+    "--report-mode/--no-report-mode",
+    default=False,
+    help="Hide the code cells' input in OUTPUT (jupyter.source_hidden), as papermill. [default: off]",
+)
+@click.option(
     "--progress-bar/--no-progress-bar",
     default=None,
     help="Per-cell progress bar on stderr. [default: on when stderr is a terminal]",
@@ -181,43 +251,67 @@ def run(
     params: tuple[tuple[str, str], ...],
     raw: tuple[tuple[str, str], ...],
     files: tuple[Path, ...],
+    yamls: tuple[str, ...],
+    base64s: tuple[str, ...],
     inline: str | None,
     kernel_name: str,
     cwd: Path | None,
     execution_timeout: int | None,
     timeout_minutes: float | None,
     save_injected_parameters: bool,
+    report_mode: bool,
     progress_bar: bool | None,
     max_cell_output: int,
 ) -> None:
     """Execute NOTEBOOK in a fresh kernel and write the executed notebook to OUTPUT.
 
-    OUTPUT defaults to NOTEBOOK's name with ".out.ipynb"; use "-" for stdout. The exit status is 0
-    when every cell ran, 1 when the run failed (the executed notebook is written either way).
+    OUTPUT defaults to NOTEBOOK's name with ".out.ipynb"; use "-" for stdout. The executed notebook
+    is written either way; the exit status says how the run ended:
+
+    \b
+      0    every cell ran, or a cell ended the run with sys.exit() / sys.exit(0)
+      1    the run failed: a cell raised, timed out, the kernel was not found, bad input
+      2    bad usage (an unknown option, unreadable parameters)
+      138  the kernel died (or could not be started), as papermill's 138
+
+    The kernel's working directory is the directory nbjobs run is called from, papermill's default,
+    so a notebook's relative paths mean what they meant under papermill (--cwd DIR to choose; jobs
+    on a server keep running in their own job directory).
 
     \b
     Example:
       nbjobs run report.ipynb out.ipynb -p region west -p year 2026
     """
-    parameters = _collect_parameters(params, raw, files, inline)
+    parameters = _collect_parameters(params, raw, files, yamls, base64s, inline)
     if output is None:
         output = notebook.with_name(notebook.stem + ".out.ipynb")
+    data = notebook.read_bytes()
+    workdir = str((cwd or Path.cwd()).resolve())
+    starting = _launch_kernel(data, kernel_name, workdir)  # it boots while the engine is imported
+
+    from nbjobs.execution.engine import ExecutionRequest, execute
+
     request = ExecutionRequest(
-        notebook=notebook.read_bytes(),
+        notebook=data,
         parameters=parameters,
         kernel_name=kernel_name,
         save_injected_parameters=save_injected_parameters,
-        cwd=str((cwd or notebook.parent).resolve()),
+        cwd=workdir,
         cell_timeout_seconds=execution_timeout,
         max_cell_output_bytes=max_cell_output,
         max_notebook_output_bytes=max(max_cell_output * 10, max_cell_output),
+        report_mode=report_mode,
     )
     show_bar = sys.stderr.isatty() if progress_bar is None else progress_bar
     listener = _Progress(show_bar, timeout_minutes)
+    warm = None
     try:
-        outcome = execute(request, listener)
+        warm = _ready(starting)
+        outcome = execute(request, listener, warm)
     finally:
         listener.close()
+        if warm is not None and warm.alive():  # the engine did not take it (bad input, other kernel)
+            warm.discard()
     if outcome.notebook is not None:
         if str(output) == "-":
             sys.stdout.buffer.write(outcome.notebook)
@@ -229,10 +323,12 @@ def run(
         failure = Failure(
             FailureReason.TIMEOUT, f"the run exceeded its time limit of {timeout_minutes} minutes"
         )
+    for warning in outcome.warnings:
+        click.echo(f"warning: {warning}", err=True)
     if outcome.output_truncated:
         click.echo(f"output truncated in cells {outcome.truncated_cells}", err=True)
     if failure is not None:
         where = f" (cell {failure.cell_index})" if failure.cell_index is not None else ""
         click.echo(f"FAILED [{failure.reason}]{where}: {failure.message}", err=True)
-        sys.exit(1)
+        sys.exit(EXIT_KERNEL_DIED if failure.reason == FailureReason.KERNEL_DIED else EXIT_FAILED)
     click.echo(f"COMPLETED: {outcome.cells_executed} cells executed", err=True)

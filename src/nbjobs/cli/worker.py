@@ -108,5 +108,5 @@ def worker(
         raise click.ClickException(exc.message) from exc
     node = worker_.node
     names = ", ".join(f"{s.name} ({q})" for s, q in zip(node.runtimes, node.queues, strict=True))
-    click.echo(f"nbjobs worker {node.worker_id}: {node.concurrency} slot(s) for {names}", err=True)
+    click.echo(f"nbjobs worker {node.worker_id}: {node.concurrency} slot(s) for {names}")  # stderr: log lines
     sys.exit(worker_.run(loglevel=(loglevel or settings.logging.log_level).upper()))

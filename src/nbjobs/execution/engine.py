@@ -22,15 +22,25 @@ from nbformat import NotebookNode
 
 from nbjobs.errors import InvalidNotebook, InvalidParameters
 from nbjobs.execution.kernel_setup import job_context_code, stream_cap_code, value_expression
-from nbjobs.execution.kernels import WarmKernel, kernel_exists, kernel_pid, new_kernel_manager
+from nbjobs.execution.kernels import (
+    WarmKernel,
+    kernel_exists,
+    kernel_pid,
+    new_kernel_manager,
+    resolve_kernel_name,
+)
 from nbjobs.execution.limits import Limits, RlimitBackend, backend_named
 from nbjobs.execution.notebook_io import (
     OutputCap,
     add_error_marker,
     coalesce_streams,
     code_cell_indexes,
+    hide_inputs,
     kernel_name_of,
+    prepare_for_run,
     read_notebook,
+    timeout_output,
+    unnamed_kernelspec,
     write_notebook,
 )
 from nbjobs.execution.parameters import inject_parameters, remove_injected_cell
@@ -61,6 +71,7 @@ class ExecutionRequest:
     limit_group: str = ""  # the job's cgroup name
     output_names: tuple[str, ...] = ()  # variables to read back after the last cell (web tool outputs)
     run_as: str = ""  # OS user the kernel runs as ("" = the server's own)
+    report_mode: bool = False  # papermill's --report-mode: code cells' inputs hidden in the output
 
     @property
     def limits(self) -> Limits:
@@ -79,6 +90,7 @@ class Outcome:
     # For each requested output name: {"value": <JSON value>} or {"error": "<why it has none>"}.
     values: dict[str, dict[str, Any]] = field(default_factory=dict)
     cpu_seconds: float = 0.0  # CPU the cells used in the kernel and its children; 0 when unknown
+    warnings: list[str] = field(default_factory=list)  # what the run worked around (job results)
 
     @property
     def ok(self) -> bool:
@@ -125,21 +137,31 @@ def execute(request: ExecutionRequest, listener: Listener, warm: WarmKernel | No
     alive; otherwise it is discarded and a fresh kernel is started (the cold path).
     """
     try:
-        nb = read_notebook(request.notebook)
+        nb = prepare_for_run(read_notebook(request.notebook))
     except InvalidNotebook as exc:
         return Outcome(Failure(FailureReason.INVALID_NOTEBOOK, exc.message), None)
     try:
         nb, injected_at = inject_parameters(nb, request.parameters)
     except InvalidParameters as exc:  # only a stored value edited by hand: parsed ones always render
         return Outcome(Failure(FailureReason.INVALID_PARAMETERS, exc.message), None)
+    if request.report_mode:
+        hide_inputs(nb)
 
-    kernel_name = request.kernel_name or kernel_name_of(nb, request.default_kernel_name)
+    warnings: list[str] = []
+    kernel_name = resolve_kernel_name(request.kernel_name or kernel_name_of(nb, request.default_kernel_name))
+    if unnamed_kernelspec(nb):
+        if not request.kernel_name:
+            warnings.append(
+                f"The notebook's kernelspec has no 'name'; it ran on the default kernel '{kernel_name}'"
+            )
+        nb.metadata.kernelspec["name"] = kernel_name  # the output names the kernel it ran on
     if warm is not None and (warm.kernel_name != kernel_name or not warm.alive()):
         warm.discard()
         warm = None
     if warm is None and not kernel_exists(kernel_name):
         message = f"No such kernel named '{kernel_name}' is installed on this server"
-        return Outcome(Failure(FailureReason.KERNEL_NOT_FOUND, message), _saved(nb, injected_at, request))
+        not_found = Failure(FailureReason.KERNEL_NOT_FOUND, message)
+        return Outcome(not_found, _saved(nb, injected_at, request), warnings=warnings)
 
     cap = OutputCap(request.max_cell_output_bytes, request.max_notebook_output_bytes)
     if warm is not None:
@@ -165,7 +187,8 @@ def execute(request: ExecutionRequest, listener: Listener, warm: WarmKernel | No
         failure, executed = _run_cells(client, nb, request, listener, warm=warm, values=values, usage=usage)
     finally:
         shutil.rmtree(sockets, ignore_errors=True)
-    if failure is not None and failure.reason == FailureReason.CELL_ERROR and failure.cell_index is not None:
+    marked = (FailureReason.CELL_ERROR, FailureReason.TIMEOUT)
+    if failure is not None and failure.reason in marked and failure.cell_index is not None:
         at = failure.cell_index
         nb = add_error_marker(nb, at, execution_count=_count_of(nb, at))
         if injected_at is not None:  # one marker went in at the top, another just above the failing cell
@@ -178,6 +201,7 @@ def execute(request: ExecutionRequest, listener: Listener, warm: WarmKernel | No
         truncated_cells=list(cap.truncated_cells),
         values=values,
         cpu_seconds=usage.cpu_seconds,
+        warnings=warnings,
     )
 
 
@@ -220,8 +244,12 @@ def _run_cells(
                 try:
                     client.execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
                 except CellExecutionError as exc:
-                    return _cell_failure(exc, index), executed
+                    if not _clean_exit(exc):
+                        return _cell_failure(exc, index), executed
+                    executed += 1  # sys.exit() / sys.exit(0): the run ends here, successfully
+                    break
                 except CellTimeoutError as exc:
+                    cell.outputs.append(timeout_output(request.cell_timeout_seconds))
                     return Failure(
                         FailureReason.TIMEOUT, str(exc).splitlines()[0], cell_index=index
                     ), executed
@@ -302,6 +330,11 @@ def _run_silently(client: NotebookClient, code: str) -> None:
     """
     assert client.kc is not None
     client.kc.execute(code, silent=True, store_history=False)
+
+
+def _clean_exit(exc: CellExecutionError) -> bool:
+    """``sys.exit()``, ``sys.exit(0)``, ``raise SystemExit``: a successful end, as papermill reads it."""
+    return getattr(exc, "ename", "") == "SystemExit" and getattr(exc, "evalue", "") in ("", "0")
 
 
 def _cell_failure(exc: CellExecutionError, index: int) -> Failure:

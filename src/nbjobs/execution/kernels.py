@@ -16,17 +16,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from jupyter_client.client import KernelClient
-from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+from jupyter_client.kernelspec import NATIVE_KERNEL_NAME, KernelSpecManager, NoSuchKernel
 from jupyter_client.manager import AsyncKernelManager, KernelManager
 from jupyter_core.utils import run_sync
-from nbclient import NotebookClient
-from nbformat.v4 import new_notebook
 from traitlets import Unicode
 
 from nbjobs.execution.kernel_setup import stream_cap_code
 from nbjobs.execution.processes import kill_process_tree
 
 READY_CLIENT = "nbjobs.execution.ready_client.ReadyClient"
+
+
+def resolve_kernel_name(name: str) -> str:
+    """The kernel a notebook's kernel name means, as jupyter_client's ``KernelManager`` reads it.
+
+    ``python`` (nbclient's own test notebooks use it) is the Python 3 kernel of this environment.
+    """
+    return NATIVE_KERNEL_NAME if name == "python" else name
 
 
 def kernel_exists(name: str) -> bool:
@@ -89,6 +95,9 @@ class WarmKernel:
 
         With ``stream_cap``, the per-cell output cap is installed now rather than when the job starts.
         """
+        from nbclient import NotebookClient  # here, so that launch() needs jupyter_client only
+        from nbformat.v4 import new_notebook
+
         km, sockets = new_kernel_manager(kernel_name, run_as)
         starter = NotebookClient(new_notebook(), km=km, kernel_name=kernel_name)
         try:
@@ -122,3 +131,40 @@ class WarmKernel:
         with contextlib.suppress(Exception):
             self.km.context.destroy(linger=0)
         shutil.rmtree(self.sockets, ignore_errors=True)
+
+
+@dataclass
+class StartingKernel:
+    """A kernel process launched, not yet known to be ready: ``nbjobs run`` starts it first thing, so
+    the kernel boots while the runner still imports nbclient and reads the notebook."""
+
+    kernel_name: str
+    km: AsyncKernelManager
+    sockets: str
+
+    @classmethod
+    def launch(cls, kernel_name: str, cwd: str) -> StartingKernel:
+        """Start the kernel process of ``kernel_name`` in ``cwd`` and return without waiting for it."""
+        km, sockets = new_kernel_manager(kernel_name)
+        # as nbclient starts an IPython kernel: no history database to open
+        extra = ["--HistoryManager.hist_file=:memory:"] if km.ipykernel else []
+        try:
+            run_sync(km.start_kernel)(extra_arguments=extra, cwd=cwd)
+        except BaseException:
+            kill_process_tree(kernel_pid(km))
+            shutil.rmtree(sockets, ignore_errors=True)
+            raise
+        return cls(kernel_name, km, sockets)
+
+    def ready(self, timeout: float = 60) -> WarmKernel:
+        """Connect a client and wait until both channels answer (exactly, see ``ReadyClient``)."""
+        kc = self.km.client()
+        warm = WarmKernel(self.kernel_name, self.km, kc, self.sockets, kernel_pid(self.km))
+        try:
+            kc.start_channels()
+            run_sync(kc.wait_for_ready)(timeout=timeout)
+        except BaseException:
+            warm.discard()
+            raise
+        kc.allow_stdin = False
+        return warm

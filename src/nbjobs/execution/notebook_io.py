@@ -15,6 +15,7 @@ from nbjobs.errors import InvalidNotebook
 from nbjobs.execution.parameters import new_cell
 
 ERROR_MARKER_TAG = "nbjobs-error-marker"
+PAPERMILL_ERROR_MARKER_TAG = "papermill-error-cell-tag"  # papermill's own markers, removed the same way
 ERROR_ANCHOR_ID = "nbjobs-error-cell"
 _ERROR_STYLE = 'style="color:red; font-family:Helvetica Neue, Helvetica, Arial, sans-serif; font-size:2em;"'
 _MAX_DETAIL = 300
@@ -69,11 +70,66 @@ def _read(data: bytes | str) -> NotebookNode:
         raise InvalidNotebook("the notebook is not valid nbformat 4: 'nbformat_minor' is not a valid integer")
     if minor >= 5:
         _repair_cell_ids(raw["cells"])
+    _allow_unnamed_kernelspec(raw)
     # Validate the on-disk form first: the in-memory conversion assumes well-typed fields.
     error = _first_error(raw, minor)
     if error is not None:
         raise InvalidNotebook(f"the notebook is not valid nbformat 4.{minor}: {_describe(error)}")
     return nbformat.v4.to_notebook_json(raw)
+
+
+def _allow_unnamed_kernelspec(raw: dict[str, Any]) -> None:
+    """Give a kernelspec lacking ``name`` an empty one, so it validates; the run uses the default kernel.
+
+    Jupyter itself opens such a notebook (and asks for a kernel); refusing it as invalid was stricter
+    than every other tool. ``unnamed_kernelspec`` tells the engine to warn about it.
+    """
+    metadata = raw.get("metadata")
+    kernelspec = metadata.get("kernelspec") if isinstance(metadata, dict) else None
+    if isinstance(kernelspec, dict) and "name" not in kernelspec:
+        kernelspec["name"] = ""
+
+
+def unnamed_kernelspec(nb: NotebookNode) -> bool:
+    """True when the notebook has a kernelspec whose ``name`` is empty (or was missing when read)."""
+    kernelspec = nb.get("metadata", {}).get("kernelspec")
+    return isinstance(kernelspec, dict) and not kernelspec.get("name")
+
+
+def prepare_for_run(nb: NotebookNode) -> NotebookNode:
+    """The notebook as a run starts it, as papermill does: no error markers, no outputs, no counts.
+
+    Markers left by papermill or an earlier nbjobs run are dropped, and every code cell loses the
+    outputs and execution count it had, so a cell this run never reaches shows nothing it did not do.
+    Changes ``nb`` in place and returns it.
+    """
+    markers = {ERROR_MARKER_TAG, PAPERMILL_ERROR_MARKER_TAG}
+    kept = []
+    for cell in nb.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if isinstance(tags, list) and markers.intersection(t for t in tags if isinstance(t, str)):
+            continue
+        if cell.get("cell_type") == "code":
+            cell["outputs"] = []
+            cell["execution_count"] = None
+        kept.append(cell)
+    nb.cells = kept
+    return nb
+
+
+def hide_inputs(nb: NotebookNode) -> None:
+    """papermill's ``--report-mode``: mark every code cell's source hidden (``jupyter.source_hidden``)."""
+    for cell in nb.cells:
+        if cell.get("cell_type") == "code":
+            cell.metadata["jupyter"] = cell.metadata.get("jupyter", {})
+            cell.metadata["jupyter"]["source_hidden"] = True
+
+
+def timeout_output(seconds: int | None) -> NotebookNode:
+    """The error output a cell gets when it ran past the per-cell limit and was stopped."""
+    limit = f" of {seconds} seconds" if seconds else ""
+    message = f"The cell was interrupted: it ran past the execution timeout{limit} and was stopped"
+    return nbformat.v4.new_output("error", ename="CellTimeoutError", evalue=message, traceback=[message])
 
 
 def _first_error(raw: dict[str, Any], minor: int) -> Exception | None:

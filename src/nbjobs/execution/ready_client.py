@@ -14,6 +14,11 @@ from queue import Empty
 
 from jupyter_client.asynchronous import AsyncKernelClient
 
+# After our kernel_info reply, its idle status follows on IOPub within milliseconds -- unless IOPub was
+# not yet subscribed when the kernel published it (a kernel still booting when the client connected).
+# Then no idle will ever come for that request: ask again soon rather than after a second.
+IDLE_WAIT = 0.1
+
 
 class ReadyClient(AsyncKernelClient):
     """AsyncKernelClient with an exact, flush-free readiness check."""
@@ -33,7 +38,7 @@ class ReadyClient(AsyncKernelClient):
                 reply is not None
                 and reply["msg_type"] == "kernel_info_reply"
                 and reply["parent_header"].get("msg_id") in sent
-                and await self._idle_seen(sent, timeout=1.0)
+                and await self._idle_seen(sent, timeout=IDLE_WAIT)
             ):
                 self._handle_kernel_info_reply(reply)
                 return

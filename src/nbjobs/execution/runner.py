@@ -97,6 +97,7 @@ def outcome_event(outcome: Outcome) -> dict[str, Any]:
         "truncated_cells": outcome.truncated_cells,
         "has_output": outcome.notebook is not None,
         "values": outcome.values,
+        "warnings": outcome.warnings,
     }
 
 

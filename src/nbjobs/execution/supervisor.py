@@ -206,6 +206,7 @@ class _Run:
         self.proc: subprocess.Popen[bytes] | None = None
         self.credentials: JobCredentials | None = None
         self.check_now = False  # set by Supervisor.wake (cancel notification)
+        self.took_ready = False  # the runner's kernel was ready when taken: its start cost the job nothing
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def run(self) -> Job | None:
@@ -245,6 +246,7 @@ class _Run:
             run_as=self.settings.execution.kernel_user,
         )
         runner = self.pool.take(spec.kernel_name)
+        self.took_ready = runner.taken_ready
         stderr_path = runner.log_path
         proc = runner.proc
         self.proc = proc
@@ -349,8 +351,9 @@ class _Run:
             self.store.set_processes(job.job_id, job.attempt, runner_pid, self.kernel_pid)
             if self.stop is not None:  # a cancel arrived while the kernel was starting
                 self.stop.kernel_started(self.kernel_pid)
-            if "seconds" in event:
-                self.sup.events.kernel_started(job, float(event["seconds"]), warm=bool(event.get("warm")))
+            if "seconds" in event:  # warm: started ahead and ready when taken, and the job used that kernel
+                warm = self.took_ready and bool(event.get("warm"))
+                self.sup.events.kernel_started(job, float(event["seconds"]), warm=warm)
         elif kind == "progress" and self.stop is None:
             self.progress = (int(event["percent"]), str(event["message"]))
             self.progress_pending = True

@@ -36,6 +36,7 @@ class Runner:
     kernel_name: str
     started: float
     log_path: Path
+    taken_ready: bool = False  # its kernel was ready when a job took it (a hit)
 
     @property
     def alive(self) -> bool:
@@ -132,6 +133,7 @@ class WarmPool:
                 runner = candidate
                 break
             if runner is not None and runner.warm:
+                runner.taken_ready = True
                 self.hits += 1
             else:
                 self.misses += 1

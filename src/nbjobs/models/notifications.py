@@ -94,7 +94,11 @@ class Rule:
 
 @dataclass(frozen=True)
 class Watch:
-    """A job with rules, and the ``rule_id:event`` keys already enqueued for it."""
+    """A job with rules, and the ``rule_id:event`` keys already enqueued for it.
+
+    ``seen`` is the job's ``status:revision`` at the last scan; ``job_status`` / ``job_revision`` /
+    ``job_start`` are the job's now, as the store read them with the watch (``job_status`` None: the store
+    cannot tell, "" : no such job), so a scan reads a job again only when it changed."""
 
     job_id: str
     username: str
@@ -102,6 +106,14 @@ class Watch:
     created: int
     fired: frozenset[str] = frozenset()
     done: bool = False
+    seen: str = ""
+    job_status: str | None = None
+    job_revision: int = 0
+    job_start: int = 0
+
+    @property
+    def job_state(self) -> str:
+        return f"{self.job_status}:{self.job_revision}"
 
 
 def idempotency_key(job_id: str, rule_id: str, event: NotifyEvent) -> str:

@@ -390,17 +390,22 @@ class NotificationStore(Protocol):
     def watch(self, job_id: str, username: str, rules: tuple[Rule, ...], now: int) -> None:
         """Start watching a job for its rules' events (once: a second call for the job is ignored)."""
 
-    def watches(self, limit: int = 500) -> builtins.list[Watch]:
-        """Watches not done, oldest first."""
+    def watches(self, limit: int = 500, after: tuple[int, str] | None = None) -> builtins.list[Watch]:
+        """Watches not done, oldest first (by created, then job id), after the key ``after``."""
 
     def watch_of(self, job_id: str) -> Watch | None:
         """The job's watch, done or not, or None."""
 
     def fire(
-        self, job_id: str, deliveries: builtins.list[NotificationDelivery], fired: frozenset[str], done: bool
+        self,
+        job_id: str,
+        deliveries: builtins.list[NotificationDelivery],
+        fired: frozenset[str],
+        done: bool,
+        seen: str = "",
     ) -> int:
         """In one transaction: insert each delivery unless its (job, rule, event) is already in the outbox,
-        and record ``fired`` (and ``done``) on the watch. Returns how many were inserted."""
+        and record ``fired``, ``done`` and (when given) ``seen`` on the watch. Returns how many were new."""
 
     def due(self, now: int, limit: int = 50) -> builtins.list[NotificationDelivery]:
         """Pending deliveries whose next attempt is at or before ``now``, earliest first."""

@@ -58,7 +58,7 @@ class Operator:
                 SqlNotificationStore(engine),
                 store,
                 clock,
-                policy=NotifyPolicy(timeout_seconds=settings.notifications.notify_timeout_seconds),
+                policy=NotifyPolicy.from_settings(settings.notifications),
                 allow=AllowList.parse(settings.notifications.notify_allow_list.split(",")),
             ),
             _store=store,

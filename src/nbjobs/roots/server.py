@@ -184,13 +184,7 @@ class Server:
             SqlNotificationStore(engine),
             store,
             clock,
-            policy=NotifyPolicy(
-                timeout_seconds=notify.notify_timeout_seconds,
-                retry_base_seconds=notify.notify_retry_base_seconds,
-                retry_max_seconds=notify.notify_retry_max_seconds,
-                retry_window_seconds=notify.notify_retry_window_hours * 3600,
-                senders=notify.notify_senders,
-            ),
+            policy=NotifyPolicy.from_settings(notify),
             allow=AllowList.parse(notify.notify_allow_list.split(",")),
             on_outcome=metrics.notification_delivered,
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 from typing import Any
 
-from sqlalchemy import Engine, and_, delete, insert, select, update
+from sqlalchemy import Engine, and_, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from nbjobs.models.notifications import (
@@ -18,6 +18,7 @@ from nbjobs.models.notifications import (
     Watch,
 )
 from nbjobs.store.tables import (
+    jobs,
     notification_attempts,
     notification_config,
     notification_deliveries,
@@ -30,7 +31,7 @@ def _rules_of(data: Any) -> tuple[Rule, ...]:
     return tuple(Rule.from_store(r) for r in data or ())
 
 
-def _watch_from_row(row: Any) -> Watch:
+def _watch_from_row(row: Any, *, joined: bool = False) -> Watch:
     m = row._mapping
     return Watch(
         job_id=m["job_id"],
@@ -39,6 +40,10 @@ def _watch_from_row(row: Any) -> Watch:
         created=m["created"],
         fired=frozenset(m["fired"] or ()),
         done=bool(m["done"]),
+        seen=m["seen"],
+        job_status=(m["job_status"] or "") if joined else None,
+        job_revision=(m["job_revision"] or 0) if joined else 0,
+        job_start=(m["job_start"] or 0) if joined else 0,
     )
 
 
@@ -93,6 +98,7 @@ class SqlNotificationStore:
             "rules": [r.to_store() for r in rules],
             "fired": [],
             "done": False,
+            "seen": "",
             "created": now,
             "updated": now,
         }
@@ -102,13 +108,23 @@ class SqlNotificationStore:
         except IntegrityError:
             pass  # watched already: the first rules stand
 
-    def watches(self, limit: int = 500) -> builtins.list[Watch]:
+    def watches(self, limit: int = 500, after: tuple[int, str] | None = None) -> builtins.list[Watch]:
         w = notification_watches.c
         stmt = (
-            select(notification_watches).where(w.done.is_(False)).order_by(w.created, w.job_id).limit(limit)
+            select(
+                notification_watches,
+                jobs.c.status.label("job_status"),
+                jobs.c.revision.label("job_revision"),
+                jobs.c.start_time.label("job_start"),
+            )
+            .select_from(notification_watches.outerjoin(jobs, jobs.c.job_id == w.job_id))
+            .where(w.done.is_(False))
         )
+        if after is not None:
+            stmt = stmt.where(or_(w.created > after[0], and_(w.created == after[0], w.job_id > after[1])))
+        stmt = stmt.order_by(w.created, w.job_id).limit(limit)
         with self.engine.connect() as conn:
-            return [_watch_from_row(r) for r in conn.execute(stmt)]
+            return [_watch_from_row(r, joined=True) for r in conn.execute(stmt)]
 
     def watch_of(self, job_id: str) -> Watch | None:
         stmt = select(notification_watches).where(notification_watches.c.job_id == job_id)
@@ -117,7 +133,12 @@ class SqlNotificationStore:
         return _watch_from_row(row) if row else None
 
     def fire(
-        self, job_id: str, deliveries: builtins.list[Delivery], fired: frozenset[str], done: bool
+        self,
+        job_id: str,
+        deliveries: builtins.list[Delivery],
+        fired: frozenset[str],
+        done: bool,
+        seen: str = "",
     ) -> int:
         inserted = 0
         d = notification_deliveries.c
@@ -144,6 +165,8 @@ class SqlNotificationStore:
                 merged = sorted(set(row[0] or ()) | fired)
                 now = max((x.created for x in deliveries), default=0)
                 values: dict[str, Any] = {"fired": merged, "done": done}
+                if seen:
+                    values["seen"] = seen[:64]
                 if now:
                     values["updated"] = now
                 conn.execute(update(notification_watches).where(w.job_id == job_id).values(**values))

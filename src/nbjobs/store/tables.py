@@ -358,6 +358,7 @@ notification_watches = Table(
     Column("rules", JSON, nullable=False),
     Column("fired", JSON, nullable=False),
     Column("done", Boolean, nullable=False),
+    Column("seen", String(64), nullable=False),  # the job's status:revision at the last scan
     Column("created", BigInteger, nullable=False),
     Column("updated", BigInteger, nullable=False),
     Index("ix_notification_watches_done", "done", "created"),

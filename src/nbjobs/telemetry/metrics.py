@@ -87,8 +87,9 @@ class Metrics:
         )
         self.kernel_start = Histogram(
             "nbjobs_kernel_start_seconds",
-            "How long a job's kernel took to start; mode=warm: started ahead by the warm pool "
-            "(off the job's path), cold: started for the job while it waited.",
+            "How long a job's kernel took to start; mode=warm: started ahead by the warm pool and ready "
+            "when the job took it (off the job's path), cold: the job waited for it (a cold start, or a "
+            "runner still warming up).",
             ["kernel", "mode"],
             buckets=KERNEL_START_BUCKETS,
             registry=r,

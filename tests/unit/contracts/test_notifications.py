@@ -3,11 +3,15 @@ SQLite, PostgreSQL."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from sqlalchemy import Engine
 
 from nbjobs.models.notifications import Attempt, Channel, Delivery, DeliveryStatus, NotifyEvent, Rule
-from nbjobs.models.stores import NotificationStore
+from nbjobs.models.stores import JobStore, NotificationStore
+from nbjobs.store.jobs import SqlJobStore
+from nbjobs.store.memory.jobs import MemoryJobStore
 from nbjobs.store.memory.notifications import MemoryNotificationStore
 from nbjobs.store.notifications import SqlNotificationStore
 from tests.unit.contracts.common import assert_implements
@@ -27,8 +31,13 @@ HOOK = Rule(
 
 
 @pytest.fixture
-def store(engine: Engine | None) -> NotificationStore:
-    return MemoryNotificationStore() if engine is None else SqlNotificationStore(engine)
+def jobs(engine: Engine | None) -> JobStore:
+    return MemoryJobStore() if engine is None else SqlJobStore(engine)
+
+
+@pytest.fixture
+def store(engine: Engine | None, jobs: JobStore) -> NotificationStore:
+    return MemoryNotificationStore(jobs) if engine is None else SqlNotificationStore(engine)
 
 
 def delivery(
@@ -77,7 +86,8 @@ def test_a_watch_is_kept_once_with_its_first_rules(store):
         frozenset(),
         False,
     )
-    assert store.watch_of(JOB) == watch
+    assert store.watch_of(JOB) == dataclasses.replace(watch, job_status=None)
+    assert watch.job_status == ""  # no such job (yet)
     assert store.watch_of("j" + "b" * 32) is None
 
 
@@ -179,3 +189,35 @@ def test_purge_drops_finished_deliveries_and_done_watches_but_keeps_pending(stor
     assert store.watch_of(JOB) is None
     assert [d.delivery_id for d in store.deliveries(other)] == ["d2"]
     assert store.watch_of(other) is not None
+
+
+def test_watches_page_by_created_then_job_id(store):
+    ids = ["j" + c * 32 for c in "abcde"]
+    for i, job_id in enumerate(ids):
+        store.watch(job_id, "alice", (MAIL,), 10 if i < 3 else 20)
+    first = store.watches(limit=2)
+    assert [w.job_id for w in first] == ids[:2]
+    rest = store.watches(limit=10, after=(first[-1].created, first[-1].job_id))
+    assert [w.job_id for w in rest] == ids[2:]
+    assert store.watches(after=(20, ids[-1])) == []
+
+
+def test_watches_carry_their_jobs_status_revision_and_start_and_fire_records_what_was_seen(store, jobs):
+    from nbjobs.models.jobs import Job as JobRecord
+    from nbjobs.models.jobs import JobInputs, JobStatus, JobType
+    from nbjobs.models.runtimes import DEFAULT_RUNTIME
+
+    job = JobRecord(
+        JOB, JobType.EXECUTE_NOTEBOOK, "alice", JobStatus.SUBMITTED, JobInputs(), DEFAULT_RUNTIME, 5, 5
+    )
+    assert jobs.create(job, b"{}")
+    store.watch(JOB, "alice", (MAIL,), 10)
+    (watch,) = store.watches()
+    assert (watch.job_status, watch.job_revision, watch.job_start, watch.seen) == ("SUBMITTED", 5, 0, "")
+    jobs.claim(JOB, 1, "host/1", 777, 60_000)
+    store.fire(JOB, [], frozenset(), False, "EXECUTING:777")
+    (watch,) = store.watches()
+    assert (watch.job_status, watch.job_revision, watch.job_start) == ("EXECUTING", 777, 777)
+    assert watch.seen == watch.job_state == "EXECUTING:777"
+    store.fire(JOB, [], frozenset(), False)  # no seen: kept
+    assert store.watches()[0].seen == "EXECUTING:777"

@@ -49,11 +49,13 @@ from nbjobs.service.notifications.mail import SmtpSettings
 from nbjobs.service.notifications.rules import parse_rules
 from nbjobs.service.notifications.targets import AllowList, Resolver, system_resolver
 from nbjobs.service.notifications.webhook import Outcome
+from nbjobs.settings import NotificationSettings
 
 log = logging.getLogger(__name__)
 
 MINUTE_MS = 60_000
 MISSING_JOB_GRACE_MS = 60_000  # a watch whose job never appeared (the submit failed after it) is dropped
+SCAN_PAGE = 500
 SMTP = "smtp"
 ALLOW_LIST = "allowlist"
 
@@ -68,6 +70,16 @@ class NotifyPolicy:
     retry_window_seconds: float = 24 * 3600.0  # no attempt later than this after the delivery was enqueued
     senders: int = 4  # threads sending at once
     verify_tls: bool = True
+
+    @classmethod
+    def from_settings(cls, notify: NotificationSettings) -> NotifyPolicy:
+        return cls(
+            timeout_seconds=notify.notify_timeout_seconds,
+            retry_base_seconds=notify.notify_retry_base_seconds,
+            retry_max_seconds=notify.notify_retry_max_seconds,
+            retry_window_seconds=notify.notify_retry_window_hours * 3600,
+            senders=notify.notify_senders,
+        )
 
     @property
     def lease_ms(self) -> int:
@@ -114,6 +126,18 @@ def events_due(job: Job, rule: Rule, now: int) -> list[NotifyEvent]:
         if end is not None:
             out.append(end)
     return out
+
+
+def _time_due(watch: Watch, now: int) -> bool:
+    """A runningLonger of a running job may be due (time passes without the job changing)."""
+    if watch.job_status not in {str(s) for s in RUNNING} or not watch.job_start:
+        return False
+    return any(
+        NotifyEvent.RUNNING_LONGER in rule.events
+        and f"{rule.rule_id}:{NotifyEvent.RUNNING_LONGER}" not in watch.fired
+        and now - watch.job_start >= rule.after_minutes * MINUTE_MS
+        for rule in watch.rules
+    )
 
 
 def payload_of(job: Job, rule: Rule, event: NotifyEvent, now: int) -> dict[str, Any]:
@@ -208,14 +232,21 @@ class NotificationService:
         """Enqueue the deliveries the watched jobs' statuses call for; returns how many were new."""
         now = self.clock()
         enqueued = 0
-        for watch in self.store.watches():
-            try:
-                enqueued += self._scan_one(watch, now)
-            except Exception:  # one bad watch must not stop the others
-                log.exception("notification scan of job %s failed", watch.job_id)
-        return enqueued
+        after: tuple[int, str] | None = None
+        while True:  # in pages, so many queued jobs with rules never starve the newest
+            page = self.store.watches(SCAN_PAGE, after)
+            for watch in page:
+                try:
+                    enqueued += self._scan_one(watch, now)
+                except Exception:  # one bad watch must not stop the others
+                    log.exception("notification scan of job %s failed", watch.job_id)
+            if len(page) < SCAN_PAGE:
+                return enqueued
+            after = (page[-1].created, page[-1].job_id)
 
     def _scan_one(self, watch: Watch, now: int) -> int:
+        if watch.job_status and watch.job_state == watch.seen and not _time_due(watch, now):
+            return 0  # the job has not changed since the last scan, and no runningLonger is due
         job = self.jobs.get(watch.job_id)
         if job is None:
             if now - watch.created > MISSING_JOB_GRACE_MS:
@@ -243,9 +274,12 @@ class NotificationService:
                     )
                 )
         done = job.status.ended
+        seen = f"{job.status}:{job.revision}"
         if not new and not done:
+            if seen != watch.seen:
+                self.store.fire(job.job_id, [], frozenset(), False, seen)
             return 0
-        count = self.store.fire(job.job_id, new, frozenset(keys), done)
+        count = self.store.fire(job.job_id, new, frozenset(keys), done, seen)
         if count:
             log.info("job %s: %d notification(s) enqueued", job.job_id, count)
         return count

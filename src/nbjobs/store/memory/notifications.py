@@ -9,11 +9,16 @@ import threading
 from typing import Any
 
 from nbjobs.models.notifications import ATTEMPT_DETAIL_CHARS, Attempt, Delivery, DeliveryStatus, Rule, Watch
+from nbjobs.models.stores import JobStore
 from nbjobs.store.memory.shared import refuse_taken
 
 
 class MemoryNotificationStore:
-    def __init__(self) -> None:
+    """``jobs``: the job store to read each watch's job from (as the SQL store joins the job table);
+    without it ``watches`` cannot tell (``job_status`` None) and a scan reads every job."""
+
+    def __init__(self, jobs: JobStore | None = None) -> None:
+        self._jobs = jobs
         self._rules: dict[str, tuple[Rule, ...]] = {}
         self._watches: dict[str, Watch] = {}
         self._watch_updated: dict[str, int] = {}
@@ -38,15 +43,35 @@ class MemoryNotificationStore:
                 self._watches[job_id] = Watch(job_id, username, rules, now)
                 self._watch_updated[job_id] = now
 
-    def watches(self, limit: int = 500) -> builtins.list[Watch]:
-        open_ = [w for w in self._watches.values() if not w.done]
-        return sorted(open_, key=lambda w: (w.created, w.job_id))[:limit]
+    def watches(self, limit: int = 500, after: tuple[int, str] | None = None) -> builtins.list[Watch]:
+        open_ = [
+            w
+            for w in self._watches.values()
+            if not w.done and (after is None or (w.created, w.job_id) > after)
+        ]
+        page = sorted(open_, key=lambda w: (w.created, w.job_id))[:limit]
+        return [self._glance(w) for w in page]
+
+    def _glance(self, watch: Watch) -> Watch:
+        if self._jobs is None:
+            return watch
+        job = self._jobs.get(watch.job_id)
+        if job is None:
+            return dataclasses.replace(watch, job_status="")
+        return dataclasses.replace(
+            watch, job_status=str(job.status), job_revision=job.revision, job_start=job.start_time
+        )
 
     def watch_of(self, job_id: str) -> Watch | None:
         return self._watches.get(job_id)
 
     def fire(
-        self, job_id: str, deliveries: builtins.list[Delivery], fired: frozenset[str], done: bool
+        self,
+        job_id: str,
+        deliveries: builtins.list[Delivery],
+        fired: frozenset[str],
+        done: bool,
+        seen: str = "",
     ) -> int:
         inserted = 0
         with self._lock:
@@ -63,7 +88,9 @@ class MemoryNotificationStore:
                 inserted += 1
             watch = self._watches.get(job_id)
             if watch is not None:
-                self._watches[job_id] = dataclasses.replace(watch, fired=watch.fired | fired, done=done)
+                self._watches[job_id] = dataclasses.replace(
+                    watch, fired=watch.fired | fired, done=done, seen=seen[:64] or watch.seen
+                )
                 now = max((x.created for x in deliveries), default=0)
                 if now:
                     self._watch_updated[job_id] = now

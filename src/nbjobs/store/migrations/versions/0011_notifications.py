@@ -27,6 +27,7 @@ def upgrade() -> None:
         sa.Column("rules", sa.JSON, nullable=False),
         sa.Column("fired", sa.JSON, nullable=False),
         sa.Column("done", sa.Boolean, nullable=False),
+        sa.Column("seen", sa.String(64), nullable=False),
         sa.Column("created", sa.BigInteger, nullable=False),
         sa.Column("updated", sa.BigInteger, nullable=False),
     )

@@ -1,0 +1,60 @@
+"""papermill's command-line parameter rules, for ``nbjobs run`` (papermill 2.6 ``cli.py``, ``iorw.py``).
+
+- ``-p NAME VALUE``: ``True``/``False``/``None`` exactly (not ``true``/``null``), then whatever ``int()``
+  accepts, then whatever ``float()`` accepts, else the string as typed (``resolve_type``).
+- ``-y YAML`` and ``-f FILE``: YAML (so JSON too) read with PyYAML's safe loader minus its timestamp
+  rule, so ``2026-01-02`` stays a string; an empty document means no parameters.
+
+Only the command line uses these: the ArcGIS ``notebookParameters`` JSON has its own parser
+(``nbjobs.models.parameters``). PyYAML is imported on first use, so a run without YAML never pays it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def resolve_type(value: str) -> Any:
+    """papermill's ``_resolve_type``: the typed value of one ``-p`` VALUE."""
+    if value == "True":
+        return True
+    if value == "False":
+        return False
+    if value == "None":
+        return None
+    for convert in (int, float):
+        try:
+            return convert(value)
+        except ValueError:
+            pass
+    return value
+
+
+def load_yaml(text: str | bytes, source: str) -> dict[str, Any]:
+    """The parameters a YAML document holds; ``ValueError`` naming ``source`` unless it is a mapping."""
+    import yaml
+
+    try:
+        value = yaml.load(text, Loader=_loader())  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        detail = " ".join(str(exc).split())
+        raise ValueError(f"{source} is not valid YAML: {detail}") from None
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        kind = {list: "a list", str: "a string", bool: "a boolean"}.get(type(value), "a number")
+        raise ValueError(f"{source}: parameters must be a JSON object (a YAML mapping), got {kind}")
+    return value
+
+
+def _loader() -> Any:
+    """papermill's ``NoDatesSafeLoader``: the safe loader without the implicit timestamp resolver."""
+    import yaml
+
+    class NoDatesSafeLoader(yaml.SafeLoader):
+        yaml_implicit_resolvers = {
+            key: [r for r in resolvers if r[0] != "tag:yaml.org,2002:timestamp"]
+            for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+        }
+
+    return NoDatesSafeLoader
