@@ -8,38 +8,19 @@ final status (decided by ``verdict.py``), and every write it makes is fenced by 
 
 from __future__ import annotations
 
-import contextvars
-import dataclasses
-import json
 import logging
-import os
-import pwd
-import queue
 import shutil
-import subprocess
 import threading
-import time
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 from nbjobs.clock import Clock
-from nbjobs.execution.contract import CredentialIssuer, JobCredentials, RuntimeLookup, deadline_minutes
-from nbjobs.execution.engine import ExecutionRequest
+from nbjobs.execution.contract import CredentialIssuer, RuntimeLookup
+from nbjobs.execution.job_run import JobRun, log_end
 from nbjobs.execution.limits import LimitBackend, RlimitBackend
-from nbjobs.execution.runner import request_to_json
-from nbjobs.execution.stopping import StagedStop, kill_run, sweep
-from nbjobs.execution.verdict import RunEnd, results_of, verdict
 from nbjobs.execution.warm_pool import WarmPool
 from nbjobs.models.events import NO_EVENTS, JobEvents, PoolState
 from nbjobs.models.jobs import (
-    OUTPUT,
-    RUNNING,
-    Failure,
-    FailureReason,
     Job,
-    JobStatus,
-    retry_or_end,
 )
 from nbjobs.models.runtimes import RuntimeSpec
 from nbjobs.models.stores import JobStore
@@ -47,10 +28,6 @@ from nbjobs.settings import Settings
 from nbjobs.telemetry.logs import job_context
 
 log = logging.getLogger(__name__)
-
-# Progress is written at most this often (the final state always is): a 20-cell notebook would
-# otherwise pay 20 database commits on its critical path.
-_PROGRESS_INTERVAL = 0.2
 
 
 class Supervisor:
@@ -83,7 +60,7 @@ class Supervisor:
         self.max_minutes = max_minutes or (lambda: settings.execution.max_execute_notebook_time_minutes)
         self._pools: dict[str, WarmPool] = {}
         self._pools_lock = threading.Lock()
-        self._running: dict[str, _Run] = {}  # job id -> its run, for wake()
+        self._running: dict[str, JobRun] = {}  # job id -> its run, for wake()
         self._started = False
         self.pool = self.pool_for(settings.execution.default_kernel_name)
 
@@ -156,7 +133,7 @@ class Supervisor:
         spec = self.spec_of(job)
         pool = self.pool_for(spec.kernel_name)
         try:
-            run = _Run(self, job, spec, pool, workdir)
+            run = JobRun(self, job, spec, pool, workdir)
             self._running[job.job_id] = run
             self.events.started(job)
             try:
@@ -167,282 +144,3 @@ class Supervisor:
             pool.release()
             if not self.settings.execution.keep_job_dirs:
                 shutil.rmtree(workdir, ignore_errors=True)
-
-
-def log_end(job: Job, ended: Job | None) -> None:
-    """The job's end in the log: FAILED at WARNING (with its reason), other ends at INFO."""
-    if ended is None:
-        log.info("job %s attempt %s was fenced out: another attempt or the reaper ended it", job.job_id,
-                 job.attempt)  # fmt: skip
-    elif ended.status == JobStatus.FAILED:
-        failure = ended.failure
-        reason = str(failure.reason) if failure is not None else "unknown"
-        message = (failure.message if failure is not None else "")[:500]
-        log.warning("job %s attempt %s FAILED (%s): %s", job.job_id, job.attempt, reason, message)
-    else:
-        log.info("job %s attempt %s ended %s", job.job_id, job.attempt, ended.status)
-
-
-class _Run:
-    def __init__(self, sup: Supervisor, job: Job, spec: RuntimeSpec, pool: WarmPool, workdir: Path) -> None:
-        self.sup = sup
-        self.spec = spec
-        self.pool = pool
-        self.group = f"{job.job_id}-{job.attempt}"
-        self.store = sup.store
-        self.settings = sup.settings
-        self.clock = sup.clock
-        self.job = job
-        self.workdir = workdir
-        self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        self.kernel_pid = 0
-        self.done: dict[str, Any] | None = None
-        self.stop: StagedStop | None = None
-        self.fenced = False
-        self.reader_finished = False
-        self.progress: tuple[int, str] | None = None  # the latest reported, written at most every 0.2 s
-        self.progress_written = 0.0
-        self.progress_pending = False
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.credentials: JobCredentials | None = None
-        self.check_now = False  # set by Supervisor.wake (cancel notification)
-        self.took_ready = False  # the runner's kernel was ready when taken: its start cost the job nothing
-
-    # -- lifecycle ----------------------------------------------------------------------------------
-    def run(self) -> Job | None:
-        job = self.job
-        notebook = self.store.get_blob(job.job_id, "input") or b""
-        cwd = self.workdir / "work"
-        cwd.mkdir(parents=True, exist_ok=True)
-        _give_to(self.settings.execution.kernel_user, cwd)
-        output = self.workdir / "output.ipynb"
-        spec = self.spec
-        env = self._kernel_env(cwd)
-        if self.sup.credentials is not None:
-            self.credentials = self.sup.credentials(job, deadline_minutes(job, self.sup.max_minutes(), spec))
-            auth = self.workdir / "nb_auth.json"
-            auth.touch(mode=0o600)
-            auth.write_text(json.dumps(self.credentials.auth))
-            _give_to(self.settings.execution.kernel_user, auth)
-            env["NB_AUTH_FILE"] = str(auth)
-        request = ExecutionRequest(
-            notebook=notebook,
-            parameters=job.inputs.notebook_parameters,
-            # A runtime with its own environment decides the kernel; the default runtime honours the
-            # notebook's kernelspec, as Jupyter does.
-            kernel_name=spec.kernel_name if spec.python and not spec.is_default else "",
-            default_kernel_name=spec.kernel_name,
-            save_injected_parameters=job.inputs.save_injected_parameters,
-            cwd=str(cwd),
-            env=env,
-            max_cell_output_bytes=self.settings.limits.max_cell_output_bytes,
-            max_notebook_output_bytes=spec.max_output_bytes or self.settings.limits.max_notebook_output_bytes,
-            memory_bytes=spec.memory_bytes,
-            swap_bytes=spec.swap_bytes,
-            cpus=spec.max_cpu,
-            limit_backend=self.sup.limits.name,
-            limit_group=self.group,
-            output_names=tuple(job.inputs.output_names),
-            run_as=self.settings.execution.kernel_user,
-        )
-        runner = self.pool.take(spec.kernel_name)
-        self.took_ready = runner.taken_ready
-        stderr_path = runner.log_path
-        proc = runner.proc
-        self.proc = proc
-        self.store.set_processes(job.job_id, job.attempt, proc.pid, 0)
-        # the reader logs about this job too: it runs in a copy of this thread's log context
-        reader = threading.Thread(target=contextvars.copy_context().run, args=(self._read, proc), daemon=True)
-        reader.start()
-        try:
-            assert proc.stdin is not None
-            proc.stdin.write(request_to_json(request, output))
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
-        self._watch(proc)
-        sweep(proc, reader, self.kernel_pid, reported=self.done is not None)
-        oom = False
-        if request.limits:
-            oom = self.sup.limits.oom_killed(self.group)
-            self.sup.limits.release(self.group)  # also kills anything of the job's still in its group
-        if self.credentials is not None:
-            self.credentials.revoke()
-        try:
-            if self.fenced:
-                return None
-            return self._finish(output, stderr_path, proc.returncode, oom=oom)
-        finally:
-            runner.forget()
-
-    def _watch(self, proc: subprocess.Popen[bytes]) -> None:
-        settings = self.settings
-        job = self.job
-        deadline = time.monotonic() + deadline_minutes(job, self.sup.max_minutes(), self.spec) * 60
-        next_beat = time.monotonic() + settings.execution.heartbeat_seconds
-        next_check = 0.0
-        lease_ms = int(settings.execution.lease_seconds * 1000)
-        exited_at = 0.0
-        while True:
-            self._pump(timeout=min(settings.execution.poll_seconds, _PROGRESS_INTERVAL))
-            if self.done is not None:
-                return  # the runner reported its end and its output is on disk; no need to see it exit
-            if proc.poll() is not None:
-                exited_at = exited_at or time.monotonic()
-                # Crashed without a "done": drain what it said, but don't wait on a pipe a straggler holds.
-                if self._drained() or time.monotonic() - exited_at > 2:
-                    return
-                continue
-            self._flush_progress()
-            now = time.monotonic()
-            if now >= next_beat:
-                next_beat = now + settings.execution.heartbeat_seconds
-                if self.store.heartbeat(job.job_id, job.attempt, self.clock(), lease_ms) is None:
-                    log.warning("job %s attempt %s lost its lease; stopping it", job.job_id, job.attempt)
-                    self.fenced = True
-                    kill_run(self.kernel_pid, proc.pid)
-                    continue
-            if self.stop is not None:
-                self.stop.advance(self.kernel_pid)
-            elif now >= next_check or self.check_now:
-                self.check_now = False
-                next_check = now + settings.execution.poll_seconds
-                current = self.store.get(job.job_id)
-                if current is None or current.attempt != job.attempt or current.status not in RUNNING:
-                    self.fenced = True  # deleted, re-run, re-queued or ended by someone else
-                    kill_run(self.kernel_pid, proc.pid)
-                elif current.cancel_requested:
-                    self._begin_stop(FailureReason.CANCELLED)
-                elif now >= deadline:
-                    self._begin_stop(FailureReason.TIMEOUT)
-
-    def _drained(self) -> bool:
-        return self.events.empty() and self.reader_finished
-
-    def _read(self, proc: subprocess.Popen[bytes]) -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            try:
-                self.events.put(json.loads(line))
-            except ValueError:
-                log.warning("runner %s wrote a non-JSON line: %r", proc.pid, line[:200])
-        self.reader_finished = True
-        self.events.put(None)
-
-    def _pump(self, timeout: float) -> None:
-        try:
-            event = self.events.get(timeout=timeout)
-        except queue.Empty:
-            return
-        while event is not None or not self.events.empty():
-            if event is not None:
-                self._handle(event)
-            try:
-                event = self.events.get_nowait()
-            except queue.Empty:
-                return
-
-    def _handle(self, event: dict[str, Any]) -> None:
-        job = self.job
-        kind = event.get("event")
-        if kind == "kernel":
-            self.kernel_pid = int(event["pid"])
-            runner_pid = self.proc.pid if self.proc is not None else 0
-            self.store.set_processes(job.job_id, job.attempt, runner_pid, self.kernel_pid)
-            if self.stop is not None:  # a cancel arrived while the kernel was starting
-                self.stop.kernel_started(self.kernel_pid)
-            if "seconds" in event:  # warm: started ahead and ready when taken, and the job used that kernel
-                warm = self.took_ready and bool(event.get("warm"))
-                self.sup.events.kernel_started(job, float(event["seconds"]), warm=warm)
-        elif kind == "progress" and self.stop is None:
-            self.progress = (int(event["percent"]), str(event["message"]))
-            self.progress_pending = True
-            self._flush_progress()
-        elif kind == "done":
-            self.done = event
-
-    def _flush_progress(self) -> None:
-        """Write the latest progress if it is new and the last write is old enough."""
-        now = time.monotonic()
-        if self.progress_pending and self.progress and now - self.progress_written >= _PROGRESS_INTERVAL:
-            self.progress_written, self.progress_pending = now, False
-            job = self.job
-            self.store.set_progress(job.job_id, job.attempt, self.clock(), *self.progress)
-
-    # -- staged stop --------------------------------------------------------------------------------
-    def _begin_stop(self, reason: FailureReason) -> None:
-        job = self.job
-        log.info("stopping job %s: %s", job.job_id, reason)
-        runner_pid = self.proc.pid if self.proc is not None else 0
-        execution = self.settings.execution
-        self.stop = StagedStop(
-            reason, runner_pid, grace=execution.cancel_grace_seconds, kill_grace=execution.kill_grace_seconds
-        )
-        if reason == FailureReason.TIMEOUT:
-            self.store.set_progress(job.job_id, job.attempt, self.clock(), job.progress_percent, "Timed out")
-        self.stop.begin(self.kernel_pid)
-
-    # -- the end ------------------------------------------------------------------------------------
-    def _finish(self, output: Path, stderr_path: Path, returncode: int | None, *, oom: bool) -> Job | None:
-        job = self.job
-        done = self.done or {}
-        if output.exists():
-            self.store.put_blob(job.job_id, OUTPUT, output.read_bytes(), self.clock(), attempt=job.attempt)
-        end = RunEnd(
-            done=done,
-            stop_reason=self.stop.reason if self.stop is not None else None,
-            deadline_minutes=deadline_minutes(job, self.sup.max_minutes(), self.spec),
-            memory_bytes=self.spec.memory_bytes,
-            oom=oom,
-            returncode=returncode,
-            log_path=stderr_path,
-            job_id=job.job_id,
-        )
-        status, failure = verdict(end)
-        return self._end(status, failure, results_of(done, has_output=output.exists()))
-
-    def _end(self, status: JobStatus, failure: Failure | None, results: dict[str, Any]) -> Job | None:
-        job = self.job
-        now = self.clock()
-        percent, message = self.progress or (None, None)
-        target, how = retry_or_end(job, status, failure, now)
-        update = dataclasses.replace(
-            how,
-            results=results,
-            progress_percent=100 if failure is None else percent,
-            progress_message=how.progress_message or message,
-        )
-        ended = self.store.transition(
-            job.job_id, target, now, attempt=job.attempt, update=update, expected=RUNNING
-        )
-        if ended is None and target == JobStatus.SUBMITTED:
-            # A cancel came first (CANCELLING never goes back to SUBMITTED): this attempt is the last.
-            last = (*job.attempts, job.ended_attempt(status, failure, now, retried=False))
-            update = dataclasses.replace(update, not_before=None, worker_id=None, lease_expires=None,
-                                         failure=failure, attempts=last)  # fmt: skip
-            ended = self.store.transition(
-                job.job_id, status, now, attempt=job.attempt, update=update, expected=RUNNING
-            )
-        elif ended is not None and target == JobStatus.SUBMITTED:
-            log.warning("job %s: %s", job.job_id, how.progress_message)
-        if ended is not None and ended.ended:
-            self.sup.events.ended(ended)  # the write that won; a retry (SUBMITTED again) is no end
-        # None: someone else ended or re-ran the job meanwhile (the reaper, a newer attempt); theirs stands.
-        return ended or self.store.get(job.job_id)
-
-    def _kernel_env(self, cwd: Path) -> dict[str, str]:
-        env = dict(self.settings.execution.kernel_env)
-        env["NBJOBS_JOB_ID"] = self.job.job_id
-        kernel_user = self.settings.execution.kernel_user
-        if kernel_user:  # the server's home is not the kernel user's
-            env.update(HOME=str(cwd), USER=kernel_user, LOGNAME=kernel_user)
-        else:
-            env.setdefault("HOME", str(cwd))
-        return env
-
-
-def _give_to(username: str, path: Path) -> None:
-    """Hand a job's file or directory to the OS user its kernel runs as (no-op without one)."""
-    if username:
-        account = pwd.getpwnam(username)
-        os.chown(path, account.pw_uid, account.pw_gid)
