@@ -155,9 +155,10 @@ def main() -> None:
     for label in ("trivial", "20-cell"):
         mine = {name: summary(times) for lab, name, times in rows if lab == label}
         cli = mine["papermill CLI"][0]
-        api = mine["papermill Python API"][0] if "papermill Python API" in mine else float("nan")
+        api = mine["papermill Python API"][0] if "papermill Python API" in mine else 0.0
         for name, (p50, p95, worst) in mine.items():
-            print(f"{label:9} {name:30} {p50:7.1f} {p95:7.1f} {worst:7.1f} {cli / p50:7.1f} {api / p50:7.1f}")
+            api_x = f"{api / p50:7.1f}" if api else f"{'-':>7}"  # --only-cli: no Python API row
+            print(f"{label:9} {name:30} {p50:7.1f} {p95:7.1f} {worst:7.1f} {cli / p50:7.1f} {api_x}")
         run = mine["nbjobs run (CLI)"][0]
         print(f"{label:9} nbjobs run / papermill CLI: {run / cli:.2f}x the time (goal <= 0.6)")
     print("CLI/x and API/x: papermill CLI (resp. Python API) p50 divided by the row's p50.")

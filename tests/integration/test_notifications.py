@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -51,8 +52,13 @@ def test_a_real_job_whose_cell_raises_mails_the_traceback_and_the_executed_noteb
         assert "ValueError: boom at cell 1" in body and "Traceback" in body and "\x1b" not in body
         html = attachment.get_payload(decode=True).decode()
         assert attachment.get_filename() == f"{job.job_id}.html" and "boom at cell 1" in html
+        wait_until(  # the attempt is written right after the SMTP server's answer
+            lambda: app.notifications.store.deliveries(job.job_id)[0].status == DeliveryStatus.SENT,
+            10,
+            "the log",
+        )
         (delivery,) = app.notifications.store.deliveries(job.job_id)
-        assert delivery.status == DeliveryStatus.SENT and delivery.attempts == 1
+        assert delivery.attempts == 1
         print(f"\nfailure mail received {mailed - ended.end_time:.0f} ms after the job ended")
     finally:
         smtp.stop()
@@ -85,7 +91,9 @@ def test_kill_9_between_a_jobs_end_and_its_delivery_delivers_it_once_after_resta
         load_settings({}, data_dir=data_dir, workers=0, notify_allow_list="127.0.0.1")
     )  # the test's own view of the store
     view.prepare()
-    port = free_port()  # the receiver's, not listening yet: every attempt is refused
+    holder = socket.socket()  # the receiver's port, bound but not listening: every attempt is refused,
+    holder.bind(("127.0.0.1", 0))  # and no server started meanwhile can be given it
+    port = holder.getsockname()[1]
     url = f"http://127.0.0.1:{port}/hook"
     job = view.service.submit(ADMIN, golden("trivial.ipynb"))
     view.notifications.attach(
@@ -104,7 +112,8 @@ def test_kill_9_between_a_jobs_end_and_its_delivery_delivers_it_once_after_resta
         os.killpg(server.pid, signal.SIGKILL)
         server.wait(10)
         (delivery,) = view.notifications.store.deliveries(job.job_id)
-        assert delivery.status == DeliveryStatus.PENDING
+        assert delivery.status == DeliveryStatus.PENDING, delivery
+        holder.close()
         receiver = Receiver().start(port)
         server = _serve(data_dir, log)
         wait_until(
@@ -113,7 +122,10 @@ def test_kill_9_between_a_jobs_end_and_its_delivery_delivers_it_once_after_resta
             "the delivery after restart",
         )
         time.sleep(2)  # a second send would come within the next scan/pump rounds
-        assert len(receiver.received) == 1
+        attempts = view.notifications.store.attempts(
+            view.notifications.store.deliveries(job.job_id)[0].delivery_id
+        )
+        assert len(receiver.received) == 1, attempts
         (request,) = receiver.received
         check_signature(SECRET, request.body, request.headers, ("x-nbjobs-signature-256",))
         assert request.headers["idempotency-key"] == f"{job.job_id}:hook:succeeded"
@@ -121,7 +133,7 @@ def test_kill_9_between_a_jobs_end_and_its_delivery_delivers_it_once_after_resta
         (delivery,) = view.notifications.store.deliveries(job.job_id)
         attempts = view.notifications.store.attempts(delivery.delivery_id)
         assert [a.ok for a in attempts][-1] is True and not any(a.ok for a in attempts[:-1])
-        assert "ConnectionRefusedError" in attempts[0].detail
+        assert "ConnectionRefusedError" in attempts[0].detail, attempts
     finally:
         try:
             os.killpg(server.pid, signal.SIGTERM)

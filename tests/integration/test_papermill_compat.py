@@ -363,3 +363,26 @@ def test_nbjobs_run_imports_nothing_of_the_server_stack(tmp_path):
         for m in modules
         if m.startswith("nbjobs.cli.") and m not in ("nbjobs.cli.run", "nbjobs.cli.papermill_params")
     ] == []
+
+
+def test_web_tool_runs_clear_stale_outputs_and_read_outputs_after_sys_exit(make_app):
+    # a web tool job is a job with output names: the same engine path, values read after the last cell
+    app = make_app()
+    stale = app.service.submit(
+        ADMIN,
+        STALE.read_bytes(),
+        inputs=JobInputs(notebook_parameters=parse_parameters({"mode": "raise"}), output_names=("mode",)),
+    )
+    exited = app.service.submit(
+        ADMIN,
+        (NOTEBOOKS / "exits_with_sys_exit.ipynb").read_bytes(),
+        inputs=JobInputs(notebook_parameters=parse_parameters({"how": "raise"}), output_names=("how",)),
+    )
+    app.pool.run(burst=True)
+    failed = app.store.get(stale.job_id)
+    assert failed.failure.reason == FailureReason.CELL_ERROR
+    nb = nbformat.reads(app.store.get_blob(stale.job_id, "output").decode(), as_version=4)
+    assert "stale" not in texts(nb).lower() and last_code_cell(nb).execution_count is None
+    done = app.store.get(exited.job_id)
+    assert done.status == JobStatus.COMPLETED, done.failure
+    assert done.results["outputValues"] == {"how": {"value": "raise"}}

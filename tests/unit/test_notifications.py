@@ -28,7 +28,8 @@ from nbjobs.models.jobs import (
 from nbjobs.models.notifications import DeliveryStatus
 from nbjobs.models.runtimes import DEFAULT_RUNTIME
 from nbjobs.service.automation.webhooks import check_signature
-from nbjobs.service.notifications.service import NotificationService, NotifyPolicy
+from nbjobs.service.notifications.events import NotifyPolicy
+from nbjobs.service.notifications.service import NotificationService
 from nbjobs.service.notifications.targets import AllowList, check_url
 from nbjobs.service.notifications.webhook import MAX_RESPONSE_BYTES, SIGNATURE_HEADER
 from nbjobs.settings import load_settings

@@ -13,7 +13,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from nbjobs.errors import InvalidParameters
 from nbjobs.execution.parameters import INJECTED_TAG, PARAMETERS_TAG, inject_parameters, remove_injected_cell
-from nbjobs.models.parameters import parse_cli_value, parse_parameters, render_literal
+from nbjobs.models.parameters import parse_parameters, render_literal
 
 
 def tagged(source: str, *tags: str) -> nbformat.NotebookNode:
@@ -335,32 +335,3 @@ def test_remove_injected_cell_none_returns_copy() -> None:
 def test_remove_injected_cell_out_of_range() -> None:
     with pytest.raises(IndexError):
         remove_injected_cell(new_notebook(), 0)
-
-
-# --- parse_cli_value --------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("True", True),
-        ("true", True),
-        ("False", False),
-        ("false", False),
-        ("None", None),
-        ("null", None),
-        ("42", 42),
-        ("-3", -3),
-        ("2.5", 2.5),
-        ("1e3", 1000.0),
-        ("hello", "hello"),
-        ("", ""),
-        ("TRUE", "TRUE"),
-        ("1.2.3", "1.2.3"),
-        ("[1, 2]", "[1, 2]"),
-    ],
-)
-def test_parse_cli_value(text: str, expected: Any) -> None:
-    result = parse_cli_value(text)
-    assert result == expected
-    assert type(result) is type(expected)

@@ -90,10 +90,10 @@ def _launch_kernel(notebook: bytes, kernel_name: str, cwd: str) -> StartingKerne
     if not kernel_name:
         try:
             kernelspec = json.loads(notebook).get("metadata", {}).get("kernelspec")
-            kernel_name = kernelspec.get("name") if isinstance(kernelspec, dict) else None
+            named = kernelspec.get("name") if isinstance(kernelspec, dict) else None
         except (ValueError, AttributeError):
             return None  # not a notebook: the engine says so
-        kernel_name = kernel_name if isinstance(kernel_name, str) and kernel_name else "python3"
+        kernel_name = named if isinstance(named, str) and named else "python3"
     name = resolve_kernel_name(kernel_name)
     if not kernel_exists(name):
         return None

@@ -12,7 +12,7 @@ import click
 from nbjobs.cli.options import data_dir_option
 
 if TYPE_CHECKING:  # imported where used, to keep `nbjobs --help` fast
-    from nbjobs.models.stores import TaskStore
+    from nbjobs.models.portal_stores import TaskStore
     from nbjobs.roots.operator import Operator
 
 _data_dir = data_dir_option

@@ -251,19 +251,3 @@ def render_literal(value: Any, *, name: str | None = None) -> str:
 
 def _label(name: str | None) -> str:
     return f"parameter '{name}'" if name is not None else "parameter value"
-
-
-def parse_cli_value(text: str) -> Any:
-    """Convert a papermill ``-p NAME VALUE`` string to a bool, None, int or float when it looks like one."""
-    if text in ("True", "true"):
-        return True
-    if text in ("False", "false"):
-        return False
-    if text in ("None", "null"):
-        return None
-    for convert in (int, float):
-        try:
-            return convert(text)
-        except ValueError:
-            pass
-    return text

@@ -11,10 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nbjobs.clock import Clock, now_ms
-from nbjobs.models.stores import TaskStore
+from nbjobs.models.portal_stores import TaskStore
 from nbjobs.service.accounts.tokens import TokenService
 from nbjobs.service.accounts.users import UserService
-from nbjobs.service.notifications.service import NotificationService, NotifyPolicy
+from nbjobs.service.notifications.events import NotifyPolicy
+from nbjobs.service.notifications.service import NotificationService
 from nbjobs.service.notifications.targets import AllowList
 from nbjobs.service.runtimes.environments import SubprocessEnvironments
 from nbjobs.service.runtimes.kernelspecs import kernel_dir

@@ -32,7 +32,8 @@ from nbjobs.service.housekeeping import Duty, Housekeeper
 from nbjobs.service.jobs.execute_notebook import NotebookExecution
 from nbjobs.service.jobs.recovery import Recovery
 from nbjobs.service.jobs.service import HOUR_MS, JobService
-from nbjobs.service.notifications.service import NotificationService, NotifyPolicy
+from nbjobs.service.notifications.events import NotifyPolicy
+from nbjobs.service.notifications.service import NotificationService
 from nbjobs.service.notifications.targets import AllowList
 from nbjobs.service.runtimes.environments import SubprocessEnvironments
 from nbjobs.service.runtimes.kernelspecs import kernel_dir

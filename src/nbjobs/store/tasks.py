@@ -1,5 +1,5 @@
 """Scheduled tasks and their runs: the SQL TaskStore (records in models/automation.py, protocol in
-models/stores.py).
+models/stores.py, models/portal_stores.py).
 
 The occasion key is (task_id, scheduled_for): ``fire`` advances the task's ``next_fire`` by compare-and-set
 and inserts the run in one transaction, and the unique key refuses a second run for the same occasion, so

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Engine
 
 from nbjobs.models.items import Item, Upload
-from nbjobs.models.stores import ItemStore
+from nbjobs.models.portal_stores import ItemStore
 from nbjobs.store.items import SqlItemStore
 from nbjobs.store.memory.items import MemoryItemStore
 from tests.unit.contracts.common import DUPLICATE, assert_implements

@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import Engine
 
 from nbjobs.models.notifications import Attempt, Channel, Delivery, DeliveryStatus, NotifyEvent, Rule
-from nbjobs.models.stores import JobStore, NotificationStore
+from nbjobs.models.portal_stores import NotificationStore
+from nbjobs.models.stores import JobStore
 from nbjobs.store.jobs import SqlJobStore
 from nbjobs.store.memory.jobs import MemoryJobStore
 from nbjobs.store.memory.notifications import MemoryNotificationStore

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Engine
 
 from nbjobs.models.automation import DELIVERIES_KEPT, Delivery, Receiver
-from nbjobs.models.stores import ReceiverStore
+from nbjobs.models.portal_stores import ReceiverStore
 from nbjobs.store.memory.webhooks import MemoryReceiverStore
 from nbjobs.store.webhooks import SqlReceiverStore
 from tests.unit.contracts.common import DUPLICATE, assert_implements

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Engine
 
 from nbjobs.models.automation import Firing, RunStatus, Task, TaskRun, TaskState
-from nbjobs.models.stores import TaskStore
+from nbjobs.models.portal_stores import TaskStore
 from nbjobs.store.memory.tasks import MemoryTaskStore
 from nbjobs.store.tasks import SqlTaskStore
 from tests.unit.contracts.common import DUPLICATE, assert_implements

@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 
 from nbjobs.errors import UserExists
 from nbjobs.models.accounts import ORG_ADMIN, ORG_USER, Token, User
-from nbjobs.models.stores import TokenStore, UserStore
+from nbjobs.models.portal_stores import TokenStore, UserStore
 from nbjobs.store.memory.users import MemoryTokenStore, MemoryUserStore
 from nbjobs.store.users import SqlTokenStore, SqlUserStore
 from tests.unit.contracts.common import DUPLICATE, assert_implements

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from nbjobs.models.stores import WebToolStore
+from nbjobs.models.portal_stores import WebToolStore
 from nbjobs.models.webtools import ORG, PRIVATE, WebTool, WebToolCall
 from nbjobs.settings import load_settings
 from nbjobs.store.engine import make_engine

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from nbjobs.clock import Clock
 from nbjobs.errors import InvalidToken
 from nbjobs.models.accounts import Token, User
-from nbjobs.models.stores import TokenStore, UserStore
+from nbjobs.models.portal_stores import TokenStore, UserStore
 
 MINUTE_MS = 60_000
 

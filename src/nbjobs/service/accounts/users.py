@@ -12,7 +12,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from nbjobs.clock import Clock
 from nbjobs.errors import InvalidCredentials, InvalidRequest, UserNotFound
 from nbjobs.models.accounts import ORG_ADMIN, ORG_USER, ROLES, User
-from nbjobs.models.stores import UserStore
+from nbjobs.models.portal_stores import UserStore
 from nbjobs.service.accounts.login_limit import LoginLimiter
 from nbjobs.service.authz import default_privileges, may_act_for
 

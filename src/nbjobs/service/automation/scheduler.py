@@ -27,7 +27,8 @@ from nbjobs.errors import InvalidRequest, NbJobsError
 from nbjobs.models.automation import Firing, RunStatus, Task, TaskRun, TaskState
 from nbjobs.models.jobs import JobStatus, RetryPolicy
 from nbjobs.models.parameters import NotebookParameters
-from nbjobs.models.stores import JobStore, TaskStore
+from nbjobs.models.portal_stores import TaskStore
+from nbjobs.models.stores import JobStore
 from nbjobs.service.accounts.users import UserService
 from nbjobs.service.authz import SCHEDULE_NOTEBOOKS, require_privilege
 from nbjobs.service.automation.tasks import first_fire, new_task_id

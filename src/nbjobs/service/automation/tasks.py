@@ -28,9 +28,9 @@ from nbjobs.models.automation import RunStatus, Task, TaskRun, TaskState
 from nbjobs.models.jobs import NO_RETRIES
 from nbjobs.models.notifications import Rule
 from nbjobs.models.parameters import parse_parameters
+from nbjobs.models.portal_stores import TaskStore
 from nbjobs.models.retries import FIELDS as RETRY_FIELDS
 from nbjobs.models.retries import parse_retry_policy
-from nbjobs.models.stores import TaskStore
 from nbjobs.service.accounts.users import UserService
 from nbjobs.service.authz import SCHEDULE_NOTEBOOKS, may_act_for, require_privilege
 from nbjobs.service.automation.cron import CronSchedule

@@ -37,7 +37,7 @@ from nbjobs.models.accounts import User
 from nbjobs.models.automation import Delivery, Receiver
 from nbjobs.models.jobs import Job
 from nbjobs.models.parameters import NotebookParameters, parse_parameters
-from nbjobs.models.stores import ReceiverStore
+from nbjobs.models.portal_stores import ReceiverStore
 from nbjobs.service.accounts.tokens import TokenService
 from nbjobs.service.accounts.users import UserService
 from nbjobs.service.authz import (

@@ -12,7 +12,7 @@ from nbjobs.errors import InvalidRequest, ItemNotFound, PayloadTooLarge, Permiss
 from nbjobs.execution.notebook_io import read_notebook
 from nbjobs.models.accounts import Principal
 from nbjobs.models.items import Item, Upload
-from nbjobs.models.stores import ItemStore
+from nbjobs.models.portal_stores import ItemStore
 from nbjobs.service.authz import may_see
 
 NOTEBOOK_TYPE = "Notebook"

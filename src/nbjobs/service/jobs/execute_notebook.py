@@ -10,8 +10,8 @@ from nbjobs.models.accounts import User
 from nbjobs.models.jobs import NO_RETRIES, OUTPUT, Job, JobInputs, JobStatus, RetryPolicy
 from nbjobs.models.notifications import Rule
 from nbjobs.models.parameters import NotebookParameters
+from nbjobs.models.portal_stores import ItemStore
 from nbjobs.models.runtimes import DEFAULT_RUNTIME, Runtime
-from nbjobs.models.stores import ItemStore
 from nbjobs.service.authz import CREATE_NOTEBOOKS, require_privilege
 from nbjobs.service.content.items import ItemService
 from nbjobs.service.jobs.service import JobService

@@ -14,7 +14,10 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 from typing import Any
 
-from nbjobs.errors import InvalidNotificationRule
+from nbjobs.errors import InvalidNotificationRule, InvalidRequest
+from nbjobs.service.notifications import mail
+from nbjobs.service.notifications.service import _SMTP_KEYS
+from nbjobs.service.notifications.webhook import Outcome
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 SECURITY = ("none", "starttls", "ssl")
@@ -156,3 +159,62 @@ def send(smtp: SmtpSettings, message: EmailMessage) -> None:
             client.quit()
         except (OSError, smtplib.SMTPException):
             client.close()
+
+
+def smtp_outcome(smtp: SmtpSettings, message: Any) -> Outcome:
+    try:
+        mail.send(smtp, message)
+    except TimeoutError:
+        return Outcome(False, f"SMTP timed out after {smtp.timeout_seconds:g} s")
+    except smtplib.SMTPResponseException as exc:
+        text = (
+            exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) else exc.smtp_error
+        )
+        return Outcome(False, f"SMTP {exc.smtp_code}: {text}")
+    except smtplib.SMTPRecipientsRefused as exc:
+        return Outcome(False, f"SMTP refused the recipients: {exc.recipients}")
+    except (OSError, smtplib.SMTPException) as exc:
+        return Outcome(False, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+    return Outcome(True, "SMTP accepted the message")
+
+
+def merge_smtp(current: SmtpSettings, given: dict[str, Any]) -> SmtpSettings:
+    if not isinstance(given, dict):
+        raise InvalidRequest("smtp must be a JSON object")
+    unknown = sorted(set(given) - _SMTP_KEYS)
+    if unknown:
+        raise InvalidRequest(f"smtp has unknown keys {unknown}; known: {sorted(_SMTP_KEYS)}")
+    data = {**current.to_store(), **given}
+    host, port, security = data.get("host"), data.get("port"), data.get("security")
+    if not isinstance(host, str) or len(host) > 253 or any(c.isspace() for c in host):
+        raise InvalidRequest("smtp.host must be a host name or address")
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise InvalidRequest("smtp.port must be a whole number from 1 to 65535")
+    if security not in mail.SECURITY:
+        raise InvalidRequest(f"smtp.security must be one of {list(mail.SECURITY)}")
+    timeout = data.get("timeoutSeconds")
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0.1 <= timeout <= 60:
+        raise InvalidRequest("smtp.timeoutSeconds must be a number of seconds from 0.1 to 60")
+    for key in ("username", "password", "fromAddress"):
+        if not isinstance(data.get(key), str) or len(data[key]) > 512:
+            raise InvalidRequest(f"smtp.{key} must be a string")
+    if data["fromAddress"]:
+        try:
+            mail.parse_addresses(data["fromAddress"])
+        except InvalidNotificationRule:
+            raise InvalidRequest(
+                f"smtp.fromAddress {data['fromAddress']!r} is not an email address"
+            ) from None
+    if not isinstance(data.get("verifyTls"), bool):
+        raise InvalidRequest("smtp.verifyTls must be true or false")
+    return SmtpSettings.from_store(data)
+
+
+def notebook_as_html(data: bytes) -> str:
+    """The executed notebook as HTML (nbconvert's lab template), for an email attachment."""
+    import nbformat
+    from nbconvert import HTMLExporter  # imported on first use: it loads Jinja templates and Pygments
+
+    node = nbformat.reads(data.decode("utf-8"), as_version=4)
+    body, _ = HTMLExporter(template_name="lab").from_notebook_node(node)
+    return str(body)

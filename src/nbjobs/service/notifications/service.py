@@ -18,157 +18,43 @@ from __future__ import annotations
 import json
 import logging
 import random
-import smtplib
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_all
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from nbjobs.clock import Clock
-from nbjobs.errors import InvalidNotificationRule, InvalidRequest, JobNotFound
+from nbjobs.errors import InvalidRequest, JobNotFound
 from nbjobs.models.accounts import Principal, User
-from nbjobs.models.jobs import OUTPUT, RUNNING, FailureReason, Job, JobStatus
+from nbjobs.models.jobs import OUTPUT, Job
 from nbjobs.models.notifications import (
     Attempt,
     Channel,
     Delivery,
     DeliveryStatus,
-    NotifyEvent,
     Rule,
     Watch,
-    idempotency_key,
 )
-from nbjobs.models.stores import JobStore, NotificationStore
+from nbjobs.models.portal_stores import NotificationStore
+from nbjobs.models.stores import JobStore
 from nbjobs.service.authz import may_see, require_admin
 from nbjobs.service.notifications import mail, webhook
-from nbjobs.service.notifications.mail import SmtpSettings
+from nbjobs.service.notifications.events import NotifyPolicy, _time_due, events_due, payload_of
+from nbjobs.service.notifications.mail import SmtpSettings, merge_smtp, notebook_as_html, smtp_outcome
 from nbjobs.service.notifications.rules import parse_rules
 from nbjobs.service.notifications.targets import AllowList, Resolver, system_resolver
 from nbjobs.service.notifications.webhook import Outcome
-from nbjobs.settings import NotificationSettings
 
 log = logging.getLogger(__name__)
 
-MINUTE_MS = 60_000
 MISSING_JOB_GRACE_MS = 60_000  # a watch whose job never appeared (the submit failed after it) is dropped
 SCAN_PAGE = 500
 SMTP = "smtp"
 ALLOW_LIST = "allowlist"
-
-
-@dataclass(frozen=True)
-class NotifyPolicy:
-    """How the sender behaves (from settings; tests make it fast)."""
-
-    timeout_seconds: float = 10.0  # per attempt: connect, read, SMTP commands
-    retry_base_seconds: float = 10.0  # the first retry waits up to this long (full jitter)
-    retry_max_seconds: float = 3600.0  # no wait between attempts is longer
-    retry_window_seconds: float = 24 * 3600.0  # no attempt later than this after the delivery was enqueued
-    senders: int = 4  # threads sending at once
-    verify_tls: bool = True
-
-    @classmethod
-    def from_settings(cls, notify: NotificationSettings) -> NotifyPolicy:
-        return cls(
-            timeout_seconds=notify.notify_timeout_seconds,
-            retry_base_seconds=notify.notify_retry_base_seconds,
-            retry_max_seconds=notify.notify_retry_max_seconds,
-            retry_window_seconds=notify.notify_retry_window_hours * 3600,
-            senders=notify.notify_senders,
-        )
-
-    @property
-    def lease_ms(self) -> int:
-        """How long a claimed attempt is someone's: past it (the sender died) another may take it."""
-        return int(max(10.0, 6 * self.timeout_seconds) * 1000)
-
-    def backoff_ms(self, attempt: int, rng: random.Random) -> int:
-        """Full jitter: uniform in [0, min(max, base * 2 ** (attempt - 1))]."""
-        ceiling = min(self.retry_max_seconds, self.retry_base_seconds * 2 ** max(attempt - 1, 0))
-        return int(rng.uniform(0, ceiling) * 1000)
-
-
-def event_for_end(job: Job, rule: Rule) -> NotifyEvent | None:
-    """The one terminal event of an ended job this rule asks for, or None."""
-    if job.status == JobStatus.COMPLETED:
-        wanted = NotifyEvent.SUCCEEDED
-    elif job.status == JobStatus.CANCELLED:
-        wanted = NotifyEvent.CANCELLED
-    elif (
-        job.failure is not None
-        and job.failure.reason == FailureReason.TIMEOUT
-        and (NotifyEvent.TIMED_OUT in rule.events)
-    ):
-        wanted = NotifyEvent.TIMED_OUT
-    else:
-        wanted = NotifyEvent.FAILED
-    return wanted if wanted in rule.events else None
-
-
-def events_due(job: Job, rule: Rule, now: int) -> list[NotifyEvent]:
-    """What the rule asks to be told about this job now, in order (started first)."""
-    out = []
-    if job.start_time and NotifyEvent.STARTED in rule.events:
-        out.append(NotifyEvent.STARTED)
-    if (
-        job.status in RUNNING
-        and job.start_time
-        and NotifyEvent.RUNNING_LONGER in rule.events
-        and now - job.start_time >= rule.after_minutes * MINUTE_MS
-    ):
-        out.append(NotifyEvent.RUNNING_LONGER)
-    if job.status.ended:
-        end = event_for_end(job, rule)
-        if end is not None:
-            out.append(end)
-    return out
-
-
-def _time_due(watch: Watch, now: int) -> bool:
-    """A runningLonger of a running job may be due (time passes without the job changing)."""
-    if watch.job_status not in {str(s) for s in RUNNING} or not watch.job_start:
-        return False
-    return any(
-        NotifyEvent.RUNNING_LONGER in rule.events
-        and f"{rule.rule_id}:{NotifyEvent.RUNNING_LONGER}" not in watch.fired
-        and now - watch.job_start >= rule.after_minutes * MINUTE_MS
-        for rule in watch.rules
-    )
-
-
-def payload_of(job: Job, rule: Rule, event: NotifyEvent, now: int) -> dict[str, Any]:
-    """The JSON body of a webhook (and what an email is written from), frozen at enqueue time."""
-    job_view: dict[str, Any] = {
-        "id": job.job_id,
-        "type": str(job.type),
-        "status": str(job.status),
-        "username": job.username,
-        "itemId": job.inputs.item_id,
-        "taskId": job.inputs.task_id,
-        "runtimeId": job.runtime.runtime_id,
-        "created": job.date_created,
-        "started": job.start_time or None,
-        "ended": job.end_time or None,
-        "attempt": job.attempt,
-    }
-    if job.failure is not None:
-        failure = job.failure.to_wire()
-        if "traceback" in failure:
-            failure["traceback"] = [mail.strip_ansi(t) for t in failure["traceback"]]
-        if "evalue" in failure and failure["evalue"] is not None:
-            failure["evalue"] = mail.strip_ansi(str(failure["evalue"]))
-        job_view["failure"] = failure
-    return {
-        "idempotencyKey": idempotency_key(job.job_id, rule.rule_id, event),
-        "event": str(event),
-        "ruleId": rule.rule_id,
-        "at": now,
-        "job": job_view,
-    }
 
 
 class NotificationService:
@@ -193,7 +79,7 @@ class NotificationService:
         self.rng = rng or random.Random()
         self.resolve = resolve
         self.on_outcome = on_outcome or (lambda outcome: None)
-        self.render_html = render_html or _nbconvert_html
+        self.render_html = render_html or notebook_as_html
         self._pool: ThreadPoolExecutor | None = None
         self._inflight: set[Future[None]] = set()
         self._seq = 0
@@ -384,7 +270,7 @@ class NotificationService:
                     log.warning("job %s: notebook not attached: %s", delivery.job_id, exc)
         smtp = self.smtp_settings()
         message = mail.compose(smtp, tuple(rule.target.split(",")), delivery.payload, html)
-        return _smtp_outcome(smtp, message)
+        return smtp_outcome(smtp, message)
 
     # -- admin: settings, the log, a test message ----------------------------------------------------
 
@@ -420,7 +306,7 @@ class NotificationService:
         require_admin(who, "Only administrators may change the notification settings.")
         now = self.clock()
         if smtp is not None:
-            self.store.put_config(SMTP, _merge_smtp(self.smtp_settings(), smtp).to_store(), now)
+            self.store.put_config(SMTP, merge_smtp(self.smtp_settings(), smtp).to_store(), now)
         if allow_list is not None:
             if not isinstance(allow_list, list) or not all(isinstance(e, str) for e in allow_list):
                 raise InvalidRequest("allowList must be a JSON list of addresses, networks or host names")
@@ -467,7 +353,7 @@ class NotificationService:
         if email:
             smtp = self.smtp_settings()
             message = mail.compose(smtp, mail.parse_addresses(email), payload, None)
-            return _smtp_outcome(smtp, message)
+            return smtp_outcome(smtp, message)
         rules = self.parse([{"events": ["succeeded"], "url": url, "secret": secret or "x" * 16}], field="url")
         body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode("utf-8")
         return webhook.post(
@@ -491,23 +377,6 @@ class NotificationService:
             raise JobNotFound(job_id)
 
 
-def _smtp_outcome(smtp: SmtpSettings, message: Any) -> Outcome:
-    try:
-        mail.send(smtp, message)
-    except TimeoutError:
-        return Outcome(False, f"SMTP timed out after {smtp.timeout_seconds:g} s")
-    except smtplib.SMTPResponseException as exc:
-        text = (
-            exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) else exc.smtp_error
-        )
-        return Outcome(False, f"SMTP {exc.smtp_code}: {text}")
-    except smtplib.SMTPRecipientsRefused as exc:
-        return Outcome(False, f"SMTP refused the recipients: {exc.recipients}")
-    except (OSError, smtplib.SMTPException) as exc:
-        return Outcome(False, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
-    return Outcome(True, "SMTP accepted the message")
-
-
 _SMTP_KEYS = {
     "host",
     "port",
@@ -518,45 +387,3 @@ _SMTP_KEYS = {
     "timeoutSeconds",
     "verifyTls",
 }
-
-
-def _merge_smtp(current: SmtpSettings, given: dict[str, Any]) -> SmtpSettings:
-    if not isinstance(given, dict):
-        raise InvalidRequest("smtp must be a JSON object")
-    unknown = sorted(set(given) - _SMTP_KEYS)
-    if unknown:
-        raise InvalidRequest(f"smtp has unknown keys {unknown}; known: {sorted(_SMTP_KEYS)}")
-    data = {**current.to_store(), **given}
-    host, port, security = data.get("host"), data.get("port"), data.get("security")
-    if not isinstance(host, str) or len(host) > 253 or any(c.isspace() for c in host):
-        raise InvalidRequest("smtp.host must be a host name or address")
-    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        raise InvalidRequest("smtp.port must be a whole number from 1 to 65535")
-    if security not in mail.SECURITY:
-        raise InvalidRequest(f"smtp.security must be one of {list(mail.SECURITY)}")
-    timeout = data.get("timeoutSeconds")
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0.1 <= timeout <= 60:
-        raise InvalidRequest("smtp.timeoutSeconds must be a number of seconds from 0.1 to 60")
-    for key in ("username", "password", "fromAddress"):
-        if not isinstance(data.get(key), str) or len(data[key]) > 512:
-            raise InvalidRequest(f"smtp.{key} must be a string")
-    if data["fromAddress"]:
-        try:
-            mail.parse_addresses(data["fromAddress"])
-        except InvalidNotificationRule:
-            raise InvalidRequest(
-                f"smtp.fromAddress {data['fromAddress']!r} is not an email address"
-            ) from None
-    if not isinstance(data.get("verifyTls"), bool):
-        raise InvalidRequest("smtp.verifyTls must be true or false")
-    return SmtpSettings.from_store(data)
-
-
-def _nbconvert_html(data: bytes) -> str:
-    """The executed notebook as HTML (nbconvert's lab template), for an email attachment."""
-    import nbformat
-    from nbconvert import HTMLExporter  # imported on first use: it loads Jinja templates and Pygments
-
-    node = nbformat.reads(data.decode("utf-8"), as_version=4)
-    body, _ = HTMLExporter(template_name="lab").from_notebook_node(node)
-    return str(body)

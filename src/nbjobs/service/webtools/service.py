@@ -26,9 +26,9 @@ from nbjobs.models.accounts import Principal, User
 from nbjobs.models.jobs import NO_RETRIES, Job, JobInputs, JobType, RetryPolicy
 from nbjobs.models.notifications import Rule
 from nbjobs.models.parameters import parse_parameters
+from nbjobs.models.portal_stores import WebToolStore
 from nbjobs.models.retries import parse_retry_policy
 from nbjobs.models.runtimes import DEFAULT_RUNTIME, Runtime
-from nbjobs.models.stores import WebToolStore
 from nbjobs.models.webtools import ACCESS, PRIVATE, WebTool, WebToolCall
 from nbjobs.service.authz import (
     CREATE_NOTEBOOKS,
