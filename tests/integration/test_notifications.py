@@ -17,6 +17,7 @@ from nbjobs.models.jobs import ENDED, JobStatus
 from nbjobs.models.notifications import DeliveryStatus
 from nbjobs.roots.server import Server
 from nbjobs.service.automation.webhooks import check_signature
+from nbjobs.service.notifications.webhook import SIGNATURE_HEADER
 from nbjobs.settings import load_settings
 from tests.receivers import Receiver, SmtpServer
 
@@ -143,3 +144,51 @@ def test_kill_9_between_a_jobs_end_and_its_delivery_delivers_it_once_after_resta
         if receiver is not None:
             receiver.stop()
         view.store.close()
+
+
+def test_a_retried_job_notifies_its_final_outcome_once_and_each_failed_attempt_when_asked(
+    make_app, golden, tmp_path
+):
+    """Retries (docs/jobs.md) and notifications together: a kernel that dies on attempt 1 is run again;
+    a rule on the final outcome hears once (succeeded), a rule that asks for attemptFailed also hears
+    about attempt 1, with that attempt's failure, under its own idempotency key."""
+    from nbjobs.models.jobs import RetryPolicy
+    from nbjobs.models.parameters import parse_parameters
+
+    receiver = Receiver().start()
+    try:
+        app = make_app(notify_interval_seconds=0.1)
+        app.notifications.update_settings(ADMIN, allow_list=["127.0.0.1"])
+        app.start()
+        final, every = (
+            app.notifications.parse([{"events": events, "url": receiver.url + path, "secret": SECRET}])
+            for events, path in (
+                (["failed", "succeeded"], "/final"),
+                (["attemptFailed", "succeeded"], "/every"),
+            )
+        )
+        params = parse_parameters({"marker": str(tmp_path / "runs"), "die_first": 1})
+        job = app.service.submit(
+            ADMIN, golden("flaky.ipynb"), parameters=params, retry=RetryPolicy(max_retries=1)
+        )
+        app.notifications.attach(job, final + every)
+        ended = wait_for(app, job.job_id, lambda j: j.status in ENDED)
+        assert ended.status == JobStatus.COMPLETED and ended.attempt == 2
+        wait_until(lambda: len(receiver.received) >= 3, 30, "three deliveries")
+        time.sleep(0.5)  # nothing more may come
+        got = sorted((r.path, json.loads(r.body)["event"]) for r in receiver.received)
+        assert got == [
+            ("/hook/every", "attemptFailed"),
+            ("/hook/every", "succeeded"),
+            ("/hook/final", "succeeded"),
+        ]
+        [attempt_note] = [
+            json.loads(r.body) for r in receiver.received if json.loads(r.body)["event"] == "attemptFailed"
+        ]
+        assert attempt_note["job"]["failedAttempt"]["attempt"] == 1
+        assert attempt_note["job"]["failedAttempt"]["failure"]["reason"] == "kernel_died"
+        assert attempt_note["idempotencyKey"].endswith(":attemptFailed:1")
+        for r in receiver.received:  # each signed as the inbound receivers verify (raises if not)
+            check_signature(SECRET, r.body, r.headers, (SIGNATURE_HEADER.lower(),))
+    finally:
+        receiver.stop()

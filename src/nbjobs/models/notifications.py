@@ -22,6 +22,7 @@ class NotifyEvent(StrEnum):
     TIMED_OUT = "timedOut"  # FAILED with failure.reason == "timeout"
     CANCELLED = "cancelled"
     RUNNING_LONGER = "runningLonger"  # still running ``afterMinutes`` after it started
+    ATTEMPT_FAILED = "attemptFailed"  # one attempt failed and the job's retry policy runs it again
 
     @property
     def terminal(self) -> bool:
@@ -116,8 +117,10 @@ class Watch:
         return f"{self.job_status}:{self.job_revision}"
 
 
-def idempotency_key(job_id: str, rule_id: str, event: NotifyEvent) -> str:
-    return f"{job_id}:{rule_id}:{event}"
+def idempotency_key(job_id: str, rule_id: str, event: NotifyEvent, attempt: int = 0) -> str:
+    """``<job>:<rule>:<event>``, and ``:<attempt>`` for an event about one attempt (attemptFailed)."""
+    key = f"{job_id}:{rule_id}:{event}"
+    return f"{key}:{attempt}" if attempt else key
 
 
 @dataclass(frozen=True)
@@ -137,10 +140,11 @@ class Delivery:
     attempts: int = 0
     last_error: str = ""
     updated: int = 0
+    attempt: int = 0  # the job attempt an attemptFailed delivery is about; 0 for the job's events
 
     @property
     def idempotency_key(self) -> str:
-        return idempotency_key(self.job_id, self.rule.rule_id, self.event)
+        return idempotency_key(self.job_id, self.rule.rule_id, self.event, self.attempt)
 
     def to_wire(self) -> dict[str, Any]:
         return {

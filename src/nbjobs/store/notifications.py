@@ -62,6 +62,7 @@ def _delivery_from_row(row: Any) -> Delivery:
         attempts=m["attempts"],
         last_error=m["last_error"],
         updated=m["updated"],
+        attempt=m["attempt"],
     )
 
 
@@ -149,6 +150,7 @@ class SqlNotificationStore:
                         d.job_id == delivery.job_id,
                         d.rule_id == delivery.rule.rule_id,
                         d.event == str(delivery.event),
+                        d.attempt == delivery.attempt,
                     )
                 ).first()
                 if taken:
@@ -289,4 +291,5 @@ def _delivery_row(delivery: Delivery) -> dict[str, Any]:
         "created": delivery.created,
         "next_attempt_at": delivery.next_attempt_at,
         "updated": delivery.updated or delivery.created,
+        "attempt": delivery.attempt,
     }

@@ -381,7 +381,8 @@ notification_deliveries = Table(
     Column("created", BigInteger, nullable=False),
     Column("next_attempt_at", BigInteger, nullable=False),
     Column("updated", BigInteger, nullable=False),
-    UniqueConstraint("job_id", "rule_id", "event", name="uq_notification_deliveries_key"),
+    Column("attempt", Integer, nullable=False, default=0),  # the job attempt of an attemptFailed; else 0
+    UniqueConstraint("job_id", "rule_id", "event", "attempt", name="uq_notification_deliveries_key"),
     Index("ix_notification_deliveries_due", "status", "next_attempt_at"),
 )
 

@@ -89,7 +89,15 @@ def events_due(job: Job, rule: Rule, now: int) -> list[NotifyEvent]:
     return out
 
 
-def _time_due(watch: Watch, now: int) -> bool:
+def attempts_failed(job: Job, rule: Rule) -> list[int]:
+    """The attempts of the job that failed and were retried, when the rule asks for each of them
+    (``attemptFailed``); the final outcome is the terminal event, as for any job."""
+    if NotifyEvent.ATTEMPT_FAILED not in rule.events:
+        return []
+    return [a.attempt for a in job.attempts if a.retried]
+
+
+def time_due(watch: Watch, now: int) -> bool:
     """A runningLonger of a running job may be due (time passes without the job changing)."""
     if watch.job_status not in {str(s) for s in RUNNING} or not watch.job_start:
         return False
@@ -101,7 +109,7 @@ def _time_due(watch: Watch, now: int) -> bool:
     )
 
 
-def payload_of(job: Job, rule: Rule, event: NotifyEvent, now: int) -> dict[str, Any]:
+def payload_of(job: Job, rule: Rule, event: NotifyEvent, now: int, attempt: int = 0) -> dict[str, Any]:
     """The JSON body of a webhook (and what an email is written from), frozen at enqueue time."""
     job_view: dict[str, Any] = {
         "id": job.job_id,
@@ -123,8 +131,12 @@ def payload_of(job: Job, rule: Rule, event: NotifyEvent, now: int) -> dict[str, 
         if "evalue" in failure and failure["evalue"] is not None:
             failure["evalue"] = mail.strip_ansi(str(failure["evalue"]))
         job_view["failure"] = failure
+    if attempt:  # attemptFailed: which attempt, and why it failed (the job is SUBMITTED again)
+        failed = next((a for a in job.attempts if a.attempt == attempt), None)
+        if failed is not None:
+            job_view["failedAttempt"] = failed.to_wire()
     return {
-        "idempotencyKey": idempotency_key(job.job_id, rule.rule_id, event),
+        "idempotencyKey": idempotency_key(job.job_id, rule.rule_id, event, attempt),
         "event": str(event),
         "ruleId": rule.rule_id,
         "at": now,

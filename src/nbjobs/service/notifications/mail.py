@@ -15,8 +15,6 @@ from email.utils import make_msgid
 from typing import Any
 
 from nbjobs.errors import InvalidNotificationRule, InvalidRequest
-from nbjobs.service.notifications import mail
-from nbjobs.service.notifications.service import _SMTP_KEYS
 from nbjobs.service.notifications.webhook import Outcome
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
@@ -163,7 +161,7 @@ def send(smtp: SmtpSettings, message: EmailMessage) -> None:
 
 def smtp_outcome(smtp: SmtpSettings, message: Any) -> Outcome:
     try:
-        mail.send(smtp, message)
+        send(smtp, message)
     except TimeoutError:
         return Outcome(False, f"SMTP timed out after {smtp.timeout_seconds:g} s")
     except smtplib.SMTPResponseException as exc:
@@ -190,8 +188,8 @@ def merge_smtp(current: SmtpSettings, given: dict[str, Any]) -> SmtpSettings:
         raise InvalidRequest("smtp.host must be a host name or address")
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         raise InvalidRequest("smtp.port must be a whole number from 1 to 65535")
-    if security not in mail.SECURITY:
-        raise InvalidRequest(f"smtp.security must be one of {list(mail.SECURITY)}")
+    if security not in SECURITY:
+        raise InvalidRequest(f"smtp.security must be one of {list(SECURITY)}")
     timeout = data.get("timeoutSeconds")
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0.1 <= timeout <= 60:
         raise InvalidRequest("smtp.timeoutSeconds must be a number of seconds from 0.1 to 60")
@@ -200,7 +198,7 @@ def merge_smtp(current: SmtpSettings, given: dict[str, Any]) -> SmtpSettings:
             raise InvalidRequest(f"smtp.{key} must be a string")
     if data["fromAddress"]:
         try:
-            mail.parse_addresses(data["fromAddress"])
+            parse_addresses(data["fromAddress"])
         except InvalidNotificationRule:
             raise InvalidRequest(
                 f"smtp.fromAddress {data['fromAddress']!r} is not an email address"
@@ -218,3 +216,15 @@ def notebook_as_html(data: bytes) -> str:
     node = nbformat.reads(data.decode("utf-8"), as_version=4)
     body, _ = HTMLExporter(template_name="lab").from_notebook_node(node)
     return str(body)
+
+
+_SMTP_KEYS = {
+    "host",
+    "port",
+    "security",
+    "username",
+    "password",
+    "fromAddress",
+    "timeoutSeconds",
+    "verifyTls",
+}

@@ -36,6 +36,7 @@ from nbjobs.models.notifications import (
     Channel,
     Delivery,
     DeliveryStatus,
+    NotifyEvent,
     Rule,
     Watch,
 )
@@ -43,7 +44,13 @@ from nbjobs.models.portal_stores import NotificationStore
 from nbjobs.models.stores import JobStore
 from nbjobs.service.authz import may_see, require_admin
 from nbjobs.service.notifications import mail, webhook
-from nbjobs.service.notifications.events import NotifyPolicy, _time_due, events_due, payload_of
+from nbjobs.service.notifications.events import (
+    NotifyPolicy,
+    attempts_failed,
+    events_due,
+    payload_of,
+    time_due,
+)
 from nbjobs.service.notifications.mail import SmtpSettings, merge_smtp, notebook_as_html, smtp_outcome
 from nbjobs.service.notifications.rules import parse_rules
 from nbjobs.service.notifications.targets import AllowList, Resolver, system_resolver
@@ -131,7 +138,7 @@ class NotificationService:
             after = (page[-1].created, page[-1].job_id)
 
     def _scan_one(self, watch: Watch, now: int) -> int:
-        if watch.job_status and watch.job_state == watch.seen and not _time_due(watch, now):
+        if watch.job_status and watch.job_state == watch.seen and not time_due(watch, now):
             return 0  # the job has not changed since the last scan, and no runningLonger is due
         job = self.jobs.get(watch.job_id)
         if job is None:
@@ -141,8 +148,10 @@ class NotificationService:
         new: list[Delivery] = []
         keys: set[str] = set()
         for rule in watch.rules:
-            for event in events_due(job, rule, now):
-                key = f"{rule.rule_id}:{event}"
+            due = [(event, 0) for event in events_due(job, rule, now)]
+            due += [(NotifyEvent.ATTEMPT_FAILED, n) for n in attempts_failed(job, rule)]
+            for event, attempt in due:
+                key = f"{rule.rule_id}:{event}" + (f":{attempt}" if attempt else "")
                 if key in watch.fired:
                     continue
                 keys.add(key)
@@ -155,8 +164,9 @@ class NotificationService:
                         event=event,
                         created=now,
                         next_attempt_at=now,
-                        payload=payload_of(job, rule, event, now),
+                        payload=payload_of(job, rule, event, now, attempt),
                         updated=now,
+                        attempt=attempt,
                     )
                 )
         done = job.status.ended
@@ -375,15 +385,3 @@ class NotificationService:
         job = self.jobs.get(job_id)
         if job is None or not may_see(who, job.username):
             raise JobNotFound(job_id)
-
-
-_SMTP_KEYS = {
-    "host",
-    "port",
-    "security",
-    "username",
-    "password",
-    "fromAddress",
-    "timeoutSeconds",
-    "verifyTls",
-}

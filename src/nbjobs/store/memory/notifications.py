@@ -77,8 +77,10 @@ class MemoryNotificationStore:
         with self._lock:
             for delivery in deliveries:
                 refuse_taken(delivery.delivery_id, self._deliveries)
-                key = (delivery.job_id, delivery.rule.rule_id, delivery.event)
-                if any((d.job_id, d.rule.rule_id, d.event) == key for d in self._deliveries.values()):
+                key = (delivery.job_id, delivery.rule.rule_id, delivery.event, delivery.attempt)
+                if any(
+                    (d.job_id, d.rule.rule_id, d.event, d.attempt) == key for d in self._deliveries.values()
+                ):
                     continue
                 self._deliveries[delivery.delivery_id] = dataclasses.replace(
                     delivery,

@@ -47,7 +47,8 @@ def upgrade() -> None:
         sa.Column("created", sa.BigInteger, nullable=False),
         sa.Column("next_attempt_at", sa.BigInteger, nullable=False),
         sa.Column("updated", sa.BigInteger, nullable=False),
-        sa.UniqueConstraint("job_id", "rule_id", "event", name="uq_notification_deliveries_key"),
+        sa.Column("attempt", sa.Integer, nullable=False, server_default="0"),
+        sa.UniqueConstraint("job_id", "rule_id", "event", "attempt", name="uq_notification_deliveries_key"),
     )
     op.create_index(
         "ix_notification_deliveries_due", "notification_deliveries", ["status", "next_attempt_at"]
