@@ -12,22 +12,20 @@ from dataclasses import dataclass
 
 from nbjobs.clock import Clock, now_ms
 from nbjobs.models.portal_stores import TaskStore
+from nbjobs.roots.parts import runtime_registry, token_service
 from nbjobs.service.accounts.tokens import TokenService
 from nbjobs.service.accounts.users import UserService
 from nbjobs.service.notifications.events import NotifyPolicy
 from nbjobs.service.notifications.service import NotificationService
 from nbjobs.service.notifications.targets import AllowList
-from nbjobs.service.runtimes.environments import SubprocessEnvironments
-from nbjobs.service.runtimes.kernelspecs import kernel_dir
 from nbjobs.service.runtimes.registry import RuntimeService
 from nbjobs.settings import Settings
 from nbjobs.store.engine import make_engine, open_store
 from nbjobs.store.jobs import SqlJobStore
 from nbjobs.store.migrate import current, upgrade
 from nbjobs.store.notifications import SqlNotificationStore
-from nbjobs.store.runtimes import SqlRuntimeStore
 from nbjobs.store.tasks import SqlTaskStore
-from nbjobs.store.users import SqlTokenStore, SqlUserStore
+from nbjobs.store.users import SqlUserStore
 
 
 @dataclass
@@ -44,15 +42,10 @@ class Operator:
         store = open_store(settings)
         engine = store.engine
         user_store = SqlUserStore(engine)
-        runtimes = RuntimeService(
-            SqlRuntimeStore(engine),
-            clock,
-            kernels=kernel_dir(settings),
-            environments=SubprocessEnvironments(),
-        )
+        runtimes = runtime_registry(engine, settings, clock)
         return cls(
             users=UserService(user_store, clock),
-            tokens=TokenService(SqlTokenStore(engine), user_store, clock),
+            tokens=token_service(engine, user_store, settings, clock),
             runtimes=runtimes,
             tasks=SqlTaskStore(engine),
             notifications=NotificationService(

@@ -9,9 +9,6 @@ earlier run left, then starts dispatching and the housekeeper; ``stop`` drains.
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import uuid
 from dataclasses import dataclass
 
 from nbjobs.clock import Clock, now_ms
@@ -20,7 +17,7 @@ from nbjobs.dispatch.local import LocalDispatcher
 from nbjobs.execution.limits import detect_backend
 from nbjobs.execution.supervisor import Supervisor
 from nbjobs.models.jobs import Job
-from nbjobs.service.accounts.credentials import JobCredentialIssuer
+from nbjobs.roots.parts import job_supervisor, process_prefix, runtime_registry, token_service
 from nbjobs.service.accounts.login_limit import LoginLimiter
 from nbjobs.service.accounts.tokens import TokenService
 from nbjobs.service.accounts.users import UserService
@@ -35,8 +32,6 @@ from nbjobs.service.jobs.service import HOUR_MS, JobService
 from nbjobs.service.notifications.events import NotifyPolicy
 from nbjobs.service.notifications.service import NotificationService
 from nbjobs.service.notifications.targets import AllowList
-from nbjobs.service.runtimes.environments import SubprocessEnvironments
-from nbjobs.service.runtimes.kernelspecs import kernel_dir
 from nbjobs.service.runtimes.registry import RuntimeService
 from nbjobs.service.system.config import ConfigService
 from nbjobs.service.system.logs import LogService
@@ -52,10 +47,9 @@ from nbjobs.store.jobs import SqlJobStore
 from nbjobs.store.logs import SqlLogStore
 from nbjobs.store.notifications import SqlNotificationStore
 from nbjobs.store.notify import notify_cancel
-from nbjobs.store.runtimes import SqlRuntimeStore
 from nbjobs.store.tasks import SqlTaskStore
 from nbjobs.store.usage import SqlUsageStore
-from nbjobs.store.users import SqlTokenStore, SqlUserStore
+from nbjobs.store.users import SqlUserStore
 from nbjobs.store.webhooks import SqlReceiverStore
 from nbjobs.store.webtools import SqlWebToolStore
 from nbjobs.store.workers import SqlWorkerStore
@@ -105,16 +99,11 @@ class Server:
     def from_settings(cls, settings: Settings, clock: Clock = now_ms) -> Server:
         store = open_store(settings)
         engine = store.engine
-        host_prefix = socket.gethostname()
-        boot_prefix = f"{host_prefix}/{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        boot_prefix = process_prefix()
+        host_prefix = boot_prefix.split("/", 1)[0]
         lease_ms = int(settings.execution.lease_seconds * 1000)
         metrics = Metrics()
-        runtimes = RuntimeService(
-            SqlRuntimeStore(engine),
-            clock,
-            kernels=kernel_dir(settings),
-            environments=SubprocessEnvironments(),
-        )
+        runtimes = runtime_registry(engine, settings, clock)
         user_store = SqlUserStore(engine)
         limiter = LoginLimiter(
             clock,
@@ -124,13 +113,7 @@ class Server:
             lockout_seconds=settings.accounts.login_lockout_seconds,
         )
         users = UserService(user_store, clock, limiter=limiter)
-        tokens = TokenService(
-            SqlTokenStore(engine),
-            user_store,
-            clock,
-            default_minutes=settings.accounts.token_minutes,
-            max_minutes=settings.accounts.max_token_minutes,
-        )
+        tokens = token_service(engine, user_store, settings, clock)
         config = ConfigService(settings, SqlConfigStore(engine), clock)
         log_store = SqlLogStore(engine)
         log_handler = StoreLogHandler(capacity=settings.logging.log_buffer_size, machine=host_prefix)
@@ -151,13 +134,14 @@ class Server:
             reconcile = Reconciler(outbox, celery, clock, settings.broker.redispatch_seconds).tick
             dispatcher = celery
         else:
-            supervisor = Supervisor(
+            supervisor = job_supervisor(
                 store,
                 settings,
                 clock,
-                runtimes=runtimes.find,
-                credentials=JobCredentialIssuer(users, tokens, settings),
-                max_minutes=config.max_execute_minutes,
+                runtimes=runtimes,
+                users=users,
+                tokens=tokens,
+                config=config,
                 events=metrics,
             )
             dispatcher = pool = LocalDispatcher(store, settings, clock, boot_prefix, supervisor)

@@ -8,9 +8,7 @@ reaper). No web services, no scheduler, no local dispatcher.
 from __future__ import annotations
 
 import logging
-import os
 import socket
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -21,13 +19,10 @@ from nbjobs.errors import ConfigurationError
 from nbjobs.execution.limits import detect_backend
 from nbjobs.execution.supervisor import Supervisor
 from nbjobs.models.runtimes import RuntimeSpec
-from nbjobs.service.accounts.credentials import JobCredentialIssuer
-from nbjobs.service.accounts.tokens import TokenService
+from nbjobs.roots.parts import job_supervisor, process_prefix, runtime_registry, token_service
 from nbjobs.service.accounts.users import UserService
 from nbjobs.service.housekeeping import Duty, Housekeeper
 from nbjobs.service.jobs.recovery import Recovery
-from nbjobs.service.runtimes.environments import SubprocessEnvironments
-from nbjobs.service.runtimes.kernelspecs import kernel_dir
 from nbjobs.service.runtimes.registry import RuntimeService
 from nbjobs.service.system.config import ConfigService
 from nbjobs.settings import Settings
@@ -37,8 +32,7 @@ from nbjobs.store.jobs import SqlJobStore
 from nbjobs.store.logs import SqlLogStore
 from nbjobs.store.notify import CancelListener
 from nbjobs.store.outbox import SqlOutbox
-from nbjobs.store.runtimes import SqlRuntimeStore
-from nbjobs.store.users import SqlTokenStore, SqlUserStore
+from nbjobs.store.users import SqlUserStore
 from nbjobs.store.workers import SqlWorkerStore
 from nbjobs.telemetry.logs import StoreLogHandler
 from nbjobs.telemetry.metrics import Metrics
@@ -80,33 +74,23 @@ class Worker:
         store = open_store(settings)
         engine = store.engine
         lease_ms = int(settings.execution.lease_seconds * 1000)
-        runtimes = RuntimeService(
-            SqlRuntimeStore(engine),
-            clock,
-            kernels=kernel_dir(settings),
-            environments=SubprocessEnvironments(),
-        )
+        runtimes = runtime_registry(engine, settings, clock)
         specs: list[RuntimeSpec] = [runtimes.lookup(key) for key in runtime_keys] or [runtimes.default()]
         user_store = SqlUserStore(engine)
         users = UserService(user_store, clock)
-        tokens = TokenService(
-            SqlTokenStore(engine),
-            user_store,
-            clock,
-            default_minutes=settings.accounts.token_minutes,
-            max_minutes=settings.accounts.max_token_minutes,
-        )
+        tokens = token_service(engine, user_store, settings, clock)
         config = ConfigService(settings, SqlConfigStore(engine), clock)
         log_store = SqlLogStore(engine)
         log_handler = StoreLogHandler(capacity=settings.logging.log_buffer_size, machine=socket.gethostname())
         metrics = Metrics()
-        supervisor = Supervisor(
+        supervisor = job_supervisor(
             store,
             settings,
             clock,
-            runtimes=runtimes.find,
-            credentials=JobCredentialIssuer(users, tokens, settings),
-            max_minutes=config.max_execute_minutes,
+            runtimes=runtimes,
+            users=users,
+            tokens=tokens,
+            config=config,
             events=metrics,
         )
         dispatcher = CeleryDispatcher(make_celery(settings), SqlOutbox(engine), clock)
@@ -137,7 +121,7 @@ class Worker:
             clock=clock,
             runtimes=specs,
             concurrency=concurrency or settings.pool.workers or 1,
-            worker_id=f"{socket.gethostname()}/{os.getpid()}-{uuid.uuid4().hex[:8]}",
+            worker_id=process_prefix(),
             recovery=recovery,
             listen_cancels=listen,
         )
