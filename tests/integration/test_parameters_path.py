@@ -14,7 +14,7 @@ from typing import Any
 import nbformat
 import pytest
 
-import nbjobs.execution.supervisor as supervisor_module
+import nbjobs.execution.job_run as supervisor_module  # the run the supervisor makes per job
 import nbjobs.models.parameters as parameters_module
 from nbjobs.models.jobs import JobInputs, JobStatus
 from nbjobs.models.parameters import parse_parameters
