@@ -178,3 +178,14 @@ def test_a_test_message_reports_the_smtp_failure_in_its_answer(admin, receiver):
     sent = admin.post("/admin/notifications/test", url=receiver.url, secret=SECRET).json()
     assert sent == {"status": "success", "detail": "HTTP 200"}
     assert err(admin.post("/admin/notifications/test").json())[0] == 400
+
+
+def test_the_job_page_links_to_its_delivery_log(alice):
+    item_id = alice.add_notebook()
+    job_id = alice.execute(item_id)["jobId"]
+    page = alice.client.get(f"/arcgis/admin/notebooks/jobs/{job_id}", params={"token": alice.token}).text
+    assert f"href='/arcgis/admin/notebooks/jobs/{job_id}/notifications'" in page
+    log = alice.client.get(
+        f"/arcgis/admin/notebooks/jobs/{job_id}/notifications", params={"token": alice.token}
+    )
+    assert log.status_code == 200 and "text/html" in log.headers["content-type"]

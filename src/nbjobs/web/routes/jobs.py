@@ -31,9 +31,11 @@ def _job(nb: Nb, user: User, job_id: str) -> Job:
 
 
 def _job_page(request: Request, nb: Nb, job: Job) -> Response:
-    output = f"/{nb.settings.server.context}/admin/notebooks/jobs/{job.job_id}/output"
+    base = f"/{nb.settings.server.context}/admin/notebooks/jobs/{job.job_id}"
+    output = f"{base}/output"
     ended = job.ended
     links = [Link("output (executed notebook, nbjobs extension)", output)] if ended else []
+    links.append(Link("notifications (delivery log, nbjobs extension)", f"{base}/notifications"))
     return respond(
         request,
         job_full(job),
