@@ -234,7 +234,7 @@ def _run_cells(
                 if warm is None or warm.stream_cap != request.max_cell_output_bytes:
                     setup.append(stream_cap_code(request.max_cell_output_bytes))
                 _run_silently(client, "\n".join(setup))
-            usage.cpu_at_start = _cpu_seconds(pid)  # the kernel's own start is not the job's
+            usage.cpu_at_start = _cpu_seconds(pid, live_children=False)  # the kernel's start is not the job's
             for index, cell in enumerate(nb.cells):
                 if cell.cell_type != "code":
                     continue
@@ -274,12 +274,14 @@ class _Usage:
     cpu_seconds: float = 0.0  # the cells' CPU time
 
 
-def _cpu_seconds(pid: int) -> float:
-    """CPU time the kernel and its (waited-for and live) children used so far; 0 if it is gone."""
+def _cpu_seconds(pid: int, *, live_children: bool = True) -> float:
+    """CPU time the kernel and its waited-for (and, with ``live_children``, live) children used so far;
+    0 if it is gone. The live children take a scan of every process, so the measure before the first
+    cell (a fresh kernel has none) skips it."""
     try:
         kernel = psutil.Process(pid)
         total = sum(kernel.cpu_times()[:4])  # user, system, children_user, children_system
-        for child in kernel.children(recursive=True):
+        for child in kernel.children(recursive=True) if live_children else ():
             with contextlib.suppress(psutil.Error):
                 total += sum(child.cpu_times()[:2])
         return round(total, 3)

@@ -294,9 +294,10 @@ class JobRun:
         )
         if ended is None and target == JobStatus.SUBMITTED:
             # A cancel came first (CANCELLING never goes back to SUBMITTED): this attempt is the last.
-            last = (*job.attempts, job.ended_attempt(status, failure, now, retried=False))
-            update = dataclasses.replace(update, not_before=None, worker_id=None, lease_expires=None,
-                                         failure=failure, attempts=last)  # fmt: skip
+            _, last = retry_or_end(job, status, failure, now, may_retry=False)
+            update = dataclasses.replace(
+                last, results=results, progress_percent=percent, progress_message=message
+            )
             ended = self.store.transition(
                 job.job_id, status, now, attempt=job.attempt, update=update, expected=RUNNING
             )

@@ -338,12 +338,13 @@ OUTPUT = "output"
 
 
 def retry_or_end(
-    job: Job, status: JobStatus, failure: Failure | None, now: int
+    job: Job, status: JobStatus, failure: Failure | None, now: int, *, may_retry: bool = True
 ) -> tuple[JobStatus, JobUpdate]:
     """How the running attempt of ``job`` ends: the status to write and what else to set. A failure the
     job's policy retries puts it back to SUBMITTED, to be claimed again (attempt + 1) after its backoff;
-    anything else is the end. Either way the attempt joins the job's history."""
-    retried = status == JobStatus.FAILED and failure is not None and job.retries_after(failure)
+    anything else is the end. Either way the attempt joins the job's history. ``may_retry=False``: the
+    end as it is (the retry's write found the job cancelled meanwhile; CANCELLING never goes back)."""
+    retried = may_retry and status == JobStatus.FAILED and failure is not None and job.retries_after(failure)
     history = (*job.attempts, job.ended_attempt(status, failure, now, retried=retried))
     if retried:
         assert failure is not None

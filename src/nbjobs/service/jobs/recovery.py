@@ -12,7 +12,7 @@ import psutil
 from nbjobs.clock import Clock
 from nbjobs.execution.processes import kill_process_tree
 from nbjobs.models.events import NO_EVENTS, JobEvents
-from nbjobs.models.jobs import RUNNING, Failure, FailureReason, Job, JobStatus, JobUpdate, retry_or_end
+from nbjobs.models.jobs import RUNNING, Failure, FailureReason, Job, JobStatus, retry_or_end
 from nbjobs.models.stores import JobStore, WorkerStore
 
 log = logging.getLogger(__name__)
@@ -100,8 +100,7 @@ def end_lost(store: JobStore, job: Job, clock: Clock, message: str) -> Job | Non
         if requeued is not None:
             return requeued
         # cancelled meanwhile (CANCELLING never goes back to SUBMITTED): this attempt is the last
-        last = (*job.attempts, job.ended_attempt(status, failure, now, retried=False))
-        update = JobUpdate(failure=failure, attempts=last)
+        _, update = retry_or_end(job, status, failure, now, may_retry=False)
     return store.transition(job.job_id, status, now, attempt=job.attempt, update=update, expected=RUNNING)
 
 
