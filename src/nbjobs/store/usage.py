@@ -6,8 +6,9 @@ from typing import Any
 
 from sqlalchemy import Engine, or_, select
 
-from nbjobs.models.jobs import ENDED, JobStatus
+from nbjobs.models.jobs import JobStatus
 from nbjobs.models.usage import JobUsage
+from nbjobs.store.jobs import NOT_ENDED
 from nbjobs.store.tables import jobs
 
 MAX_ROWS = 200_000  # a window's jobs beyond this are not counted (the answer says so)
@@ -19,7 +20,7 @@ class SqlUsageStore:
 
     def usage(self, since: int, limit: int = MAX_ROWS) -> list[JobUsage]:
         """Jobs that ended at or after ``since``, and every job not ended yet."""
-        not_ended = jobs.c.status.in_([str(s) for s in set(JobStatus) - ENDED])
+        not_ended = jobs.c.status.in_([str(s) for s in NOT_ENDED])
         stmt = (
             select(
                 jobs.c.username,
