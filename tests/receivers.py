@@ -33,6 +33,7 @@ class Receiver:
     answers: list[str] = field(default_factory=list)
     received: list[Received] = field(default_factory=list)
     huge_bytes_written: int = 0
+    huge_done: bool = False  # the "huge" answer ended: written whole, or the client hung up
     server: ThreadingHTTPServer | None = None
 
     @property
@@ -79,6 +80,7 @@ class Receiver:
                             receiver.huge_bytes_written += len(chunk)
                     except OSError:
                         pass
+                    receiver.huge_done = True
                     return
                 status = int(answer)
                 text = b"nope" if status >= 400 else b"ok"

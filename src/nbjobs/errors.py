@@ -72,6 +72,18 @@ class StoreError(NbJobsError):
     """The job store is unavailable or its data is unreadable."""
 
 
+class StoreUnavailable(StoreError):
+    """The database is unavailable right now (restarting or unreachable); try again shortly."""
+
+    code = 503  # transient: nothing was changed, the same request may succeed in a moment
+
+
+class DiskFull(StoreUnavailable):
+    """The server has no disk space left to store this request; nothing was changed. Try again later."""
+
+    # an admin frees space; the server needs no restart
+
+
 class StoreVersionError(StoreError):
     """The database was written by a newer nbjobs: its schema revision is unknown to this one."""
 

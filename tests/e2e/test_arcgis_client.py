@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 
 from tests.conftest import NOTEBOOKS, notebook_bytes
 from tests.e2e.conftest import USER_PASSWORD, Server, Session
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.kernel, pytest.mark.slow]
 if os.environ.get("CI", "").lower() == "true":  # CI installs the test extra: a missing client is a failure
@@ -109,7 +109,12 @@ def test_cancel_with_client(server: Server, alice: Session):
     started = manager.execute_notebook(gis.content.get(alice.add_notebook("sleeps.ipynb")))
     job_id = started["jobId"]
     alice.wait(job_id, {"EXECUTING"})
-    time.sleep(1)
+
+    def in_the_sleeping_cell() -> bool:
+        job = alice.get(f"/admin/notebooks/jobs/{job_id}")
+        return job["customAttributes"]["executeNotebookProgress"]["percent"] >= 33
+
+    eventually(in_the_sleeping_cell, what="the job to reach its sleeping cell")
     answer = gis._con.post(f"{server.url}/admin/notebooks/jobs/{job_id}/cancel", {"f": "json"})
     assert answer == {"status": "success"}
     assert alice.wait(job_id, {"CANCELLED", "FAILED", "COMPLETED"}, timeout=60)["status"] == "CANCELLED"

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import time
 import warnings
 from collections.abc import Iterator
 
 import pytest
 
 from tests.e2e.conftest import ADMIN_PASSWORD, Server, Session
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.kernel, pytest.mark.slow]
 if os.environ.get("CI", "").lower() == "true":
@@ -50,12 +50,11 @@ def test_the_client_finds_a_failed_jobs_warning_and_cleans(logs, alice: Session)
     item = alice.add_notebook("raises.ipynb")
     job_id = alice.post("/admin/notebooks/executeNotebook", itemId=item)["jobId"]
     assert alice.wait(job_id, {"FAILED"})["status"] == "FAILED"
-    deadline = time.monotonic() + 15
-    while True:  # the server ships its log queue every second
-        found = [m for m in logs.query(level="WARNING")["logMessages"] if m["jobId"] == job_id]
-        if found or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
+
+    def shipped() -> list:  # the server ships its log queue every second
+        return [m for m in logs.query(level="WARNING")["logMessages"] if m["jobId"] == job_id]
+
+    found = eventually(shipped, what="the job's warning in the logs")
     assert [m["type"] for m in found] == ["WARNING"] and "FAILED (cell_error)" in found[0]["message"]
     assert found[0]["user"] == "alice"
     # the client sends datetimes as "%Y-%m-%dT%H:%M:%S"; start_time is the newest bound

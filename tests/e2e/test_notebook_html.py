@@ -106,7 +106,7 @@ def test_control_without_the_servers_csp_the_probe_acts_as_the_viewer(browser, s
 
     page.route(url, strip_csp)
     page.goto(url)
-    page.wait_for_function("document.title.startsWith('probe-fetched')", timeout=15_000)
+    page.wait_for_function("document.title.startsWith('probe-fetched')", timeout=60_000)
     assert '"username":"alice"' in page.title()  # the API answered the probe as alice
     assert page.evaluate("localStorage.getItem('nbjobsProbe')") == "stored"
     assert api_calls

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
 from tests.e2e.conftest import Server, sign_in
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.kernel, pytest.mark.slow]
 
@@ -40,14 +40,14 @@ def test_execute_with_parameters_to_completed(alice):
         f"{alice.base}/admin/notebooks/jobs/{job_id}/output", params={"token": alice.token}
     )
     assert "'Ada' 7" in output.text
+
     # updatePortalItem: the item now holds the executed notebook (written back within a poll interval).
-    for _ in range(50):
+    def written_back() -> bool:
         data = alice.http.get(f"{alice.base}/sharing/rest/content/items/{item_id}/data",
                               params={"token": alice.token}).text  # fmt: skip
-        if "'Ada' 7" in data:
-            break
-        time.sleep(0.2)
-    assert "'Ada' 7" in data
+        return "'Ada' 7" in data
+
+    eventually(written_back, what="the executed notebook written back to the item")
 
 
 def test_failing_notebook_is_failed(alice):
@@ -63,12 +63,12 @@ def test_cancel_running_job(alice):
     item_id = alice.add_notebook("sleeps.ipynb")
     job_id = alice.post("/admin/notebooks/executeNotebook", itemId=item_id)["jobId"]
     job = alice.wait(job_id, {"EXECUTING"})
-    for _ in range(100):  # wait until the sleeping cell runs
-        if alice.get(f"/admin/notebooks/jobs/{job_id}")["customAttributes"]["executeNotebookProgress"][
-            "percent"
-        ]:
-            break
-        time.sleep(0.1)
+
+    def in_the_sleeping_cell() -> bool:
+        job = alice.get(f"/admin/notebooks/jobs/{job_id}")
+        return job["customAttributes"]["executeNotebookProgress"]["percent"] >= 33
+
+    eventually(in_the_sleeping_cell, what="the job to reach its sleeping cell")
     assert alice.post(f"/admin/notebooks/jobs/{job_id}/cancel") == {"status": "success"}
     job = alice.wait(job_id, {"CANCELLED", "FAILED", "COMPLETED"}, timeout=60)
     assert job["status"] == "CANCELLED"

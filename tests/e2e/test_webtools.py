@@ -9,10 +9,12 @@ import warnings
 from collections.abc import Iterator
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from nbjobs.service.webtools.params import register
 from tests.conftest import notebook_bytes
 from tests.e2e.conftest import Server, Session
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.kernel, pytest.mark.slow]
 RECORDS = {"features": [{"attributes": {"n": 1}}, {"attributes": {"n": 5}}]}
@@ -90,19 +92,38 @@ def test_publish_submit_poll_and_read_typed_results(alice: Session):
     ).items()
 
 
-def test_synchronous_execute_of_a_trivial_tool_answers_in_well_under_a_second(alice: Session):
+def _metric(admin: Session, name: str, **labels: str) -> float:
+    """The sum of a metric's samples with these labels, scraped from ``/admin/metrics``."""
+    answer = admin.http.get(admin.base + "/admin/metrics", headers={"authorization": f"Bearer {admin.token}"})
+    assert answer.status_code == 200
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(answer.text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
+
+
+def test_synchronous_execute_of_a_trivial_tool_runs_on_a_warm_kernel(alice: Session, admin: Session):
+    """The fast path, proven by what the server counts (warm-pool hits, no cold kernel start) rather
+    than by a wall-clock bound that a busy machine breaks; the latency itself is bench/latency.py's
+    (docs/performance.md: ~85-96 ms quiet), printed here for the record."""
     name = _publish(alice, alice.add_notebook("webtool_trivial.ipynb"), "Trivial")
     url = f"/rest/services/{name}/GPServer/Trivial/execute"
     alice.post(url, x="1")  # the first call may meet a pool still warming up
     took = []
-    for i in range(10):
+    for i in range(5):
+        eventually(lambda: _metric(admin, "nbjobs_warm_pool_ready_kernels") >= 1, what="a ready kernel")
+        hits = _metric(admin, "nbjobs_warm_pool_hits_total")
+        cold = _metric(admin, "nbjobs_kernel_start_seconds_count", mode="cold")
         start = time.perf_counter()
         answer = alice.post(url, x=str(i))
         took.append(time.perf_counter() - start)
         assert answer["results"] == [{"paramName": "y", "dataType": "GPLong", "value": i + 1}], answer
+        assert _metric(admin, "nbjobs_warm_pool_hits_total") == hits + 1  # it took the ready kernel
+        assert _metric(admin, "nbjobs_kernel_start_seconds_count", mode="cold") == cold  # started none
     took.sort()
-    print(f"\nexecute round trip: p50 {took[4] * 1000:.0f} ms, max {took[-1] * 1000:.0f} ms")
-    assert took[4] < 1.0
+    print(f"\nexecute round trip: p50 {took[2] * 1000:.0f} ms, max {took[-1] * 1000:.0f} ms")
 
 
 def test_a_notebook_that_raises_is_esri_job_failed_with_the_cell_error(alice: Session):

@@ -32,6 +32,7 @@ from nbjobs.settings import load_settings
 from nbjobs.store.engine import open_store
 from nbjobs.store.jobs import SqlJobStore
 from tests.e2e.conftest import NBJOBS, Server, Session, _free_port, sign_in
+from tests.waiting import in_sleep
 
 pytestmark = [pytest.mark.kernel, pytest.mark.slow]
 
@@ -162,7 +163,7 @@ def _in_sessions(sessions: set[int]) -> list[psutil.Process]:
 def run_case(it: Served, notebook: str, *, runtime: str = "", params: dict | None = None,
              cancel_when=None, expect: set[str] = ENDED) -> Outcome:  # fmt: skip
     """Submit ``notebook``; optionally cancel once ``cancel_when(job, tree)`` holds; wait for its end;
-    then wait (up to 10 s) for every process of the job to be gone and report what is left."""
+    then wait (up to 60 s) for every process of the job to be gone and report what is left."""
     admin = it.admin
     item = admin.add_notebook(notebook)
     fields = {"itemId": item, "updatePortalItem": "false"}
@@ -182,12 +183,12 @@ def run_case(it: Served, notebook: str, *, runtime: str = "", params: dict | Non
         if cancel_when is not None and not cancelled and cancel_when(job, tree):
             assert admin.post(f"/admin/notebooks/jobs/{job_id}/cancel") == {"status": "success"}
             cancelled, started = True, time.monotonic()
-        assert time.monotonic() - started < 60, job
+        assert time.monotonic() - started < 120, job
         time.sleep(0.05)
     seconds = time.monotonic() - started
     assert job["status"] in expect, job
     sessions = {pid for pid in it.store.processes(job_id) if pid}
-    end = time.monotonic() + 10
+    end = time.monotonic() + 60
     while True:
         left = [p for pid, created in tree.items() if (p := _alive(pid, created))]
         left += [p for p in _in_sessions(sessions) if p.pid not in tree]
@@ -203,6 +204,15 @@ def printed(it: Served, job_id: str) -> str:
                                params={"token": it.admin.token})  # fmt: skip
     nb = nbformat.reads(answer.text, as_version=4)
     return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+
+
+def errors(it: Served, job_id: str) -> list[str]:
+    """The names of the errors in the output notebook (``KeyboardInterrupt`` for an interrupted cell)."""
+    answer = it.admin.http.get(f"{it.admin.base}/admin/notebooks/jobs/{job_id}/output",
+                               params={"token": it.admin.token})  # fmt: skip
+    nb = nbformat.reads(answer.text, as_version=4)
+    return [o.get("ename", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+            if o.get("output_type") == "error"]  # fmt: skip
 
 
 def still_serving(it: Served) -> float:
@@ -233,33 +243,39 @@ def _running_cell(percent: int):
 def test_infinite_loop_with_a_short_deadline_fails_with_timeout(served):
     out = run_case(served, "busy_loop.ipynb", runtime="short")
     assert out.job["status"] == "FAILED" and out.reason == "timeout", out.job
-    assert 3 <= out.seconds < 15
+    assert 3 <= out.seconds < 60  # the deadline, not the case's own 120 s bound
     assert out.tree and not out.left
     record("busy loop, 3 s deadline", out, trivial_after=round(still_serving(served), 1))
 
 
 def test_a_sleep_of_a_million_seconds_is_cancelled(served):
-    out = run_case(served, "sleeps.ipynb", cancel_when=_running_cell(33))
+    def sleeping(job, tree) -> bool:  # inside time.sleep: an interrupt sent earlier is ignored by ipykernel
+        return _running_cell(33)(job, tree) and in_sleep(served.store.processes(job["jobId"])[1])
+
+    out = run_case(served, "sleeps.ipynb", cancel_when=sleeping)
     assert out.job["status"] == "CANCELLED" and out.reason == "cancelled", out.job
-    assert out.seconds < 5  # the interrupt alone ends time.sleep
+    assert "KeyboardInterrupt" in errors(served, out.job["jobId"])  # the interrupt alone ended time.sleep
+    assert out.seconds < 60
     assert "sleeping" in printed(served, out.job["jobId"])
     assert not out.left
     record("time.sleep(10**6) cancelled", out, trivial_after=round(still_serving(served), 1))
 
 
 def test_a_kernel_ignoring_sigint_is_cancelled_by_the_staged_stop(served):
-    def running(job, tree) -> bool:  # cancel once the kernel really ignores SIGINT (its SigIgn mask)
+    def running(job, tree) -> bool:  # cancel once the kernel really ignores SIGINT (its SigIgn mask)...
         kernel = served.store.processes(job["jobId"])[1]
         try:
             with open(f"/proc/{kernel}/status") as status:
                 ignored = next(line for line in status if line.startswith("SigIgn:")).split()[1]
         except (OSError, StopIteration):
             return False
-        return bool(kernel and int(ignored, 16) & 1 << (signal.SIGINT - 1))
+        # ...in the cell's loop: an idle ipykernel ignores SIGINT too, but waits in epoll, not time.sleep
+        return bool(kernel and int(ignored, 16) & 1 << (signal.SIGINT - 1)) and in_sleep(kernel)
 
     out = run_case(served, "ignores_sigint.ipynb", cancel_when=running)
     assert out.job["status"] == "CANCELLED" and out.reason == "cancelled", out.job
-    assert 1 <= out.seconds < 10  # the interrupt was not enough: SIGTERM after the 1 s grace
+    assert 1 <= out.seconds < 60  # the interrupt was not enough: SIGTERM after the 1 s grace
+    assert "KeyboardInterrupt" not in errors(served, out.job["jobId"])
     assert "ignoring SIGINT" in printed(served, out.job["jobId"])
     assert not out.left
     record("SIGINT ignored, cancelled", out, trivial_after=round(still_serving(served), 1))
@@ -316,7 +332,7 @@ def test_a_500_mb_output_flood_is_capped_without_growing_the_server(served):
         stop.set()
         sampler.join()
     assert out.job["status"] == "COMPLETED", out.job
-    assert out.seconds < 30
+    assert out.seconds < 120  # hours without the linear stream coalescing
     results = out.job["results"]
     assert results["outputTruncated"] is True and results["truncatedCells"] == [1]
     text = printed(served, out.job["jobId"])

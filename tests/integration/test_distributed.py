@@ -110,11 +110,12 @@ def test_a_duplicate_or_redelivered_message_runs_nothing(cluster, tmp_path):
     ended = c.wait_job(job.job_id, lambda j: j.ended)
     # ...and once more after it ended: a late message finds nothing to claim either.
     c.api.dispatcher.notify(job)
-    time.sleep(1.0)
+    dropped = f"job {job.job_id} attempt 1: not claimed; message dropped"
+    wait_until(lambda: dropped in c.w1.text(), 60, "the worker to drop a copy")
+    time.sleep(1.0)  # a window for the late copy to run twice, would it (an absence: no condition to wait on)
     assert ended.status == JobStatus.COMPLETED and ended.attempt == 1
     assert len(marker_lines(marker)) == 1
     assert c.api.store.get(job.job_id).attempt == 1
-    assert "not claimed; message dropped" in c.w1.text()
 
 
 def test_cancel_reaches_the_worker_and_kills_the_kernel(cluster, golden):
@@ -125,11 +126,11 @@ def test_cancel_reaches_the_worker_and_kills_the_kernel(cluster, golden):
     assert alive(kernel_pid)
     asked = time.monotonic()
     c.api.service.cancel(ALICE, job.job_id)
-    ended = c.wait_job(job.job_id, lambda j: j.ended, timeout=20)
+    ended = c.wait_job(job.job_id, lambda j: j.ended)
     took = time.monotonic() - asked
     assert ended.status == JobStatus.CANCELLED and ended.failure.reason == FailureReason.CANCELLED
-    assert took < 5, f"cancel took {took:.1f}s"
-    wait_until(lambda: not alive(kernel_pid) and not alive(runner_pid), 10, "the kernel to be gone")
+    assert took < 30, f"cancel took {took:.1f}s"  # the 1 s grace and slack; uncancelled it would never end
+    wait_until(lambda: not alive(kernel_pid) and not alive(runner_pid), 60, "the kernel to be gone")
 
 
 def test_cancel_while_queued_and_deadline(cluster, golden):
@@ -144,9 +145,9 @@ def test_cancel_while_queued_and_deadline(cluster, golden):
     slow = c.api.service.submit(ALICE, golden("sleeps.ipynb"), inputs=three_seconds)
     c.wait_job(slow.job_id, lambda j: c.api.store.processes(j.job_id)[1])
     pids = c.api.store.processes(slow.job_id)
-    ended = c.wait_job(slow.job_id, lambda j: j.ended, timeout=30)
+    ended = c.wait_job(slow.job_id, lambda j: j.ended)
     assert ended.status == JobStatus.FAILED and ended.failure.reason == FailureReason.TIMEOUT
-    wait_until(lambda: not any(alive(p) for p in pids), 10, "no process of the timed-out job")
+    wait_until(lambda: not any(alive(p) for p in pids), 60, "no process of the timed-out job")
 
 
 def test_a_short_visibility_timeout_with_busy_workers_runs_each_job_once(cluster, tmp_path):
@@ -208,11 +209,12 @@ def test_kill_9_of_a_worker_fails_its_job_within_the_lease_or_retries_it(cluster
     killed_at = time.monotonic()
     c.w1.proc.send_signal(signal.SIGKILL)
     c.w1.proc.wait(10)
-    wait_until(lambda: not any(alive(p) for p in pids), 15, "runners and kernels to die with their worker")
+    wait_until(lambda: not any(alive(p) for p in pids), 60, "runners and kernels to die with their worker")
 
-    ended = c.wait_job(lost.job_id, lambda j: j.ended, timeout=20)
+    ended = c.wait_job(lost.job_id, lambda j: j.ended)
     assert ended.status == JobStatus.FAILED and ended.failure.reason == FailureReason.WORKER_LOST
-    assert time.monotonic() - killed_at < 4 + 5  # the lease, plus a reaper round and slack
+    # the 4 s lease, plus reaper rounds and slack for a loaded machine: not the default 60 s lease
+    assert time.monotonic() - killed_at < 4 + 30
 
     c.w1 = c.restart(c.w1)  # the retried job runs again on the restarted worker
     again = c.wait_job(retried.job_id, lambda j: j.ended, timeout=60)

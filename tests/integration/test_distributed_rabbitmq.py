@@ -12,7 +12,16 @@ from nbjobs.models.parameters import parse_parameters
 from nbjobs.models.runtimes import DEFAULT_RUNTIME
 from nbjobs.settings import load_settings
 
-from .cluster import AMQP_URL, alive, fresh_database, make_cluster, marker_lines, marker_notebook, unavailable
+from .cluster import (
+    AMQP_URL,
+    alive,
+    fresh_database,
+    make_cluster,
+    marker_lines,
+    marker_notebook,
+    unavailable,
+    wait_until,
+)
 from .conftest import ALICE
 
 pytestmark = [pytest.mark.kernel, pytest.mark.postgres, pytest.mark.rabbitmq, pytest.mark.slow]
@@ -70,6 +79,7 @@ def test_cancel_on_rabbitmq(cluster, golden):
     c.wait_job(job.job_id, lambda j: j.progress_percent >= 33 and c.api.store.processes(j.job_id)[1])
     pids = c.api.store.processes(job.job_id)
     c.api.service.cancel(ALICE, job.job_id)
-    ended = c.wait_job(job.job_id, lambda j: j.ended, timeout=15)
+    ended = c.wait_job(job.job_id, lambda j: j.ended)
     assert ended.status == JobStatus.CANCELLED and ended.failure.reason == FailureReason.CANCELLED
-    assert not any(alive(p) for p in pids)
+    # the runner and kernel are swept just after the end is written
+    wait_until(lambda: not any(alive(p) for p in pids), 60, "the runner and kernel to be gone")

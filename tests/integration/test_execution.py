@@ -172,15 +172,15 @@ def _cmdline(proc):
 
 
 def test_whole_run_deadline_fails_with_timeout_and_keeps_partial_output(make_app, golden):
-    # the server cap (6 s: room for a kernel start on a loaded machine) beats the job's 10 min
-    app = make_app(max_execute_notebook_time_minutes=0.1)
+    # the server cap (15 s: room for a kernel start on a loaded machine, ~0.4 s quiet) beats the job's 10 min
+    app = make_app(max_execute_notebook_time_minutes=0.25)
     job = app.service.submit(ADMIN, golden("sleeps.ipynb"), inputs=JobInputs(execution_timeout_minutes=10))
     started = time.monotonic()
     app.pool.run(burst=True)
     ended = app.store.get(job.job_id)
     assert ended.status == JobStatus.FAILED and ended.failure.reason == FailureReason.TIMEOUT
     assert "time limit" in ended.failure.message
-    assert time.monotonic() - started < 20
+    assert time.monotonic() - started < 120  # the cap, plus the staged stop and slack; far below 10 min
     assert printed_text(output_of(app, job.job_id)) == "sleeping\n"  # output up to the stop is kept
 
 

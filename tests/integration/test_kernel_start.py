@@ -33,7 +33,7 @@ def test_a_slow_kernel_is_ready_once_and_then_idle(slow_kernel, tmp_path):
     started = time.monotonic()
     warm = WarmKernel.start(slow_kernel, str(tmp_path), dict(os.environ))
     try:
-        assert time.monotonic() - started < 15
+        assert time.monotonic() - started < 45  # found ready, not at the 60 s give-up (~3 s quiet)
         assert warm.alive()
         kernel = psutil.Process(warm.pid)
         kernel.cpu_percent(None)

@@ -84,7 +84,7 @@ def test_cpu_spin_with_a_two_second_deadline_fails_with_timeout(make_app, golden
     app = with_runtime(make_app(), two_seconds)
     ended = run(app, "busy_loop.ipynb", golden, two_seconds)
     assert ended.status == JobStatus.FAILED and ended.failure.reason == FailureReason.TIMEOUT
-    assert ended.end_time - ended.start_time < 10_000
+    assert ended.end_time - ended.start_time < 40_000  # the 2 s deadline and the staged stop, with slack
 
 
 def test_each_job_gets_a_token_for_its_owner_that_dies_with_the_job(make_app, golden):

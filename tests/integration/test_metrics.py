@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from nbjobs.models.accounts import ORG_ADMIN
 from nbjobs.models.jobs import JobStatus
 from nbjobs.web.app import create_app
+from tests.waiting import eventually
 
 from .cluster import REDIS_URL, fresh_database, make_cluster, unavailable, wait_until
 from .conftest import ALICE, wait_for
@@ -83,7 +84,14 @@ def test_embedded_jobs_move_ends_durations_queue_waits_kernel_starts_and_warm_po
             job = app.service.submit(ALICE, golden(name))
             ended.append(wait_for(app, job.job_id, lambda j: j.ended))
         assert [j.status for j in ended] == [JobStatus.COMPLETED, JobStatus.COMPLETED, JobStatus.FAILED]
-        after = scrape()
+
+        def settled() -> Samples | None:
+            """The end is written just before its counter moves and its slot frees."""
+            now = scrape()
+            ends = moved(before, now, "nbjobs_jobs_ended_total")
+            return now if ends == 3 and value(now, "nbjobs_worker_slots", state="busy") == 0 else None
+
+        after = eventually(settled, what="the last end counted and its slot free")
 
     ex, runtime = "executeNotebook", ended[0].runtime.name
     assert moved(before, after, "nbjobs_jobs_submitted_total", type=ex, runtime=runtime) == 3
@@ -163,12 +171,14 @@ def check_celery_metrics(cluster, golden) -> None:
     ended = [cluster.wait_job(j.job_id, lambda j: j.ended) for j in jobs]
     assert [j.status for j in ended] == [JobStatus.COMPLETED, JobStatus.COMPLETED, JobStatus.FAILED]
 
-    def three_ends() -> Samples | None:  # the end is written just before the counter moves
+    def three_ends() -> Samples | None:
+        """The end is written just before its counter moves and its slot frees."""
         now = scrape_url(url)
-        return now if moved(before, now, "nbjobs_jobs_ended_total") == 3 else None
+        ends = moved(before, now, "nbjobs_jobs_ended_total")
+        return now if ends == 3 and value(now, "nbjobs_worker_slots", state="busy") == 0 else None
 
     # the worker counted the ends it wrote, and their durations, waits and kernel starts
-    worker = wait_until(three_ends, 10, "the worker's end counters")
+    worker = wait_until(three_ends, 60, "the worker's end counters")
     assert moved(before, worker, "nbjobs_jobs_ended_total", status="COMPLETED", reason="none") == 2
     assert moved(before, worker, "nbjobs_jobs_ended_total", status="FAILED", reason="cell_error") == 1
     assert moved(before, worker, "nbjobs_jobs_started_total") == 3

@@ -43,7 +43,7 @@ def test_a_real_job_whose_cell_raises_mails_the_traceback_and_the_executed_noteb
         app.notifications.attach(job, rules)
         ended = wait_for(app, job.job_id, lambda j: j.status in ENDED)
         assert ended.status == JobStatus.FAILED
-        wait_until(lambda: smtp.handler.messages, 30, "the failure mail")
+        wait_until(lambda: smtp.handler.messages, 60, "the failure mail")
         mailed = time.time() * 1000
         (message,) = smtp.handler.messages
         assert message["Subject"] == f"[nbjobs] job {job.job_id} failed (cell_error)"
@@ -109,7 +109,7 @@ def test_kill_9_between_a_jobs_end_and_its_delivery_delivers_it_once_after_resta
             deliveries = view.notifications.store.deliveries(job.job_id)
             return deliveries[0].attempts if deliveries else 0
 
-        wait_until(lambda: failed_attempts() >= 2, 30, "two refused attempts")
+        wait_until(lambda: failed_attempts() >= 2, 60, "two refused attempts")
         os.killpg(server.pid, signal.SIGKILL)
         server.wait(10)
         (delivery,) = view.notifications.store.deliveries(job.job_id)
@@ -174,7 +174,7 @@ def test_a_retried_job_notifies_its_final_outcome_once_and_each_failed_attempt_w
         app.notifications.attach(job, final + every)
         ended = wait_for(app, job.job_id, lambda j: j.status in ENDED)
         assert ended.status == JobStatus.COMPLETED and ended.attempt == 2
-        wait_until(lambda: len(receiver.received) >= 3, 30, "three deliveries")
+        wait_until(lambda: len(receiver.received) >= 3, 60, "three deliveries")
         time.sleep(0.5)  # nothing more may come
         got = sorted((r.path, json.loads(r.body)["event"]) for r in receiver.received)
         assert got == [

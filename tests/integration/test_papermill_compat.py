@@ -97,7 +97,7 @@ def test_run_output_has_no_outputs_or_counts_from_the_input_file(tmp_path, args,
 
 
 def test_a_job_that_fails_midway_and_one_stopped_by_its_deadline_keep_no_stale_output(make_app):
-    app = make_app(max_execute_notebook_time_minutes=0.1)
+    app = make_app(max_execute_notebook_time_minutes=0.25)  # 15 s: the first cell runs first, when loaded too
     raised = app.service.submit(
         ADMIN, STALE.read_bytes(), inputs=JobInputs(notebook_parameters=parse_parameters({"mode": "raise"}))
     )

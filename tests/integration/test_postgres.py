@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import nbformat
 import pytest
 
@@ -30,8 +28,7 @@ def test_jobs_complete_fail_and_cancel_on_postgres(pg_app, golden):
     failed = wait_for(app, bad.job_id, lambda j: j.ended)
     assert failed.failure.reason == FailureReason.CELL_ERROR and failed.failure.cell_index == 1
     wait_for(app, slow.job_id, lambda j: j.progress_percent >= 33)
-    time.sleep(0.3)
-    app.service.cancel(ALICE, slow.job_id)
+    app.service.cancel(ALICE, slow.job_id)  # interrupted, or SIGTERMed after the 1 s grace: cancelled
     assert wait_for(app, slow.job_id, lambda j: j.ended).status == JobStatus.CANCELLED
     executed = nbformat.reads(app.store.get_blob(ok.job_id, "output").decode(), as_version=4)
     assert executed.cells[-1].outputs[0].text == "6\n"  # x = 5 injected, y = x + 1 printed
@@ -52,9 +49,9 @@ def test_cancel_notifications_reach_listeners_through_postgres(postgres_url, tmp
     listener = CancelListener(engine, lambda job_id: (heard.append(job_id), got.set()))
     listener.start()
     try:
-        assert listener.listening.wait(10)
+        assert listener.listening.wait(60)
         notify_cancel(engine, "j" + "1" * 32)
-        assert got.wait(5) and heard == ["j" + "1" * 32]
+        assert got.wait(60) and heard == ["j" + "1" * 32]
     finally:
         listener.stop()
         engine.dispose()

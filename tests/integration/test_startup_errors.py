@@ -39,7 +39,7 @@ def serve(data_dir: Path) -> tuple[subprocess.CompletedProcess[str], int, float]
     started = time.monotonic()
     done = subprocess.run(
         [NBJOBS, "serve", "--data-dir", str(data_dir), "--port", str(port)],
-        capture_output=True, text=True, env=env, timeout=60, check=False,
+        capture_output=True, text=True, env=env, timeout=120, check=False,
     )  # fmt: skip
     return done, port, time.monotonic() - started
 
@@ -47,7 +47,7 @@ def serve(data_dir: Path) -> tuple[subprocess.CompletedProcess[str], int, float]
 def assert_refused(done: subprocess.CompletedProcess[str], port: int, elapsed: float, *words: str) -> str:
     """Non-zero exit within seconds, one "Error:" line naming the problem, no traceback, nothing listening."""
     assert done.returncode != 0, done.stdout
-    assert elapsed < 20
+    assert elapsed < 60  # it exits by itself (a server that started would run into the timeout)
     assert "Traceback" not in done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1, done.stderr

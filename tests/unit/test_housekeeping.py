@@ -65,7 +65,7 @@ def test_start_ticks_in_the_background_until_stop():
     keeper = Housekeeper(lambda: 0, [Duty("beat", 0.01, ticked.set)])
     keeper.start()
     try:
-        assert ticked.wait(5)
+        assert ticked.wait(60)
     finally:
         keeper.stop()
     assert keeper._thread is not None and not keeper._thread.is_alive()

@@ -185,7 +185,7 @@ def test_handler_emit_never_waits_for_a_store_write_in_progress():
     class StuckStore(MemoryLogStore):
         def add(self, messages):
             entered.set()
-            release.wait(10)  # the database hangs until the test lets it go
+            release.wait(60)  # the database hangs until the test lets it go
             super().add(messages)
 
     handler = StoreLogHandler(capacity=100_000, machine="h")
@@ -193,7 +193,7 @@ def test_handler_emit_never_waits_for_a_store_write_in_progress():
     store = StuckStore()
     shipper = threading.Thread(target=handler.ship, args=(store,))
     shipper.start()
-    assert entered.wait(5)
+    assert entered.wait(60)
     for _ in range(1_000):
         handler.handle(record())
     assert shipper.is_alive() and handler.pending() == 1_000  # every emit returned during the stuck write

@@ -38,6 +38,7 @@ from nbjobs.store.jobs import SqlJobStore
 from nbjobs.store.notifications import SqlNotificationStore
 from tests.conftest import notebook_bytes
 from tests.receivers import RawSmtp, Receiver, SmtpServer
+from tests.waiting import eventually
 
 SECRET = "a-secret-of-twenty-chars"
 ADMIN = Principal("admin", is_admin=True)
@@ -286,7 +287,7 @@ def test_attempts_stop_at_the_retry_window_and_the_delivery_gives_up(jobs, clock
 
 
 def test_a_hanging_receiver_times_out_without_slowing_the_caller(jobs, clock, receiver):
-    notify = service(jobs, clock, timeout_seconds=0.5)
+    notify = service(jobs, clock, timeout_seconds=2)  # a send that waited for it would break the bounds
     receiver.answers = ["hang"]
     job = submit(jobs, clock)
     notify.attach(job, hook_rules(notify, receiver.url))
@@ -295,15 +296,15 @@ def test_a_hanging_receiver_times_out_without_slowing_the_caller(jobs, clock, re
     began = time.monotonic()
     assert notify.pump() == 1  # the duty hands the attempt to a sender thread and returns
     handed_off = time.monotonic() - began
-    assert handed_off < 0.2, handed_off
+    assert handed_off < 1.5, handed_off
     # meanwhile the store (the API's, the supervisor's) is not held: another job submits at once
     began = time.monotonic()
     submit(jobs, clock)
-    assert time.monotonic() - began < 0.2
+    assert time.monotonic() - began < 1.5
     notify.close()  # waits for the sender
     (attempt,) = notify.store.attempts(notify.store.deliveries(job.job_id)[0].delivery_id)
     assert not attempt.ok and "timed out" in attempt.detail
-    assert 400 <= attempt.duration_ms < 2000
+    assert 1900 <= attempt.duration_ms < 4900  # the 2 s timeout, not the receiver's 5 s hang
     assert notify.store.deliveries(job.job_id)[0].status == DeliveryStatus.PENDING  # retried later
 
 
@@ -330,7 +331,7 @@ def test_a_10_mb_answer_is_read_only_up_to_the_cap(jobs, clock, receiver):
     notify.pump(wait=True)
     (attempt,) = notify.store.attempts(notify.store.deliveries(job.job_id)[0].delivery_id)
     assert attempt.ok and attempt.detail == "HTTP 200"
-    time.sleep(0.3)  # the receiver notices the closed connection
+    eventually(lambda: receiver.huge_done, what="the receiver to notice the closed connection")
     assert receiver.huge_bytes_written < 10 * 1024 * 1024  # the sender hung up after MAX_RESPONSE_BYTES
     assert MAX_RESPONSE_BYTES == 64 * 1024
 

@@ -17,9 +17,11 @@ import queue
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from nbjobs.errors import StoreUnavailable
 from nbjobs.execution.contract import JobCredentials, deadline_minutes
 from nbjobs.execution.engine import ExecutionRequest
 from nbjobs.execution.runner import request_to_json
@@ -44,6 +46,11 @@ log = logging.getLogger("nbjobs.execution.supervisor")  # the supervisor's log, 
 # Progress is written at most this often (the final state always is): a 20-cell notebook would
 # otherwise pay 20 database commits on its critical path.
 _PROGRESS_INTERVAL = 0.2
+# How often a write the job cannot do without (its input, its end) is tried again while the database
+# is unavailable, and for how long at least (a restart takes seconds; the lease decides after that).
+_RETRY_EVERY = 0.5
+_RETRY_AT_LEAST = 30.0
+T = TypeVar("T")
 
 
 def log_end(job: Job, ended: Job | None) -> None:
@@ -82,13 +89,14 @@ class JobRun:
         self.progress_pending = False
         self.proc: subprocess.Popen[bytes] | None = None
         self.credentials: JobCredentials | None = None
+        self.database_down = False  # a write failed on an unavailable database; the run goes on
         self.check_now = False  # set by Supervisor.wake (cancel notification)
         self.took_ready = False  # the runner's kernel was ready when taken: its start cost the job nothing
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def run(self) -> Job | None:
         job = self.job
-        notebook = self.store.get_blob(job.job_id, "input") or b""
+        notebook = self._retrying(lambda: self.store.get_blob(job.job_id, "input")) or b""
         cwd = self.workdir / "work"
         cwd.mkdir(parents=True, exist_ok=True)
         _give_to(self.settings.execution.kernel_user, cwd)
@@ -127,7 +135,10 @@ class JobRun:
         stderr_path = runner.log_path
         proc = runner.proc
         self.proc = proc
-        self.store.set_processes(job.job_id, job.attempt, proc.pid, 0)
+        try:
+            self.store.set_processes(job.job_id, job.attempt, proc.pid, 0)
+        except StoreUnavailable as exc:  # only the cancel of a lost worker's job needs it
+            self._unavailable(exc)
         # the reader logs about this job too: it runs in a copy of this thread's log context
         reader = threading.Thread(target=contextvars.copy_context().run, args=(self._read, proc), daemon=True)
         reader.start()
@@ -161,37 +172,42 @@ class JobRun:
         lease_ms = int(settings.execution.lease_seconds * 1000)
         exited_at = 0.0
         while True:
-            self._pump(timeout=min(settings.execution.poll_seconds, _PROGRESS_INTERVAL))
-            if self.done is not None:
-                return  # the runner reported its end and its output is on disk; no need to see it exit
-            if proc.poll() is not None:
-                exited_at = exited_at or time.monotonic()
-                # Crashed without a "done": drain what it said, but don't wait on a pipe a straggler holds.
-                if self._drained() or time.monotonic() - exited_at > 2:
-                    return
-                continue
-            self._flush_progress()
-            now = time.monotonic()
-            if now >= next_beat:
-                next_beat = now + settings.execution.heartbeat_seconds
-                if self.store.heartbeat(job.job_id, job.attempt, self.clock(), lease_ms) is None:
-                    log.warning("job %s attempt %s lost its lease; stopping it", job.job_id, job.attempt)
-                    self.fenced = True
-                    kill_run(self.kernel_pid, proc.pid)
+            try:
+                self._pump(timeout=min(settings.execution.poll_seconds, _PROGRESS_INTERVAL))
+                if self.done is not None:
+                    return  # the runner reported its end and its output is on disk; no need to see it exit
+                if proc.poll() is not None:
+                    exited_at = exited_at or time.monotonic()
+                    # Crashed without a "done": drain what it said, don't wait on a pipe a straggler holds.
+                    if self._drained() or time.monotonic() - exited_at > 2:
+                        return
                     continue
-            if self.stop is not None:
-                self.stop.advance(self.kernel_pid)
-            elif now >= next_check or self.check_now:
-                self.check_now = False
-                next_check = now + settings.execution.poll_seconds
-                current = self.store.get(job.job_id)
-                if current is None or current.attempt != job.attempt or current.status not in RUNNING:
-                    self.fenced = True  # deleted, re-run, re-queued or ended by someone else
-                    kill_run(self.kernel_pid, proc.pid)
-                elif current.cancel_requested:
-                    self._begin_stop(FailureReason.CANCELLED)
-                elif now >= deadline:
-                    self._begin_stop(FailureReason.TIMEOUT)
+                self._flush_progress()
+                now = time.monotonic()
+                if now >= next_beat:
+                    next_beat = now + settings.execution.heartbeat_seconds
+                    renewed = self.store.heartbeat(job.job_id, job.attempt, self.clock(), lease_ms)
+                    self._available()
+                    if renewed is None:
+                        log.warning("job %s attempt %s lost its lease; stopping it", job.job_id, job.attempt)
+                        self.fenced = True
+                        kill_run(self.kernel_pid, proc.pid)
+                        continue
+                if self.stop is not None:
+                    self.stop.advance(self.kernel_pid)
+                elif now >= next_check or self.check_now:
+                    self.check_now = False
+                    next_check = now + settings.execution.poll_seconds
+                    current = self.store.get(job.job_id)
+                    if current is None or current.attempt != job.attempt or current.status not in RUNNING:
+                        self.fenced = True  # deleted, re-run, re-queued or ended by someone else
+                        kill_run(self.kernel_pid, proc.pid)
+                    elif current.cancel_requested:
+                        self._begin_stop(FailureReason.CANCELLED)
+                    elif now >= deadline:
+                        self._begin_stop(FailureReason.TIMEOUT)
+            except StoreUnavailable as exc:  # the database restarts or is down: the job runs on
+                self._unavailable(exc)
 
     def _drained(self) -> bool:
         return self.events.empty() and self.reader_finished
@@ -242,9 +258,10 @@ class JobRun:
         """Write the latest progress if it is new and the last write is old enough."""
         now = time.monotonic()
         if self.progress_pending and self.progress and now - self.progress_written >= _PROGRESS_INTERVAL:
-            self.progress_written, self.progress_pending = now, False
+            self.progress_written = now
             job = self.job
             self.store.set_progress(job.job_id, job.attempt, self.clock(), *self.progress)
+            self.progress_pending = False  # not before: a write the database refused is tried again
 
     # -- staged stop --------------------------------------------------------------------------------
     def _begin_stop(self, reason: FailureReason) -> None:
@@ -264,7 +281,10 @@ class JobRun:
         job = self.job
         done = self.done or {}
         if output.exists():
-            self.store.put_blob(job.job_id, OUTPUT, output.read_bytes(), self.clock(), attempt=job.attempt)
+            blob = output.read_bytes()
+            self._retrying(
+                lambda: self.store.put_blob(job.job_id, OUTPUT, blob, self.clock(), attempt=job.attempt)
+            )
         end = RunEnd(
             done=done,
             stop_reason=self.stop.reason if self.stop is not None else None,
@@ -276,7 +296,37 @@ class JobRun:
             job_id=job.job_id,
         )
         status, failure = verdict(end)
-        return self._end(status, failure, results_of(done, has_output=output.exists()))
+        results = results_of(done, has_output=output.exists())
+        # Fenced by attempt and status: a retry after a commit whose answer was lost changes nothing.
+        return self._retrying(lambda: self._end(status, failure, results))
+
+    # -- database outages ---------------------------------------------------------------------------
+    def _unavailable(self, exc: StoreUnavailable) -> None:
+        if not self.database_down:
+            self.database_down = True
+            log.warning("job %s: the database is unavailable (%s); the job runs on, retrying",
+                        self.job.job_id, exc.__cause__ or exc)  # fmt: skip
+
+    def _available(self) -> None:
+        if self.database_down:
+            self.database_down = False
+            log.warning("job %s: the database is back", self.job.job_id)
+
+    def _retrying(self, call: Callable[[], T]) -> T:
+        """``call()``, tried again while the database is unavailable, for at least a lease or
+        _RETRY_AT_LEAST seconds; then the error stands (the lease reaper ends the job once it is back)."""
+        give_up = time.monotonic() + max(_RETRY_AT_LEAST, 3 * self.settings.execution.lease_seconds)
+        while True:
+            try:
+                value = call()
+            except StoreUnavailable as exc:
+                self._unavailable(exc)
+                if time.monotonic() >= give_up:
+                    raise
+                time.sleep(_RETRY_EVERY)
+                continue
+            self._available()
+            return value
 
     def _end(self, status: JobStatus, failure: Failure | None, results: dict[str, Any]) -> Job | None:
         job = self.job

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from nbjobs.clock import Clock
+from nbjobs.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ class Housekeeper:
             ran.append(duty.name)
             try:
                 duty.run()
+            except StoreUnavailable as exc:  # an outage: one line each round, not a traceback
+                log.warning("housekeeping duty %r: %s (%s); will retry", duty.name, exc, exc.__cause__ or exc)
             except Exception:
                 log.exception("housekeeping duty %r failed; will retry", duty.name)
         return ran

@@ -8,6 +8,7 @@ to an operation that may already have created a job.
 
 from __future__ import annotations
 
+import errno
 import logging
 from typing import Any
 
@@ -17,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from nbjobs.errors import NbJobsError
+from nbjobs.errors import DiskFull, NbJobsError, StoreUnavailable
 from nbjobs.web.render import respond
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,8 @@ _HTTP_MESSAGES = {
 
 def error_code_message(exc: BaseException) -> tuple[int, str, list[str]]:
     """(code, message, details) for any exception, the single table clients see."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:  # a file under the data dir
+        exc = DiskFull()
     if isinstance(exc, NbJobsError):
         return exc.code, exc.message, list(exc.details)
     if isinstance(exc, RequestValidationError):
@@ -59,7 +62,10 @@ def envelope(admin: bool, code: int, message: str, details: list[str]) -> dict[s
 
 def error_response(request: Request, exc: BaseException, context: str) -> Response:
     code, message, details = error_code_message(exc)
-    if code >= 500 and not isinstance(exc, NbJobsError):
+    if isinstance(exc, StoreUnavailable) or (isinstance(exc, OSError) and exc.errno == errno.ENOSPC):
+        # an outage the operator must see, not a bug: one line, with the driver's own words
+        log.warning("%s %s: %s (%s)", request.method, request.url.path, message, exc.__cause__ or exc)
+    elif code >= 500 and not isinstance(exc, NbJobsError):
         log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
     body = envelope(is_admin_path(request.url.path, context), code, message, details)
     return respond(request, body, title=f"Error {code}")

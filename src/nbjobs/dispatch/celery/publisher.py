@@ -15,7 +15,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from nbjobs.clock import Clock
-from nbjobs.errors import ConfigurationError
+from nbjobs.errors import ConfigurationError, StoreUnavailable
 from nbjobs.models.jobs import Job, Waiting
 from nbjobs.models.stores import Outbox
 from nbjobs.settings import Settings
@@ -65,6 +65,11 @@ def make_celery(settings: Settings) -> Celery:
         "worker_cancel_long_running_tasks_on_connection_loss": False,
         # A busy worker must not hold messages another could start now.
         "worker_prefetch_multiplier": 1,
+        # After a broker reconnect Celery lowers the prefetch and raises it again on each ack; with the
+        # thread pool that ack, and its synchronous basic.qos, runs in a task's thread while the consumer
+        # reads the same AMQP socket: measured, the consumer hung 30 s after a RabbitMQ restart and
+        # then failed on a garbled frame. The prefetch is 1 per slot anyway: nothing to reduce.
+        "worker_enable_prefetch_count_reduction": False,
         "task_serializer": "json",
         "accept_content": ["json"],
         "task_create_missing_queues": True,
@@ -120,7 +125,11 @@ class CeleryDispatcher:
                 log.warning("could not publish job %s to the broker (%s); will retry", w.job_id, exc)
                 break
             sent.append(w.job_id)
-        self.outbox.mark_dispatched(sent, self.clock())
+        try:
+            self.outbox.mark_dispatched(sent, self.clock())
+        except StoreUnavailable as exc:  # the job is committed and published: never fail its submit now
+            log.warning("could not record the publish of %d job(s) (%s); they may be published twice, "
+                        "which runs nothing twice", len(sent), exc)  # fmt: skip
         return len(sent)
 
     def depth(self, queue: str) -> int | None:

@@ -33,6 +33,7 @@ from nbjobs import __version__
 from nbjobs.clock import Clock
 from nbjobs.dispatch.base import JobRunner
 from nbjobs.dispatch.celery.publisher import TASK_NAME, CeleryDispatcher, queue_name
+from nbjobs.errors import StoreUnavailable
 from nbjobs.models.events import Slots
 from nbjobs.models.jobs import Job, JobStatus
 from nbjobs.models.runtimes import RuntimeSpec
@@ -104,7 +105,12 @@ class WorkerNode:
         """Claim attempt ``attempt`` of the job and run it; a message that claims nothing is dropped.
         Every line logged meanwhile carries the job id (and, once claimed, its owner and runtime)."""
         with log_context(job_id=job_id):
-            self._run_job(job_id, attempt)
+            try:
+                self._run_job(job_id, attempt)
+            except StoreUnavailable as exc:  # an outage, not a bug: say what becomes of the job
+                log.warning("job %s attempt %s: the database is unavailable (%s); unclaimed, it is "
+                            "published again; claimed, its lease ends it", job_id, attempt,
+                            exc.__cause__ or exc)  # fmt: skip
 
     def _run_job(self, job_id: str, attempt: int) -> None:
         if self._draining.is_set():  # a message that arrived as we stopped consuming: hand it back
