@@ -40,16 +40,20 @@ fuzz: $(STAMP)
 	$(BIN)/python -m pytest tests/security/test_fuzz.py -q $(ARGS)
 
 # The reliability run behind docs/reliability.md: the fault and security tests at full strength,
-# a longer fuzz, then the load bench (2,000 jobs from 50 clients; again over 100k ended jobs).
+# a longer fuzz, the load bench (5,000 jobs from 50 clients, embedded and Celery; 2,000 over 100k ended
+# jobs), then the whole suite three times beside 4 CPU-bound processes and 8 GiB of busy memory.
 soak: $(STAMP)
 	mkdir -p var
 	NBJOBS_FUZZ_EXAMPLES=$${NBJOBS_FUZZ_EXAMPLES:-50} NBJOBS_FUZZ_SEED=random NBJOBS_FUZZ_REPORT=var/fuzz-report.json \
 	$(BIN)/python -m pytest -q tests/security tests/integration/test_adversarial.py \
 	  tests/integration/test_crash_mixed.py tests/integration/test_crash.py tests/integration/test_startup_errors.py \
 	  tests/integration/test_distributed.py tests/integration/test_distributed_restart.py $(ARGS)
-	cd bench && ../$(BIN)/python load.py --clients 50 --jobs 2000 --listers 4 --workers 2 --json ../var/load.json
+	cd bench && ../$(BIN)/python load.py --clients 50 --jobs 5000 --listers 4 --workers 2 --json ../var/load.json
+	cd bench && ../$(BIN)/python load.py --clients 50 --jobs 5000 --listers 4 --workers 2 --celery \
+	  --json ../var/load-celery.json
 	cd bench && ../$(BIN)/python load.py --clients 50 --jobs 2000 --listers 4 --workers 2 \
 	  --seed-ended 100000 --json ../var/load-100k.json
+	$(BIN)/python bench/under_load.py --runs 3 --cpu 4 --memory-gib 8 --json var/under-load.json
 
 clean-data:
 	rm -rf var

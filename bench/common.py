@@ -62,7 +62,11 @@ class Server:
     token: str = ""
 
     @classmethod
-    def start(cls, data_dir: Path, *, workers: int, pool: int, **env: str) -> Server:
+    def start(
+        cls, data_dir: Path, *, workers: int, pool: int, prefix: list[str] | None = None, **env: str
+    ) -> Server:
+        """Start `nbjobs serve` on ``data_dir``; ``prefix`` runs it through another program (e.g.
+        bench/traced.py) as ``[*prefix, "serve", ...]`` instead of the `nbjobs` script."""
         port = free_port()
         environ = {
             **os.environ,
@@ -74,7 +78,7 @@ class Server:
         with open(data_dir / "serve.log", "ab") as log:  # the server keeps its own copy of the fd
             proc = subprocess.Popen(
                 [
-                    str(BIN / "nbjobs"),
+                    *(prefix or [str(BIN / "nbjobs")]),
                     "serve",
                     "--port",
                     str(port),
@@ -88,7 +92,7 @@ class Server:
                 env=environ,
             )
         url = f"https://127.0.0.1:{port}/arcgis"
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 300  # a busy machine, or a server under tracemalloc, starts slowly
         cert = data_dir / "nbjobs-cert.pem"
         while True:
             if proc.poll() is not None:
@@ -99,6 +103,7 @@ class Server:
                 break
             except (httpx.HTTPError, OSError, ssl.SSLError):
                 if time.monotonic() > deadline:
+                    proc.kill()  # not left running behind a bench that gave up on it
                     raise
                 time.sleep(0.2)
         subprocess.run(

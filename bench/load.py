@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/load.py [--clients 50] [--jobs 2000] [--listers 4] [--seed-ended 0|100000]
                                    [--workers 2] [--users 10] [--queue-cap N] [--json FILE]
+                                   [--celery] [--rss-mark 500] [--trace FRAMES]
 
 A real `nbjobs serve` over HTTPS (warm pool = workers, the trivial notebook). ``--seed-ended N`` first
 writes N ended jobs (COMPLETED/FAILED/CANCELLED, several users, ended within the last few hours so the
@@ -16,8 +17,17 @@ Every request is timed and classified: ok, a documented limit error (docs/limits
 jobs", 413 "… larger than …"; counted, and a refused submit is sent again after a pause), or anything else
 (a failure: must be 0). At the end: accepted, ended (by status), lost (accepted but not ended within the
 timeout: must be 0), duplicates (job ids issued twice, or more new jobs in the store than were accepted:
-must be 0), p50/p95/p99/max per kind of request, completed jobs/s, and the server's RSS at the start, end
-and peak.
+must be 0), p50/p95/p99/max per kind of request, completed jobs/s, and the server's RSS at the start,
+after the first ``--rss-mark`` jobs ended, at the end and its peak; "growth" is end / mark - 1 (issue #17:
+within 15 %).
+
+``--celery`` runs the distributed mode instead: a fresh PostgreSQL database (NBJOBS_TEST_POSTGRES_URL's
+server), Redis (NBJOBS_TEST_REDIS_URL) as the broker, `nbjobs serve` as the API server only and one
+`nbjobs worker --concurrency WORKERS`; the RSS figures are still the `nbjobs serve` process's.
+
+``--trace FRAMES`` runs the server under tracemalloc (bench/traced.py), takes a heap snapshot at the mark
+and one at the end, and prints the 25 allocation sites that grew most between them (docs/reliability.md,
+"Memory").
 """
 
 from __future__ import annotations
@@ -25,11 +35,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import random
+import signal
 import ssl
+import subprocess
+import sys
 import tempfile
 import threading
 import time
+import tracemalloc
+import uuid
 import warnings
 from collections import Counter
 from collections.abc import Callable
@@ -42,14 +58,17 @@ import nbformat
 import psutil
 
 try:
-    from common import PASSWORD, Server, trivial_notebook
+    from common import BIN, PASSWORD, Server, trivial_notebook
 except ModuleNotFoundError:  # imported as bench.load (tests/e2e/test_load.py)
-    from bench.common import PASSWORD, Server, trivial_notebook
+    from bench.common import BIN, PASSWORD, Server, trivial_notebook
 
 ENDED = ("COMPLETED", "FAILED", "CANCELLED")
 # The documented limit errors a request of this load may meet (docs/limits.md): code -> message marks.
 LIMIT_ERRORS = {429: ("Too many jobs",), 413: ("larger than", "bytes as JSON")}
 HOUR_MS = 3_600_000
+HERE = Path(__file__).resolve().parent
+POSTGRES_URL = os.environ.get("NBJOBS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("NBJOBS_TEST_REDIS_URL", "redis://127.0.0.1:6379/12")
 BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
@@ -229,20 +248,76 @@ def percentiles(times: list[float]) -> dict[str, float]:
 
 
 class RssSampler(threading.Thread):
-    """The server process's own RSS every 0.2 s."""
+    """The server process's own RSS every 0.2 s; also the RSS when ``progress()`` (jobs ended so far)
+    first reaches ``mark``, when ``at_mark`` is called once (e.g. to take a heap snapshot)."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(
+        self,
+        pid: int,
+        progress: Callable[[], int] = lambda: 0,
+        mark: int = 0,
+        at_mark: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(daemon=True)
         self.proc = psutil.Process(pid)
+        self.progress, self.mark, self.at_mark = progress, mark, at_mark
         self.samples: list[int] = []
+        self.at_mark_rss = 0
         self.stop = threading.Event()
 
     def run(self) -> None:
         while True:
             with contextlib.suppress(psutil.Error):
-                self.samples.append(self.proc.memory_info().rss)
+                rss = self.proc.memory_info().rss
+                self.samples.append(rss)
+                if self.mark and not self.at_mark_rss and self.progress() >= self.mark:
+                    self.at_mark_rss = rss
+                    if self.at_mark is not None:
+                        self.at_mark()
             if self.stop.wait(0.2):
                 return
+
+
+class HeapSnapshots:
+    """Heap snapshots of a server started through bench/traced.py, taken on SIGUSR1."""
+
+    def __init__(self, directory: Path, frames: int) -> None:
+        self.directory, self.frames, self.taken = directory, frames, 0
+
+    def prefix(self) -> list[str]:
+        return [
+            sys.executable,
+            "-X",
+            f"tracemalloc={self.frames}",
+            str(HERE / "traced.py"),
+            str(self.directory),
+        ]
+
+    def take(self, pid: int, timeout: float = 300) -> Path:
+        self.taken += 1
+        os.kill(pid, signal.SIGUSR1)
+        done = self.directory / f"heap-{self.taken}.done"
+        deadline = time.monotonic() + timeout
+        while not done.exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no heap snapshot from the server within {timeout} s")
+            time.sleep(0.2)
+        return self.directory / f"heap-{self.taken}.tracemalloc"
+
+    @staticmethod
+    def growth(first: Path, second: Path, top: int = 25) -> list[str]:
+        """The allocation sites that grew most from ``first`` to ``second``, one line each."""
+        ignore = [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, "<frozen *>")]
+        before = tracemalloc.Snapshot.load(str(first)).filter_traces(ignore)
+        after = tracemalloc.Snapshot.load(str(second)).filter_traces(ignore)
+        total = sum(s.size for s in after.statistics("filename")) - sum(
+            s.size for s in before.statistics("filename")
+        )
+        lines = [f"traced heap grew {total / 2**20:+.2f} MiB between the snapshots"]
+        for stat in after.compare_to(before, "traceback")[:top]:
+            frames = " <- ".join(f"{Path(f.filename).name}:{f.lineno}" for f in stat.traceback)
+            lines.append(f"{stat.size_diff / 2**10:+10.1f} KiB {stat.count_diff:+8d} blocks  {frames}")
+        return lines
 
 
 # -- the load ------------------------------------------------------------------------------------------
@@ -406,31 +481,129 @@ def run(
     timeout: float | None = None,
     check_seeded: bool = False,
     seed: int = 0,
+    celery: bool = False,
+    rss_mark: int = 500,
+    trace: int = 0,
 ) -> dict[str, Any]:
     """One load run on a fresh server in ``data_dir``; the figures as a dict (see the module docstring)."""
+    with contextlib.ExitStack() as stack:
+        env = {} if queue_cap is None else {"NBJOBS_MAX_QUEUED_JOBS_PER_USER": str(queue_cap)}
+        if celery:
+            env.update(stack.enter_context(distributed(data_dir, workers)))
+        return _run(
+            data_dir, env, clients=clients, jobs=jobs, listers=listers, seed_ended=seed_ended,
+            workers=workers, users=users, timeout=timeout, check_seeded=check_seeded, seed=seed,
+            rss_mark=rss_mark, trace=trace,
+        )  # fmt: skip
+
+
+@contextlib.contextmanager
+def distributed(data_dir: Path, concurrency: int) -> Any:
+    """A fresh PostgreSQL database and Redis as broker; yields the server's environment and runs one
+    `nbjobs worker` beside it (started once the server has migrated the database)."""
+    import psycopg
+    import redis
+
+    name = f"nbjobs_load_{uuid.uuid4().hex[:10]}"
+    admin = psycopg.connect(POSTGRES_URL, autocommit=True)
+    admin.execute(f'CREATE DATABASE "{name}"')
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    env = {"NBJOBS_DATABASE_URL": f"{POSTGRES_URL.rsplit('/', 1)[0]}/{name}", "NBJOBS_BROKER_URL": REDIS_URL}
+    worker = WorkerProcess(data_dir, concurrency, env)
+    try:
+        yield {**env, "NBJOBS_BENCH_WORKER": "1"}
+    finally:
+        worker.stop()
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+class WorkerProcess:
+    """`nbjobs worker`, started by ``start()`` once the database exists."""
+
+    instances: list[WorkerProcess] = []
+
+    def __init__(self, data_dir: Path, concurrency: int, env: dict[str, str]) -> None:
+        self.data_dir, self.concurrency, self.env = data_dir, concurrency, env
+        self.proc: subprocess.Popen | None = None
+        WorkerProcess.instances.append(self)
+
+    def start(self) -> None:
+        log = (self.data_dir / "worker.log").open("ab")
+        self.proc = subprocess.Popen(
+            [str(BIN / "nbjobs"), "worker", "--data-dir", str(self.data_dir / "worker"),
+             "--concurrency", str(self.concurrency)],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}, start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 120
+        while " ready." not in (self.data_dir / "worker.log").read_text(errors="replace"):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError((self.data_dir / "worker.log").read_text(errors="replace"))
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        WorkerProcess.instances.remove(self)
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+def _run(
+    data_dir: Path,
+    env: dict[str, str],
+    *,
+    clients: int,
+    jobs: int,
+    listers: int,
+    seed_ended: int,
+    workers: int,
+    users: int,
+    timeout: float | None,
+    check_seeded: bool,
+    seed: int,
+    rss_mark: int,
+    trace: int,
+) -> dict[str, Any]:
     rng = random.Random(seed)
     users = users or max(1, clients // 5)
     names = [f"load{i:02d}" for i in range(users)]
     started = time.monotonic()
-    seeded = seed_ended_jobs(data_dir, seed_ended, names, rng=rng)
+    bench_worker = env.pop("NBJOBS_BENCH_WORKER", "")
+    seeded = seed_ended_jobs(data_dir, seed_ended, names, environ=env, rng=rng)
     seed_seconds = time.monotonic() - started
-    env = {} if queue_cap is None else {"NBJOBS_MAX_QUEUED_JOBS_PER_USER": str(queue_cap)}
-    server = Server.start(data_dir, workers=workers, pool=workers, **env)
+    heaps = HeapSnapshots(data_dir / "heaps", trace) if trace else None
+    server = Server.start(
+        data_dir, workers=workers, pool=workers, prefix=heaps.prefix() if heaps else None, **env
+    )
+    if bench_worker:
+        WorkerProcess.instances[-1].start()
     try:
         callers = [Caller(name, sign_in(server, name)) for name in names]
         for caller in callers:
             caller.item_id = add_item(server, caller)
         admin = Caller("admin", sign_in(server, "admin"))
         time.sleep(min(5.0, 1.0 + workers))  # the warm pool fills
-        sampler = RssSampler(server.proc.pid)
-        sampler.start()
         load = Load(
             server, callers, admin, clients=clients, jobs=jobs, listers=listers, seeded=seeded,
             timeout=timeout or 300 + 3.0 * jobs / max(1, workers), rng=rng,
         )  # fmt: skip
+        snapshots: list[Path] = []
+        pid = server.proc.pid
+        sampler = RssSampler(
+            pid, lambda: len(load.ended), rss_mark,
+            (lambda: snapshots.append(heaps.take(pid))) if heaps else None,
+        )  # fmt: skip
+        sampler.start()
         wall = load.run()
         sampler.stop.set()
         sampler.join()
+        growth: list[str] = []
+        if heaps is not None and snapshots:
+            growth = HeapSnapshots.growth(snapshots[0], heaps.take(pid))
         check = Record()
         load.records.append(check)
         total = check.call("final.total", load._get(server.http, admin, "/admin/system/jobs", num="1"))
@@ -448,7 +621,17 @@ def run(
                 "final.get-seeded", load._get(server.http, admin, f"/admin/system/jobs/{job_id}")
             )
             missing_seeded += job is None or job.get("status") not in ENDED
-        return summarise(load, total, seeded, unlisted, missing_seeded, wall, seed_seconds, sampler.samples)
+        figures = summarise(
+            load, total, seeded, unlisted, missing_seeded, wall, seed_seconds, sampler.samples
+        )
+        mark_mib = round(sampler.at_mark_rss / 2**20, 1)
+        figures["mode"] = "celery" if bench_worker else "embedded"
+        figures["server_rss_mib"]["mark_jobs"] = rss_mark
+        figures["server_rss_mib"]["at_mark"] = mark_mib
+        end_mib = figures["server_rss_mib"]["end"]
+        figures["server_rss_mib"]["growth"] = round(end_mib / mark_mib - 1, 3) if mark_mib else None
+        figures["heap_growth"] = growth
+        return figures
     finally:
         server.stop()
 
@@ -518,12 +701,19 @@ def print_figures(f: dict[str, Any]) -> None:
         f"{f['requests']} requests"
     )
     rss = f["server_rss_mib"]
-    print(f"server RSS {rss['start']} -> {rss['end']} MiB (peak {rss['peak']})")
+    growth = "" if rss.get("growth") is None else f"{rss['growth'] * 100:+.1f} %"
+    print(
+        f"server RSS ({f.get('mode', 'embedded')}) {rss['start']} -> {rss.get('at_mark', 0)} after "
+        f"{rss.get('mark_jobs', 0)} jobs -> {rss['end']} MiB at the end (peak {rss['peak']}; "
+        f"end vs mark {growth})"
+    )
     print(f"{'request (ms)':22} {'n':>6} {'p50':>8} {'p95':>8} {'p99':>8} {'max':>8}")
     for kind, p in f["latency_ms"].items():
         print(f"{kind:22} {p['n']:6d} {p['p50']:8.1f} {p['p95']:8.1f} {p['p99']:8.1f} {p['max']:8.1f}")
     for line in f["failure_samples"]:
         print("FAILURE", line)
+    for line in f.get("heap_growth", []):
+        print(line)
 
 
 def main() -> None:
@@ -537,12 +727,16 @@ def main() -> None:
     parser.add_argument("--queue-cap", type=int, default=None, help="NBJOBS_MAX_QUEUED_JOBS_PER_USER")
     parser.add_argument("--timeout", type=float, default=None, help="seconds before unended jobs are lost")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
+    parser.add_argument("--celery", action="store_true", help="distributed mode: PostgreSQL, Redis, a worker")
+    parser.add_argument("--rss-mark", type=int, default=500, help="jobs ended when the 'mark' RSS is read")
+    parser.add_argument("--trace", type=int, default=0, metavar="FRAMES", help="tracemalloc heap comparison")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     with tempfile.TemporaryDirectory() as tmp:
         figures = run(
             Path(tmp), clients=args.clients, jobs=args.jobs, listers=args.listers, seed_ended=args.seed_ended,
             workers=args.workers, users=args.users, queue_cap=args.queue_cap, timeout=args.timeout,
+            celery=args.celery, rss_mark=args.rss_mark, trace=args.trace,
         )  # fmt: skip
     print_figures(figures)
     if args.json:

@@ -149,12 +149,16 @@ class LimitSettings:
 
 @dataclass(frozen=True)
 class HousekeepingSettings:
-    """The periodic duties: lease reaper, purge of old jobs, scheduled tasks."""
+    """The periodic duties: lease reaper, purge of old jobs, scheduled tasks, the heap trim."""
 
     reaper_interval_seconds: float = setting(15.0, "NBJOBS_REAPER_INTERVAL_SECONDS")
     cleanup_interval_seconds: float = setting(3600.0, None)
     schedule_interval_seconds: float = setting(5.0, "NBJOBS_SCHEDULE_INTERVAL_SECONDS")
     async_jobs_clean_age_hours: int = setting(6, "NBJOBS_ASYNC_JOBS_CLEAN_AGE_HOURS")
+    # the process's C heap (nbjobs/heap.py): glibc malloc arenas (0: glibc's default, 8 per core) and
+    # how often freed memory is given back to the system (0: never)
+    malloc_arenas: int = setting(2, "NBJOBS_MALLOC_ARENAS")
+    heap_trim_seconds: float = setting(30.0, "NBJOBS_HEAP_TRIM_SECONDS")
 
 
 @dataclass(frozen=True)
@@ -353,6 +357,8 @@ _NOTIFY_POSITIVE = (
 )
 _NON_NEGATIVE = (
     "max_jobs_per_user",
+    "malloc_arenas",
+    "heap_trim_seconds",
     "max_queued_jobs_per_user",
     "max_parameters",
     "max_parameter_bytes",

@@ -30,7 +30,7 @@ def test_the_embedded_server_runs_jobs_in_its_own_pool(tmp_path: Path):
         assert server.supervisor is not None and server.pool.supervisor is server.supervisor
         assert _duties(server.housekeeper) == [
             "lease-reaper", "purge-jobs", "purge-webtool-calls", "scheduler", "item-write-back",
-            "ship-logs", "purge-logs", "notify-scan", "notify-send", "purge-notifications",
+            "ship-logs", "purge-logs", "notify-scan", "notify-send", "purge-notifications", "trim-heap",
         ]  # fmt: skip
     finally:
         server.stop()
@@ -88,7 +88,7 @@ def test_a_worker_has_its_heartbeat_and_the_lease_reaper_and_no_web(tmp_path: Pa
         load_settings({}, data_dir=tmp_path, database_url=postgres_url, broker_url=BROKER), concurrency=3
     )
     try:
-        assert _duties(worker.node.duties) == ["worker-heartbeat", "lease-reaper", "ship-logs"]
+        assert _duties(worker.node.duties) == ["worker-heartbeat", "lease-reaper", "ship-logs", "trim-heap"]
         assert worker.node.concurrency == 3 and worker.node.supervisor is worker.supervisor
         assert [r.is_default for r in worker.node.runtimes] == [True]
         assert worker.node.listen_cancels is not None  # PostgreSQL: cancels arrive by LISTEN/NOTIFY

@@ -64,6 +64,7 @@ def serve(
     (what still runs is then recovered at the next start)."""
     import uvicorn
 
+    from nbjobs.heap import Heap
     from nbjobs.roots.server import Server
     from nbjobs.telemetry.logs import configure_logging
     from nbjobs.web.app import create_app
@@ -81,6 +82,8 @@ def serve(
             drain_seconds=drain_seconds,
         )
         configure_logging(settings)  # NBJOBS_LOG_FORMAT (text|json), NBJOBS_LOG_LEVEL
+        # before any thread starts: arenas made earlier stay (nbjobs/heap.py, NBJOBS_MALLOC_ARENAS)
+        Heap().limit_arenas(settings.housekeeping.malloc_arenas)
         if (settings.server.cert_file is None) != (settings.server.key_file is None):
             raise click.UsageError("--cert and --key go together")
         server = Server.from_settings(settings)

@@ -84,6 +84,7 @@ def worker(
       NBJOBS_BROKER_URL=redis://queue:6379/0 \\
       nbjobs worker --runtime "Python 3 Standard" --concurrency 4
     """
+    from nbjobs.heap import Heap
     from nbjobs.roots.worker import Worker
     from nbjobs.settings import load_settings
     from nbjobs.telemetry.logs import configure_logging
@@ -97,6 +98,7 @@ def worker(
             metrics_port=metrics_port,
         )
         configure_logging(settings, level=loglevel)  # NBJOBS_LOG_FORMAT; --loglevel over NBJOBS_LOG_LEVEL
+        Heap().limit_arenas(settings.housekeeping.malloc_arenas)  # before any thread starts (nbjobs/heap.py)
         if not settings.broker.broker_url:
             raise click.UsageError("a broker is required: --broker-url or NBJOBS_BROKER_URL")
         if not settings.store.database_url:

@@ -11,11 +11,13 @@ from sqlalchemy import Engine
 
 from nbjobs.clock import Clock
 from nbjobs.execution.supervisor import Supervisor
+from nbjobs.heap import Heap
 from nbjobs.models.events import JobEvents
 from nbjobs.models.portal_stores import UserStore
 from nbjobs.service.accounts.credentials import JobCredentialIssuer
 from nbjobs.service.accounts.tokens import TokenService
 from nbjobs.service.accounts.users import UserService
+from nbjobs.service.housekeeping import Duty
 from nbjobs.service.runtimes.environments import SubprocessEnvironments
 from nbjobs.service.runtimes.kernelspecs import kernel_dir
 from nbjobs.service.runtimes.registry import RuntimeService
@@ -70,3 +72,10 @@ def job_supervisor(
         max_minutes=config.max_execute_minutes,
         events=events,
     )
+
+
+def heap_duties(settings: Settings) -> list[Duty]:
+    """Give freed C-heap memory back to the system every NBJOBS_HEAP_TRIM_SECONDS (nbjobs/heap.py): the
+    server and the worker alike; none where the C library cannot (or the setting is 0)."""
+    heap, every = Heap(), settings.housekeeping.heap_trim_seconds
+    return [Duty("trim-heap", every, heap.trim)] if heap.supported and every > 0 else []

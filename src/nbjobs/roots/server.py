@@ -17,7 +17,13 @@ from nbjobs.dispatch.local import LocalDispatcher
 from nbjobs.execution.limits import detect_backend
 from nbjobs.execution.supervisor import Supervisor
 from nbjobs.models.jobs import Job
-from nbjobs.roots.parts import job_supervisor, process_prefix, runtime_registry, token_service
+from nbjobs.roots.parts import (
+    heap_duties,
+    job_supervisor,
+    process_prefix,
+    runtime_registry,
+    token_service,
+)
 from nbjobs.service.accounts.login_limit import LoginLimiter
 from nbjobs.service.accounts.tokens import TokenService
 from nbjobs.service.accounts.users import UserService
@@ -247,6 +253,7 @@ class Server:
         ]
         if reconcile is not None:
             duties.append(Duty("outbox-reconcile", every, reconcile))
+        duties += heap_duties(settings)
         web = WebServices(
             settings=settings,
             clock=clock,

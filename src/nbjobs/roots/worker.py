@@ -19,7 +19,7 @@ from nbjobs.errors import ConfigurationError
 from nbjobs.execution.limits import detect_backend
 from nbjobs.execution.supervisor import Supervisor
 from nbjobs.models.runtimes import RuntimeSpec
-from nbjobs.roots.parts import job_supervisor, process_prefix, runtime_registry, token_service
+from nbjobs.roots.parts import heap_duties, job_supervisor, process_prefix, runtime_registry, token_service
 from nbjobs.service.accounts.users import UserService
 from nbjobs.service.housekeeping import Duty, Housekeeper
 from nbjobs.service.jobs.recovery import Recovery
@@ -133,6 +133,7 @@ class Worker:
                 Duty("worker-heartbeat", settings.execution.heartbeat_seconds, node.beat),
                 Duty("lease-reaper", settings.housekeeping.reaper_interval_seconds, recovery.reap_expired),
                 Duty("ship-logs", 1.0, lambda: log_handler.ship(log_store)),  # the logs resource
+                *heap_duties(settings),
             ],
             name="nbjobs-worker-agent",
         )
