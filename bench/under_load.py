@@ -41,7 +41,7 @@ def keep_memory_busy(gib: float) -> None:
         memory[::PAGE] = bytes([value]) * marks
 
 
-def run_suite(pytest_args: list[str]) -> tuple[int, float, list[str]]:
+def run_suite(pytest_args: list[str], log: Path | None) -> tuple[int, float, list[str]]:
     env = dict(os.environ, CI="true")
     started = time.monotonic()
     done = subprocess.run(
@@ -52,6 +52,9 @@ def run_suite(pytest_args: list[str]) -> tuple[int, float, list[str]]:
         text=True,
     )
     elapsed = time.monotonic() - started
+    if log is not None:  # the whole report, to read why a test failed
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(done.stdout + done.stderr)
     failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", done.stdout, re.MULTILINE)
     tail = done.stdout.strip().splitlines()[-1:] if done.stdout.strip() else []
     print("\n".join(tail), flush=True)
@@ -59,11 +62,14 @@ def run_suite(pytest_args: list[str]) -> tuple[int, float, list[str]]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip())
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--cpu", type=int, default=4, help="CPU-bound processes beside the suite")
     parser.add_argument("--memory-gib", type=float, default=8.0, help="memory kept busy beside the suite")
     parser.add_argument("--json", type=Path, help="write the runs' results here")
+    parser.add_argument(
+        "--logs", type=Path, default=ROOT / "var", help="run N's pytest report: under-load-N.log"
+    )
     parser.add_argument("pytest_args", nargs="*", help="after --: passed to pytest")
     args = parser.parse_args()
 
@@ -77,7 +83,7 @@ def main() -> int:
     try:
         time.sleep(5)  # let the memory process reach its size before the first run
         for number in range(1, args.runs + 1):
-            code, elapsed, failed = run_suite(args.pytest_args)
+            code, elapsed, failed = run_suite(args.pytest_args, args.logs / f"under-load-{number}.log")
             verdict = "passed" if code == 0 else f"FAILED (exit {code})"
             print(f"run {number}: {verdict} in {elapsed:.0f} s {' '.join(failed)}", flush=True)
             results.append({"run": number, "exit": code, "seconds": round(elapsed, 1), "failed": failed})

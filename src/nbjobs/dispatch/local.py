@@ -12,6 +12,7 @@ import time
 
 from nbjobs.clock import Clock
 from nbjobs.dispatch.base import JobRunner
+from nbjobs.errors import StoreUnavailable
 from nbjobs.models.events import Slots
 from nbjobs.models.jobs import Job
 from nbjobs.models.stores import JobStore
@@ -110,9 +111,18 @@ class LocalDispatcher:
         self.supervisor.close()
 
     def _loop(self, slot: int) -> None:
+        outage = False  # said once per outage, not at every poll
         while not self._stopping.is_set():
             try:
                 job = self.run_one(slot)
+                if outage:
+                    outage = False
+                    log.warning("worker %s: the job store is back", slot)
+            except StoreUnavailable as exc:  # the database restarts, or the disk is full: wait it out
+                if not outage:
+                    outage = True
+                    log.warning("worker %s: %s (%s); retrying", slot, exc, exc.__cause__ or exc)
+                job = None
             except Exception:  # a store hiccup must not kill the worker thread
                 log.exception("worker %s failed; retrying", slot)
                 job = None
