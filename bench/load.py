@@ -16,7 +16,8 @@ get single jobs (seeded and new ones) until the submitters are done.
 Every request is timed and classified: ok, a documented limit error (docs/limits.md: 429 "Too many
 jobs", 413 "… larger than …"; counted, and a refused submit is sent again after a pause), or anything else
 (a failure: must be 0). At the end: accepted, ended (by status), lost (accepted but not ended within the
-timeout: must be 0), duplicates (job ids issued twice, or more new jobs in the store than were accepted:
+timeout: must be 0; each one's status read back then, so a slow machine's still-queued jobs are told
+from a real loss), duplicates (job ids issued twice, or more new jobs in the store than were accepted:
 must be 0), p50/p95/p99/max per kind of request, completed jobs/s, and the server's RSS at the start,
 after the first ``--rss-mark`` jobs ended, at the end and its peak; "growth" is end / mark - 1 (issue #17:
 within 15 %).
@@ -621,9 +622,18 @@ def _run(
                 "final.get-seeded", load._get(server.http, admin, f"/admin/system/jobs/{job_id}")
             )
             missing_seeded += job is None or job.get("status") not in ENDED
+        # Not ended within the timeout: where are they now? Still queued or running (a slow machine) is
+        # not the same as gone (a real loss: no such job, or in no known state).
+        unended: Counter[str] = Counter()
+        for job_id in load.lost:
+            job = check.call(
+                "final.get-unended", load._get(server.http, admin, f"/admin/system/jobs/{job_id}")
+            )
+            unended[(job or {}).get("status", "MISSING")] += 1
         figures = summarise(
             load, total, seeded, unlisted, missing_seeded, wall, seed_seconds, sampler.samples
         )
+        figures["unended_by_status"] = dict(unended)
         mark_mib = round(sampler.at_mark_rss / 2**20, 1)
         figures["mode"] = "celery" if bench_worker else "embedded"
         figures["server_rss_mib"]["mark_jobs"] = rss_mark
@@ -692,7 +702,8 @@ def print_figures(f: dict[str, Any]) -> None:
         f"(seeded in {f['seed_seconds']} s)"
     )
     print(
-        f"accepted {f['accepted']}, ended {f['ended']}, lost {f['lost']}, duplicates {f['duplicates']}, "
+        f"accepted {f['accepted']}, ended {f['ended']}, not ended in time {f['lost']} "
+        f"(now {f.get('unended_by_status', {})}), duplicates {f['duplicates']}, "
         f"limit errors {f['limit_errors']}, other failures {f['failures']}, "
         f"seeded unlisted/not gettable {f['seeded_unlisted']}/{f['seeded_not_gettable']}"
     )
