@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import importlib.util
 import itertools
-import json
 import os
 import random
 import select
@@ -26,6 +25,8 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from nbjobs.execution.dropuser import hand_over_connection_file
 
 # As kernels.py starts an IPython kernel (and nbclient does): no history database to open.
 DEFAULT_EXTRA_ARGS = ("--HistoryManager.hist_file=:memory:",)
@@ -108,7 +109,7 @@ def _become_the_job(spec: ForkSpec, status_fd: int, owners: Sequence[Any]) -> st
     connection_file = spec.connection_file
     env = dict(spec.env)
     if spec.uid is not None and spec.uid != os.getuid():
-        connection_file = _hand_over_connection_file(connection_file, spec.uid, spec.gid)
+        connection_file = hand_over_connection_file(connection_file, spec.uid, spec.gid)
         env.update(_user_env(spec.uid, os.path.dirname(connection_file)))  # as dropuser sets them
     if spec.gid is not None:
         os.setgroups([])
@@ -129,20 +130,6 @@ def _become_the_job(spec: ForkSpec, status_fd: int, owners: Sequence[Any]) -> st
     threading._counter = itertools.count(1).__next__  # type: ignore[attr-defined]  # names as in a new process
     _close_inherited(keep={0, 1, 2, status_fd}, owners=owners)
     return connection_file
-
-
-def _hand_over_connection_file(path: str, uid: int, gid: int | None) -> str:
-    """As ``dropuser`` does: a copy the kernel's user owns, in the kernel's own socket directory."""
-    with open(path, "rb") as source:
-        raw = source.read()
-    sockets = os.path.dirname(json.loads(raw)["ip"])  # IPC transport: the socket path prefix
-    copy = os.path.join(sockets, "connection.json")
-    fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.write(fd, raw)
-    os.close(fd)
-    for item in (sockets, copy):
-        os.chown(item, uid, gid if gid is not None else -1)
-    return copy
 
 
 def _user_env(uid: int, home: str) -> dict[str, str]:
