@@ -165,7 +165,7 @@ class Cluster:
                 os.killpg(worker.proc.pid, signal.SIGKILL)
                 worker.proc.wait(5)
 
-    def wait_job(self, job_id: str, predicate: Callable[[Job], bool], timeout: float = 60) -> Job:
+    def wait_job(self, job_id: str, predicate: Callable[[Job], bool], timeout: float = 120) -> Job:
         def check() -> Job | None:
             job = self.api.store.get(job_id)
             return job if job is not None and predicate(job) else None

@@ -153,7 +153,7 @@ def test_kill_9_of_the_api_server_with_queued_running_and_unpublished_jobs_loses
     serve.stop(signal.SIGKILL)
     # With no API process at all, the worker finishes what it runs and takes the queued jobs.
     for job_id in (running, *queued):
-        assert c.wait_job(job_id, lambda j: j.ended, timeout=60).status == JobStatus.COMPLETED
+        assert c.wait_job(job_id, lambda j: j.ended, timeout=120).status == JobStatus.COMPLETED
     assert c.api.store.get(unpublished.job_id).status == JobStatus.SUBMITTED  # nobody told the broker
 
     serve.start()  # the restarted server's reconciler publishes what was never dispatched
