@@ -49,7 +49,7 @@ import tracemalloc
 import uuid
 import warnings
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -489,19 +489,20 @@ def run(
     """One load run on a fresh server in ``data_dir``; the figures as a dict (see the module docstring)."""
     with contextlib.ExitStack() as stack:
         env = {} if queue_cap is None else {"NBJOBS_MAX_QUEUED_JOBS_PER_USER": str(queue_cap)}
-        if celery:
-            env.update(stack.enter_context(distributed(data_dir, workers)))
+        worker = stack.enter_context(distributed(data_dir, workers)) if celery else None
+        if worker is not None:
+            env.update(worker.env)
         return _run(
-            data_dir, env, clients=clients, jobs=jobs, listers=listers, seed_ended=seed_ended,
+            data_dir, env, worker, clients=clients, jobs=jobs, listers=listers, seed_ended=seed_ended,
             workers=workers, users=users, timeout=timeout, check_seeded=check_seeded, seed=seed,
             rss_mark=rss_mark, trace=trace,
         )  # fmt: skip
 
 
 @contextlib.contextmanager
-def distributed(data_dir: Path, concurrency: int) -> Any:
-    """A fresh PostgreSQL database and Redis as broker; yields the server's environment and runs one
-    `nbjobs worker` beside it (started once the server has migrated the database)."""
+def distributed(data_dir: Path, concurrency: int) -> Iterator[WorkerProcess]:
+    """A fresh PostgreSQL database and Redis as broker; yields the `nbjobs worker` to run beside the
+    server (its ``env`` is the server's too; ``start()`` it once the server has migrated the database)."""
     import psycopg
     import redis
 
@@ -512,7 +513,7 @@ def distributed(data_dir: Path, concurrency: int) -> Any:
     env = {"NBJOBS_DATABASE_URL": f"{POSTGRES_URL.rsplit('/', 1)[0]}/{name}", "NBJOBS_BROKER_URL": REDIS_URL}
     worker = WorkerProcess(data_dir, concurrency, env)
     try:
-        yield {**env, "NBJOBS_BENCH_WORKER": "1"}
+        yield worker
     finally:
         worker.stop()
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -522,12 +523,9 @@ def distributed(data_dir: Path, concurrency: int) -> Any:
 class WorkerProcess:
     """`nbjobs worker`, started by ``start()`` once the database exists."""
 
-    instances: list[WorkerProcess] = []
-
     def __init__(self, data_dir: Path, concurrency: int, env: dict[str, str]) -> None:
         self.data_dir, self.concurrency, self.env = data_dir, concurrency, env
         self.proc: subprocess.Popen | None = None
-        WorkerProcess.instances.append(self)
 
     def start(self) -> None:
         log = (self.data_dir / "worker.log").open("ab")
@@ -543,7 +541,6 @@ class WorkerProcess:
             time.sleep(0.2)
 
     def stop(self) -> None:
-        WorkerProcess.instances.remove(self)
         if self.proc is None or self.proc.poll() is not None:
             return
         self.proc.terminate()
@@ -556,6 +553,7 @@ class WorkerProcess:
 def _run(
     data_dir: Path,
     env: dict[str, str],
+    worker: WorkerProcess | None,
     *,
     clients: int,
     jobs: int,
@@ -573,15 +571,14 @@ def _run(
     users = users or max(1, clients // 5)
     names = [f"load{i:02d}" for i in range(users)]
     started = time.monotonic()
-    bench_worker = env.pop("NBJOBS_BENCH_WORKER", "")
     seeded = seed_ended_jobs(data_dir, seed_ended, names, environ=env, rng=rng)
     seed_seconds = time.monotonic() - started
     heaps = HeapSnapshots(data_dir / "heaps", trace) if trace else None
     server = Server.start(
         data_dir, workers=workers, pool=workers, prefix=heaps.prefix() if heaps else None, **env
     )
-    if bench_worker:
-        WorkerProcess.instances[-1].start()
+    if worker is not None:
+        worker.start()
     try:
         callers = [Caller(name, sign_in(server, name)) for name in names]
         for caller in callers:
@@ -635,7 +632,7 @@ def _run(
         )
         figures["unended_by_status"] = dict(unended)
         mark_mib = round(sampler.at_mark_rss / 2**20, 1)
-        figures["mode"] = "celery" if bench_worker else "embedded"
+        figures["mode"] = "embedded" if worker is None else "celery"
         figures["server_rss_mib"]["mark_jobs"] = rss_mark
         figures["server_rss_mib"]["at_mark"] = mark_mib
         end_mib = figures["server_rss_mib"]["end"]

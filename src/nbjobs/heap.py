@@ -14,7 +14,7 @@ On a C library without these calls (musl, macOS) both are no-ops that say so.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 import logging
 from typing import Any
 
@@ -23,10 +23,10 @@ log = logging.getLogger(__name__)
 M_ARENA_MAX = -8  # <malloc.h>
 
 
+@functools.cache  # once per process: every root asks, and a lookup by name may run ldconfig
 def _glibc() -> Any:
-    name = ctypes.util.find_library("c") or "libc.so.6"
     try:
-        libc = ctypes.CDLL(name)
+        libc = ctypes.CDLL(None)  # the C library this process already runs on, whatever its file name
     except OSError:
         return None
     if not (hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt")):

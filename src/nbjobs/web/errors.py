@@ -31,9 +31,13 @@ _HTTP_MESSAGES = {
 }
 
 
+def _disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno == errno.ENOSPC
+
+
 def error_code_message(exc: BaseException) -> tuple[int, str, list[str]]:
     """(code, message, details) for any exception, the single table clients see."""
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:  # a file under the data dir
+    if _disk_full(exc):  # a file under the data dir
         exc = DiskFull()
     if isinstance(exc, NbJobsError):
         return exc.code, exc.message, list(exc.details)
@@ -62,7 +66,7 @@ def envelope(admin: bool, code: int, message: str, details: list[str]) -> dict[s
 
 def error_response(request: Request, exc: BaseException, context: str) -> Response:
     code, message, details = error_code_message(exc)
-    if isinstance(exc, StoreUnavailable) or (isinstance(exc, OSError) and exc.errno == errno.ENOSPC):
+    if isinstance(exc, StoreUnavailable) or _disk_full(exc):
         # an outage the operator must see, not a bug: one line, with the driver's own words
         log.warning("%s %s: %s (%s)", request.method, request.url.path, message, exc.__cause__ or exc)
     elif code >= 500 and not isinstance(exc, NbJobsError):
