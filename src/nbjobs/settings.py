@@ -121,6 +121,9 @@ class PoolSettings:
     workers: int = computed_setting(_cpu_count, "NBJOBS_WORKERS")
     warm_pool_size: int = setting(2, "NBJOBS_WARM_POOL_SIZE")
     warm_pool_ttl_seconds: float = setting(3600.0, "NBJOBS_WARM_POOL_TTL_SECONDS")
+    # kernels of runtimes whose startMethod is fork are forked from a pre-imported template; 0: every
+    # kernel is spawned, whatever the runtime says (docs/performance.md, "Fork-started kernels")
+    fork_kernels: bool = setting(True, "NBJOBS_FORK_KERNELS")
     # on SIGTERM a worker (or serve) lets running jobs finish this long
     drain_seconds: float = setting(600.0, "NBJOBS_DRAIN_SECONDS")
 

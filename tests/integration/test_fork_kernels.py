@@ -8,6 +8,7 @@ a ZMQ context inherited hangs or aborts.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -29,7 +30,8 @@ from jupyter_client.connect import write_connection_file
 
 from nbjobs.execution.fork.child import ForkSpec
 from nbjobs.execution.fork.client import Template, TemplateError
-from nbjobs.execution.kernels import StartingKernel, kernel_pid
+from nbjobs.execution.fork.templates import Templates
+from nbjobs.execution.kernels import StartingKernel, StartMethod, kernel_pid
 from nbjobs.execution.limits import CgroupV1Backend, CgroupV2Backend, detect_backend
 from nbjobs.execution.processes import kill_process_tree
 from tests.waiting import GENEROUS, eventually
@@ -440,3 +442,69 @@ def test_measure_fork_against_stock_start(template, tmp_path):
         f"interleaved; load average {os.getloadavg()[0]:.1f} on "
         f"{os.cpu_count()} CPUs (busy, shared machine)"
     )
+
+
+# -- the owner's side: Templates keeps one per (interpreter, preload) healthy ---------------------------
+
+
+@pytest.fixture
+def templates(tmp_path, preload_dir, monkeypatch) -> Iterator[tuple[Templates, list[tuple[str, str, str]]]]:
+    monkeypatch.setenv("PYTHONPATH", template_env(preload_dir)["PYTHONPATH"])
+    reported: list[tuple[str, str, str]] = []
+    owner = Templates(tmp_path, lambda *status: reported.append(status), check_seconds=0, ping_timeout=2)
+    yield owner, reported
+    owner.close()
+
+
+def test_templates_rebuild_one_that_died_hung_or_whose_environment_changed(templates):
+    owner, reported = templates
+    first = owner.start_for("rt", sys.executable, (), "fork")
+    assert first.fork_socket and not first.fallback and reported == [("rt", "fork", "")]
+    (template,) = owner.running()
+    assert owner.start_for("rt", sys.executable, (), "fork").fork_socket == first.fork_socket  # healthy: kept
+
+    os.kill(template.pid, signal.SIGKILL)  # died
+    eventually(lambda: not template.alive(), what="the template to die")
+    second = owner.start_for("rt", sys.executable, (), "fork")
+    (rebuilt,) = owner.running()
+    assert rebuilt.pid != template.pid and second.fork_socket != first.fork_socket
+    assert second.generation == first.generation  # same interpreter and packages: waiting kernels stay
+
+    os.kill(rebuilt.pid, signal.SIGSTOP)  # hung: no answer to the owner's ping
+    try:
+        third = owner.start_for("rt", sys.executable, (), "fork")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(rebuilt.pid, signal.SIGCONT)
+    assert not rebuilt.alive() and owner.running()[0].pid != rebuilt.pid and third.fork_socket
+
+    site = owner.running()[0].site[0]  # a package installed or upgraded changes this directory
+    stat = os.stat(site)
+    try:
+        os.utime(site, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+        fourth = owner.start_for("rt", sys.executable, (), "fork")
+    finally:
+        os.utime(site, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert fourth.generation != third.generation  # kernels of the old environment are not handed out
+    assert all(status == ("rt", "fork", "") for status in reported)  # the runtime was never without one
+
+
+def test_templates_refuse_a_bad_preload_once_and_report_it(templates):
+    owner, reported = templates
+    start = owner.start_for("rt", sys.executable, ("nbjobs_fork_broken",), "fork")
+    assert not start.fork_socket and "nbjobs_fork_broken" in start.fallback
+    assert reported[-1][:2] == ("rt", "fallback") and "failed to import" in reported[-1][2]
+    again = owner.start_for("rt", sys.executable, ("nbjobs_fork_broken",), "fork")
+    assert again.fallback == start.fallback and not owner.running()  # not retried: nothing changed
+    # the runtime's preload edited: another template, and the runtime reports fork again
+    fixed = owner.start_for("rt", sys.executable, ("json",), "fork")
+    assert fixed.fork_socket and reported[-1] == ("rt", "fork", "")
+    assert owner.start_for("rt", sys.executable, ("json",), "spawn") == StartMethod()
+    assert reported[-1] == ("rt", "spawn", "")
+
+
+def test_an_interpreter_that_cannot_run_a_template_is_a_fallback_with_its_reason(templates, tmp_path):
+    owner, reported = templates
+    start = owner.start_for("rt", str(tmp_path / "no-python"), (), "fork")
+    assert not start.fork_socket and "could not start" in start.fallback
+    assert reported[-1][:2] == ("rt", "fallback")

@@ -24,8 +24,7 @@ def wait_warm(pool: WarmPool, count: int, timeout: float = 60) -> list[int]:
     while pool.warm_count() < count:
         assert time.monotonic() < end, f"pool never had {count} warm runners"
         time.sleep(0.05)
-    runners = pool.waiting()
-    return [kid.pid for r in runners for kid in psutil.Process(r.proc.pid).children()]
+    return [r.kernel[0] for r in pool.waiting() if r.kernel[0]]
 
 
 def seen_by(app, job_id: str) -> dict:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import text
 
 from nbjobs.errors import StoreError
 from nbjobs.settings import load_settings
 from nbjobs.store.engine import make_engine, open_store
 from nbjobs.store.migrate import current, upgrade
+from nbjobs.store.runtimes import SqlRuntimeStore
 from nbjobs.store.tables import metadata
 
 
@@ -33,6 +35,29 @@ def test_upgrade_is_idempotent(engine):
     first = current(engine)
     upgrade(engine)
     assert current(engine) == first is not None
+
+
+def test_0013_gives_existing_runtimes_the_start_defaults(engine):
+    upgrade(engine, "0012")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO runtimes (runtime_id, name, version, python, kernel_name, max_cpu, max_memory, "
+                "max_memory_unit, max_swap_memory, max_swap_memory_unit, max_wall_minutes, max_output_bytes, "
+                "requires_advanced_privileges, disabled, is_default, created, updated) VALUES ('r1', 'Geo', "
+                "'11.0', '/opt/geo/bin/python', 'nbjobs-r1', 2, 1.5, 'g', 0, 'g', 30, 0, :f, :f, :f, 5, 6)"
+            ),
+            {"f": False},
+        )
+    upgrade(engine)
+    spec = SqlRuntimeStore(engine).get("r1")
+    assert spec is not None and (spec.name, spec.python, spec.max_cpu, spec.max_wall_minutes) == (
+        "Geo",
+        "/opt/geo/bin/python",
+        2,
+        30,
+    )
+    assert (spec.preload, spec.start_method, spec.start_status) == ((), "fork", None)
 
 
 def test_a_corrupt_database_file_is_a_clear_store_error(tmp_path):

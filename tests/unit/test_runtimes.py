@@ -17,7 +17,7 @@ from nbjobs.errors import (
     UnknownRuntimeId,
 )
 from nbjobs.models.accounts import ORG_ADMIN, ORG_USER, User
-from nbjobs.models.runtimes import DEFAULT_RUNTIME, RuntimeSpec
+from nbjobs.models.runtimes import DEFAULT_RUNTIME, RuntimeSpec, StartStatus
 from nbjobs.service.authz import OPERATOR, USER_PRIVILEGES
 from nbjobs.service.runtimes.environments import FakeEnvironments
 from nbjobs.service.runtimes.fields import RuntimeFields, runtime_name_of
@@ -290,3 +290,114 @@ def test_choose_rejects_unknown_disabled_and_unprivileged(service: RuntimeServic
 )
 def test_runtime_name_of(data: bytes, name: str):
     assert runtime_name_of(data) == name
+
+
+# -- start method and preload -----------------------------------------------------------------------
+
+
+def test_the_default_starts_by_fork_with_no_preload(service: RuntimeService):
+    default = service.default()
+    assert (default.preload, default.start_method, default.start_status) == ((), "fork", None)
+
+
+def test_register_takes_preload_and_start_method(service: RuntimeService, env_python: str):
+    spec = service.register(
+        OPERATOR,
+        RuntimeFields(
+            name="Geo",
+            python=env_python,
+            preload=(" pandas", "numpy", "os.path", "pandas", "numpy "),
+            start_method=" Spawn ",
+        ),
+    )
+    assert spec.preload == ("pandas", "numpy", "os.path")  # stripped, duplicates dropped, order kept
+    assert spec.start_method == "spawn" and spec.start_status is None
+    assert service.get(spec.runtime_id) == spec
+    plain = service.register(OPERATOR, RuntimeFields(name="Plain", python=env_python))
+    assert (plain.preload, plain.start_method) == ((), "fork")
+    many = tuple(f"m{i}" for i in range(32))
+    assert (
+        service.register(OPERATOR, RuntimeFields(name="Many", python=env_python, preload=many)).preload
+        == many
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        (RuntimeFields(preload=("",)), "'' is not a Python module name"),
+        (RuntimeFields(preload=(".pandas",)), "'.pandas' is not a Python module name"),
+        (RuntimeFields(preload=("pandas.",)), "'pandas.' is not a Python module name"),
+        (RuntimeFields(preload=("os..path",)), "'os..path' is not a Python module name"),
+        (RuntimeFields(preload=("pandas numpy",)), "'pandas numpy' is not a Python module name"),
+        (RuntimeFields(preload=("numpy", "1abc")), "'1abc' is not a Python module name"),
+        (RuntimeFields(preload=("my-module",)), "'my-module' is not a Python module name"),
+        (RuntimeFields(preload=("os; import sys",)), "is not a Python module name"),
+        (RuntimeFields(preload=("class",)), "'class' is not a Python module name"),
+        (RuntimeFields(preload=tuple(f"m{i}" for i in range(33))), "33 modules \\(at most 32\\)"),
+        (
+            RuntimeFields(start_method="forkserver"),
+            "'startMethod': 'forkserver' \\(expected one of fork, spawn\\)",
+        ),
+        (RuntimeFields(start_method=""), "'startMethod'"),
+    ],
+)
+def test_bad_preload_or_start_method_is_refused(service: RuntimeService, env_python: str, fields, message):
+    with pytest.raises(InvalidRequest, match=message):
+        service.register(OPERATOR, RuntimeFields(**{**fields.__dict__, "name": "X", "python": env_python}))
+    assert len(service.list()) == 1
+    geo = service.register(OPERATOR, RuntimeFields(name="Geo", python=env_python, preload=("pandas",)))
+    with pytest.raises(InvalidRequest, match=message):
+        service.update(OPERATOR, geo.runtime_id, fields)
+    assert service.get(geo.runtime_id) == geo
+
+
+def test_update_of_preload_or_start_method_forgets_the_start_status(service: RuntimeService, env_python: str):
+    geo = service.register(OPERATOR, RuntimeFields(name="Geo", python=env_python, preload=("pandas",)))
+    service.clock.advance(5)
+    service.record_start_status(geo.runtime_id, "fork")
+    ready = service.get(geo.runtime_id).start_status
+    kept = service.update(OPERATOR, geo.runtime_id, RuntimeFields(max_cpu=2, preload=("pandas",)))
+    assert kept.start_status == ready and service.get(geo.runtime_id).start_status == ready  # same start
+    assert service.update(OPERATOR, geo.runtime_id, RuntimeFields(start_method="FORK")).start_status == ready
+    changed = service.update(OPERATOR, geo.runtime_id, RuntimeFields(preload=("pandas", "numpy")))
+    assert changed.preload == ("pandas", "numpy") and changed.start_status is None
+    assert service.get(geo.runtime_id) == changed and service.get(geo.runtime_id).max_cpu == 2
+    service.record_start_status(geo.runtime_id, "fork")
+    spawned = service.update(OPERATOR, geo.runtime_id, RuntimeFields(start_method="spawn"))
+    assert spawned.start_method == "spawn" and service.get(geo.runtime_id).start_status is None
+    assert service.get(geo.runtime_id).preload == ("pandas", "numpy")  # None leaves preload as it is
+    service.record_start_status(geo.runtime_id, "spawn")
+    cleared = service.update(OPERATOR, geo.runtime_id, RuntimeFields(preload=()))
+    assert cleared.preload == () and service.get(geo.runtime_id).start_status is None
+
+
+def test_restore_puts_the_default_back_to_fork_without_preload(service: RuntimeService):
+    default_id = DEFAULT_RUNTIME.runtime_id
+    service.update(OPERATOR, default_id, RuntimeFields(preload=("pandas",), start_method="spawn"))
+    service.record_start_status(default_id, "spawn")
+    restored = service.restore(OPERATOR)
+    assert (restored.preload, restored.start_method, restored.start_status) == ((), "fork", None)
+    assert service.get(default_id) == restored
+    service.record_start_status(default_id, "fork")
+    again = service.restore(OPERATOR)  # the way kernels start did not change: the report stays
+    assert again.start_status is not None and service.get(default_id).start_status == again.start_status
+
+
+def test_record_start_status_stores_what_the_supervisor_reports(service: RuntimeService, env_python: str):
+    geo = service.register(OPERATOR, RuntimeFields(name="Geo", python=env_python, preload=("nope",)))
+    service.clock.advance(250)
+    reason = "preload 'nope' cannot be imported: No module named 'nope'"
+    status = service.record_start_status(geo.runtime_id, "fallback", reason)
+    assert status == StartStatus("fallback", reason, 1_250)
+    stored = service.get(geo.runtime_id)
+    assert stored.start_status == status and stored.updated == geo.updated  # only the status changed
+    assert service.record_start_status(geo.runtime_id, "fork").reason == ""
+    assert service.record_start_status(geo.runtime_id, "fallback", "x" * 5000).reason == "x" * 2000
+    with pytest.raises(InvalidRequest, match="Invalid start state 'ready'"):
+        service.record_start_status(geo.runtime_id, "ready")
+    assert service.get(geo.runtime_id).start_status.state == "fallback"
+    service.unregister(OPERATOR, geo.runtime_id)
+    service.record_start_status(geo.runtime_id, "fork")  # gone meanwhile: nothing to record
+    with pytest.raises(RuntimeNotFound):
+        service.get(geo.runtime_id)

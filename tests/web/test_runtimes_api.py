@@ -197,6 +197,113 @@ def test_html_page_offers_the_operations(admin, client):
     assert "register" in page and "validateRuntimes" in page and "Python 3 Standard" in page
 
 
+# -- start method and preload -----------------------------------------------------------------------
+
+
+def view_of(caller, runtime_id: str) -> dict:
+    return caller.get(f"/admin/notebooks/runtimes/{runtime_id}").json()
+
+
+def test_the_default_view_says_fork_no_preload_and_no_status_yet(alice):
+    view = view_of(alice, DEFAULT_ID)
+    assert (view["preload"], view["startMethod"], view["startStatus"]) == ([], "fork", None)
+
+
+def test_preload_and_start_method_as_a_json_list_or_commas(admin, alice, bare_python, nb, clock):
+    answer = register(
+        admin, name="Geo", python=bare_python, preload='["pandas", "numpy", "pandas"]', startMethod="Spawn"
+    )
+    runtime_id = answer["notebookRuntime"]["id"]
+    view = view_of(alice, runtime_id)
+    assert (view["preload"], view["startMethod"], view["startStatus"]) == (["pandas", "numpy"], "spawn", None)
+    assert nb.runtimes.get(runtime_id).preload == ("pandas", "numpy")
+
+    clock.advance(10)
+    nb.runtimes.record_start_status(runtime_id, "spawn")
+    assert view_of(alice, runtime_id)["startStatus"] == {
+        "state": "spawn",
+        "reason": "",
+        "updated": nb.clock(),
+    }
+    same = admin.post(
+        f"/admin/notebooks/runtimes/{runtime_id}/update", maxCpu="1", preload="", startMethod=""
+    )
+    assert same.json() == {"status": "success"}  # empty fields (an html form) leave both as they are
+    view = view_of(alice, runtime_id)
+    assert (view["preload"], view["startMethod"], view["startStatus"]["state"]) == (
+        ["pandas", "numpy"],
+        "spawn",
+        "spawn",
+    )
+
+    update = f"/admin/notebooks/runtimes/{runtime_id}/update"
+    assert admin.post(update, preload=" os.path, json ,, ", startMethod="FORK").json() == {
+        "status": "success"
+    }
+    view = view_of(alice, runtime_id)
+    assert (view["preload"], view["startMethod"], view["startStatus"]) == (["os.path", "json"], "fork", None)
+
+    nb.runtimes.record_start_status(runtime_id, "fallback", "json starts a thread")
+    fallback = view_of(alice, runtime_id)["startStatus"]
+    assert (fallback["state"], fallback["reason"]) == ("fallback", "json starts a thread")
+    assert admin.post(update, preload="[]").json() == {"status": "success"}
+    view = view_of(alice, runtime_id)
+    assert (view["preload"], view["startMethod"], view["startStatus"]) == ([], "fork", None)
+    assert [r["preload"] for r in alice.get("/admin/notebooks/runtimes").json()["runtimes"]] == [[], []]
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"preload": '{"pandas": 1}'}, "Invalid value for 'preload': expected a JSON array of module names"),
+        ({"preload": '"pandas"'}, "Invalid value for 'preload': expected a JSON array of module names"),
+        ({"preload": "[1, 2]"}, "expected a JSON array of module names (strings)"),
+        ({"preload": '["pandas", null]'}, "expected a JSON array of module names"),
+        ({"preload": '[["pandas"]]'}, "expected a JSON array of module names"),
+        ({"preload": '["pandas"'}, "Invalid value for 'preload': not valid JSON"),
+        ({"preload": "[" * 5000 + "]" * 5000}, "Invalid value for 'preload'"),
+        ({"preload": '["my-module"]'}, "'my-module' is not a Python module name"),
+        ({"preload": '[""]'}, "'' is not a Python module name"),
+        ({"preload": "pandas,1abc"}, "'1abc' is not a Python module name"),
+        ({"preload": "pandas numpy"}, "'pandas numpy' is not a Python module name"),
+        ({"preload": ".hidden"}, "'.hidden' is not a Python module name"),
+        ({"preload": ",".join(f"m{i}" for i in range(33))}, "33 modules (at most 32)"),
+        (
+            {"startMethod": "forkserver"},
+            "Invalid value for 'startMethod': 'forkserver' (expected one of fork, spawn)",
+        ),
+    ],
+)
+def test_bad_preload_or_start_method_is_an_error_envelope(admin, alice, bare_python, fields, message):
+    answer = register(admin, name="X", python=bare_python, **fields)
+    assert answer["status"] == "error" and answer["code"] == 400, answer
+    assert message in " ".join(answer["messages"])
+    assert len(alice.get("/admin/notebooks/runtimes").json()["runtimes"]) == 1
+    before = view_of(alice, DEFAULT_ID)
+    answer = admin.post(f"/admin/notebooks/runtimes/{DEFAULT_ID}/update", **fields).json()
+    assert answer["status"] == "error" and answer["code"] == 400, answer
+    assert message in " ".join(answer["messages"])
+    assert view_of(alice, DEFAULT_ID) == before
+
+
+def test_only_an_admin_sets_preload_and_start_method(alice, viewer, bare_python):
+    assert register(alice, name="Mine", python=bare_python, preload="pandas")["code"] == 403
+    for caller in (alice, viewer):
+        answer = caller.post(
+            f"/admin/notebooks/runtimes/{DEFAULT_ID}/update", preload='["pandas"]', startMethod="spawn"
+        ).json()
+        assert answer["code"] == 403
+    view = view_of(alice, DEFAULT_ID)
+    assert (view["preload"], view["startMethod"]) == ([], "fork")
+    assert len(alice.get("/admin/notebooks/runtimes").json()["runtimes"]) == 1
+
+
+def test_html_forms_offer_preload_and_start_method(admin, client):
+    for path in ("", f"/{DEFAULT_ID}"):
+        page = client.get(f"/arcgis/admin/notebooks/runtimes{path}?token={admin.token}").text
+        assert "name='preload'" in page and "name='startMethod'" in page, path
+
+
 # -- executeNotebook and runtimes -------------------------------------------------------------------
 
 

@@ -13,6 +13,7 @@ from nbjobs.errors import NbJobsError
 from nbjobs.service.authz import OPERATOR
 
 if TYPE_CHECKING:  # imported where used, to keep `nbjobs --help` fast
+    from nbjobs.models.runtimes import RuntimeSpec
     from nbjobs.roots.operator import Operator
     from nbjobs.service.runtimes.fields import RuntimeFields
     from nbjobs.service.runtimes.registry import RuntimeService
@@ -45,6 +46,16 @@ def _limit_options(command: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("--advanced/--standard", default=None, help="Require the advanced-notebooks privilege."),
         click.option("--disabled/--enabled", default=None, help="Refuse new jobs on this runtime."),
+        click.option(
+            "--preload",
+            metavar="MODULES",
+            help="Modules a fork template imports once, comma-separated (e.g. pandas,numpy); '' clears.",
+        ),
+        click.option(
+            "--start-method",
+            type=click.Choice(["fork", "spawn"], case_sensitive=False),
+            help="fork: kernels forked from a pre-imported template (default); spawn: an ipykernel each.",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -68,7 +79,25 @@ def _fields(name: str | None, **opts: Any) -> RuntimeFields:
         max_output_bytes=opts["max_output_bytes"],
         requires_advanced_privileges=opts["advanced"],
         disabled=opts["disabled"],
+        preload=_modules(opts["preload"]),
+        start_method=opts["start_method"],
     )
+
+
+def _modules(raw: str | None) -> tuple[str, ...] | None:
+    """``--preload``: comma-separated module names; '' is none (clears on update); None when not given."""
+    if raw is None:
+        return None
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _start(spec: RuntimeSpec) -> str:
+    """A runtime's start method, preload and reported start status, for ``list``."""
+    status = spec.start_status
+    reported = "not reported" if status is None else status.state
+    if status is not None and status.reason:
+        reported += f" ({' '.join(status.reason.split())})"  # one line, no tabs
+    return f"{spec.start_method}\t{','.join(spec.preload) or '-'}\t{reported}"
 
 
 @click.group()
@@ -79,7 +108,7 @@ def runtimes() -> None:
 @runtimes.command("list")
 @_data_dir
 def list_runtimes(data_dir: Path | None) -> None:
-    """List runtimes: id, name, kernel, python, flags."""
+    """List runtimes: id, name, kernel, python, flags, start method, preload, start status."""
     service, store = _service(data_dir)
     try:
         for spec in service.list():
@@ -93,7 +122,10 @@ def list_runtimes(data_dir: Path | None) -> None:
                 if on
             ]
             python = service.python_of(spec)
-            click.echo(f"{spec.runtime_id}\t{spec.name}\t{spec.kernel_name}\t{python}\t{','.join(flags)}")
+            click.echo(
+                f"{spec.runtime_id}\t{spec.name}\t{spec.kernel_name}\t{python}\t{','.join(flags)}"
+                f"\t{_start(spec)}"
+            )
     finally:
         store.close()
 

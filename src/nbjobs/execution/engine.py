@@ -23,6 +23,9 @@ from nbformat import NotebookNode
 from nbjobs.errors import InvalidNotebook, InvalidParameters
 from nbjobs.execution.kernel_setup import job_context_code, stream_cap_code, value_expression
 from nbjobs.execution.kernels import (
+    SPAWN,
+    RunAsKernelManager,
+    StartMethod,
     WarmKernel,
     kernel_exists,
     kernel_pid,
@@ -72,6 +75,12 @@ class ExecutionRequest:
     output_names: tuple[str, ...] = ()  # variables to read back after the last cell (web tool outputs)
     run_as: str = ""  # OS user the kernel runs as ("" = the server's own)
     report_mode: bool = False  # papermill's --report-mode: code cells' inputs hidden in the output
+    fork_socket: str = ""  # a cold start asks the runtime's fork template there ("" = spawn)
+    fork_fallback: str = ""  # why the kernel is spawned although the runtime asks for fork
+
+    @property
+    def start(self) -> StartMethod:
+        return StartMethod(self.fork_socket, self.fork_fallback)
 
     @property
     def limits(self) -> Limits:
@@ -91,6 +100,7 @@ class Outcome:
     values: dict[str, dict[str, Any]] = field(default_factory=dict)
     cpu_seconds: float = 0.0  # CPU the cells used in the kernel and its children; 0 when unknown
     warnings: list[str] = field(default_factory=list)  # what the run worked around (job results)
+    start_method: str = ""  # fork | spawn: how the kernel that ran the cells was started ("" = none)
 
     @property
     def ok(self) -> bool:
@@ -167,7 +177,7 @@ def execute(request: ExecutionRequest, listener: Listener, warm: WarmKernel | No
     if warm is not None:
         km, sockets = warm.km, warm.sockets
     else:
-        km, sockets = new_kernel_manager(kernel_name, request.run_as)
+        km, sockets = new_kernel_manager(kernel_name, request.run_as, request.start)
     client = _CappedClient(
         nb,
         cap,
@@ -187,6 +197,9 @@ def execute(request: ExecutionRequest, listener: Listener, warm: WarmKernel | No
         failure, executed = _run_cells(client, nb, request, listener, warm=warm, values=values, usage=usage)
     finally:
         shutil.rmtree(sockets, ignore_errors=True)
+    method = km.start_method if isinstance(km, RunAsKernelManager) else SPAWN
+    if isinstance(km, RunAsKernelManager) and km.fallback:
+        warnings.append(f"The kernel was started as a new process, not forked from a template: {km.fallback}")
     marked = (FailureReason.CELL_ERROR, FailureReason.TIMEOUT)
     if failure is not None and failure.reason in marked and failure.cell_index is not None:
         at = failure.cell_index
@@ -202,6 +215,7 @@ def execute(request: ExecutionRequest, listener: Listener, warm: WarmKernel | No
         values=values,
         cpu_seconds=usage.cpu_seconds,
         warnings=warnings,
+        start_method=method if kernel_pid(km) else "",
     )
 
 

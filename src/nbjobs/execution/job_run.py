@@ -131,6 +131,10 @@ class JobRun:
             run_as=self.settings.execution.kernel_user,
         )
         runner = self.pool.take(spec.kernel_name)
+        # a cold start (the warm kernel unusable) starts its kernel the way the runner's would have
+        request = dataclasses.replace(
+            request, fork_socket=runner.start.fork_socket, fork_fallback=runner.start.fallback
+        )
         self.took_ready = runner.taken_ready
         stderr_path = runner.log_path
         proc = runner.proc

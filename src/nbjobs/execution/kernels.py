@@ -3,17 +3,27 @@
 Kernels talk over IPC sockets in a private temp dir, not loopback TCP: no port another local user
 could reach, no ZMQ reconnect delay. The socket path must be absolute (runner and kernel have
 different working directories) and short (a Unix socket path has 108 bytes).
+
+A kernel is started one of two ways (``StartMethod``): *fork*, asking the runtime's fork template
+(``fork/``) for a child of its pre-imported interpreter, or *spawn*, a new ``ipykernel_launcher``
+process as Jupyter starts one. A fork that cannot be had falls back to spawn for that kernel, and the
+manager says why (``fallback``), so the job's results can record it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import pwd
+import select
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from jupyter_client.client import KernelClient
 from jupyter_client.kernelspec import NATIVE_KERNEL_NAME, KernelSpecManager, NoSuchKernel
@@ -21,10 +31,87 @@ from jupyter_client.manager import AsyncKernelManager, KernelManager
 from jupyter_core.utils import run_sync
 from traitlets import Unicode
 
+from nbjobs.execution.fork.child import ForkSpec
+from nbjobs.execution.fork.client import TemplateError, request_fork
 from nbjobs.execution.kernel_setup import stream_cap_code
 from nbjobs.execution.processes import kill_process_tree
 
 READY_CLIENT = "nbjobs.execution.ready_client.ReadyClient"
+FORK = "fork"
+SPAWN = "spawn"
+START_METHODS = (FORK, SPAWN)
+DROPUSER = ["-m", "nbjobs.execution.dropuser"]
+
+
+@dataclass(frozen=True)
+class StartMethod:
+    """How a runner starts its kernel: forked from the template listening at ``fork_socket``, or
+    spawned (no socket). ``fallback``: why a kernel that should have been forked is spawned instead
+    (the template refused or is not there); "" when spawn is what the runtime asked for."""
+
+    fork_socket: str = ""
+    fallback: str = ""
+    generation: str = ""  # what made the kernel (template, environment); a pool drops other generations
+
+    def arguments(self) -> list[str]:
+        """The runner's command-line options that carry it."""
+        args = ["--fork-socket", self.fork_socket] if self.fork_socket else []
+        return args + (["--fork-fallback", self.fallback] if self.fallback else [])
+
+
+class ForkedProcess:
+    """The ``Popen`` face of a kernel forked by a template (not our child: a pidfd stands in for
+    ``waitpid``), so jupyter_client's local provisioner polls, signals, kills and waits on it as usual.
+    Its exit status is the template's to collect; ``returncode`` is -1 once it has exited."""
+
+    stdin = stdout = stderr = None
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        self.args = [f"forked kernel {pid}"]
+        try:
+            self._fd = os.pidfd_open(pid)
+        except ProcessLookupError:  # died before we looked
+            self._fd, self.returncode = -1, -1
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            readable, _, _ = select.select([self._fd], [], [], 0)
+            if readable:
+                self._exited()
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            readable, _, _ = select.select([self._fd], [], [], timeout)
+            if not readable:
+                raise subprocess.TimeoutExpired(self.args, timeout or 0)
+            self._exited()
+        assert self.returncode is not None
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(self._fd, sig)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def _exited(self) -> None:
+        self.returncode = -1
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+        self._fd = -1
+
+    def __del__(self) -> None:
+        if getattr(self, "_fd", -1) >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
 
 
 def resolve_kernel_name(name: str) -> str:
@@ -45,26 +132,75 @@ def kernel_exists(name: str) -> bool:
 
 
 class RunAsKernelManager(AsyncKernelManager):
-    """Starts the kernel through ``nbjobs.execution.dropuser`` when ``run_as`` names an OS user."""
+    """Starts the kernel through ``nbjobs.execution.dropuser`` when ``run_as`` names an OS user, and
+    from the fork template at ``fork_socket`` when there is one (falling back to that stock start)."""
 
     run_as = Unicode("")
+    fork_socket = Unicode("")
+    fallback = Unicode("")  # why this kernel was spawned although a fork was wanted ("" otherwise)
 
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
         cmd = super().format_kernel_cmd(extra_arguments)
         if not self.run_as:
             return cmd
-        return [sys.executable, "-m", "nbjobs.execution.dropuser", self.run_as, "--", *cmd]
+        return [sys.executable, *DROPUSER, self.run_as, "--", *cmd]
+
+    @property
+    def start_method(self) -> str:
+        return FORK if self.fork_socket and not self.fallback else SPAWN
+
+    async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+        if self.fork_socket and not self.fallback:
+            try:
+                self._fork(kernel_cmd, kw)
+                return
+            except TemplateError as exc:
+                self.fallback = exc.reason
+                self.log.warning("starting the kernel the stock way: %s", exc.reason)
+        await super()._async_launch_kernel(kernel_cmd, **kw)
+
+    def _fork(self, kernel_cmd: list[str], kw: dict[str, Any]) -> None:
+        """Ask the template for the kernel ``kernel_cmd`` would start, with what Popen would be given."""
+        argv = list(kernel_cmd)
+        if argv[1:3] == DROPUSER:  # [python, -m, dropuser, USER, --, *cmd]: the child drops itself
+            argv = argv[5:]
+        uid = gid = None
+        if self.run_as:
+            account = pwd.getpwnam(self.run_as)
+            uid, gid = account.pw_uid, account.pw_gid
+        env = dict(kw.get("env") or os.environ)
+        env["JPY_PARENT_PID"] = str(os.getpid())  # as jupyter_client's launcher sets it
+        spec = ForkSpec(
+            connection_file=self.connection_file,
+            cwd=str(kw.get("cwd") or os.getcwd()),
+            env=env,
+            log_path="",
+            parent_pid=os.getpid(),
+            uid=uid,
+            gid=gid,
+        )
+        pid = request_fork(self.fork_socket, spec, argv=argv, log_fd=sys.stderr.fileno())
+        provisioner: Any = self.provisioner
+        provisioner.process = ForkedProcess(pid)
+        provisioner.pid = provisioner.pgid = pid  # its own session and process group
+        provisioner.cwd = spec.cwd
+        self._reconcile_connection_info(provisioner.connection_info)
 
 
-def new_kernel_manager(kernel_name: str, run_as: str = "") -> tuple[AsyncKernelManager, str]:
+def new_kernel_manager(
+    kernel_name: str, run_as: str = "", start: StartMethod | None = None
+) -> tuple[RunAsKernelManager, str]:
     """A kernel manager on IPC sockets, and the directory holding them (remove it when done)."""
     sockets = tempfile.mkdtemp(prefix="nbjobs-k-")
+    start = start or StartMethod()
     km = RunAsKernelManager(
         kernel_name=kernel_name,
         transport="ipc",
         ip=os.path.join(sockets, "k"),
         client_class=READY_CLIENT,
         run_as=run_as,
+        fork_socket=start.fork_socket,
+        fallback=start.fallback,
     )
     return km, sockets
 
@@ -87,9 +223,23 @@ class WarmKernel:
     pid: int
     stream_cap: int = 0  # the per-cell stream cap already installed in the kernel (0: none)
 
+    @property
+    def start_method(self) -> str:
+        return self.km.start_method if isinstance(self.km, RunAsKernelManager) else SPAWN
+
+    @property
+    def fallback(self) -> str:
+        return self.km.fallback if isinstance(self.km, RunAsKernelManager) else ""
+
     @classmethod
     def start(
-        cls, kernel_name: str, cwd: str, env: Mapping[str, str], stream_cap: int = 0, run_as: str = ""
+        cls,
+        kernel_name: str,
+        cwd: str,
+        env: Mapping[str, str],
+        stream_cap: int = 0,
+        run_as: str = "",
+        start: StartMethod | None = None,
     ) -> WarmKernel:
         """Start ``kernel_name`` now, wait until both its channels answer, and pay its first-run costs.
 
@@ -98,7 +248,7 @@ class WarmKernel:
         from nbclient import NotebookClient  # here, so that launch() needs jupyter_client only
         from nbformat.v4 import new_notebook
 
-        km, sockets = new_kernel_manager(kernel_name, run_as)
+        km, sockets = new_kernel_manager(kernel_name, run_as, start)
         starter = NotebookClient(new_notebook(), km=km, kernel_name=kernel_name)
         try:
             starter.start_new_kernel(cwd=cwd, env=dict(env))

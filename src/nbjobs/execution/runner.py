@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from nbjobs.execution.engine import ExecutionRequest, Outcome, execute
-from nbjobs.execution.kernels import WarmKernel, kernel_exists
+from nbjobs.execution.kernels import StartMethod, WarmKernel, kernel_exists
 from nbjobs.models.parameters import NotebookParameters
 
 PR_SET_PDEATHSIG = 1
@@ -98,6 +98,7 @@ def outcome_event(outcome: Outcome) -> dict[str, Any]:
         "has_output": outcome.notebook is not None,
         "values": outcome.values,
         "warnings": outcome.warnings,
+        "start_method": outcome.start_method,
     }
 
 
@@ -118,7 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     args.add_argument("--kernel", default="", help="start this kernel now, before the request arrives")
     args.add_argument("--stream-cap", type=int, default=0, help="per-cell stdout/stderr cap to install now")
     args.add_argument("--run-as", default="", help="OS user the kernel runs as")
+    args.add_argument("--fork-socket", default="", help="fork the kernel from the template listening here")
+    args.add_argument("--fork-fallback", default="", help="why the kernel is spawned although fork was asked")
     options = args.parse_args(argv)
+    start = StartMethod(options.fork_socket, options.fork_fallback)
     parent = int(os.environ.pop("NBJOBS_SUPERVISOR_PID", "0"))
     if parent:
         _die_with_parent(parent)
@@ -136,10 +140,13 @@ def main(argv: list[str] | None = None) -> int:
         try:
             began = time.monotonic()
             warm = WarmKernel.start(
-                options.kernel, os.getcwd(), dict(os.environ), options.stream_cap, options.run_as
+                options.kernel, os.getcwd(), dict(os.environ), options.stream_cap, options.run_as, start
             )
             warm_seconds = time.monotonic() - began
-            Path(f"runner-{os.getpid()}.ready").touch()  # the pool prefers runners that are ready
+            # the pool prefers ready runners; the file names the kernel (a forked one is not our child)
+            ready = Path(f"runner-{os.getpid()}.ready.tmp")
+            ready.write_text(f"{warm.pid} {warm.start_method}")
+            ready.replace(ready.with_suffix(""))
         except Exception as exc:  # the job will try a cold start and report what fails
             print(f"warm kernel {options.kernel!r} did not start: {exc}", file=sys.stderr)
     raw = _wait_for_request(warm)

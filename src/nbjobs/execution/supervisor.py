@@ -10,24 +10,30 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sys
 import threading
+import time
 from collections.abc import Callable
 
 from nbjobs.clock import Clock
 from nbjobs.execution.contract import CredentialIssuer, RuntimeLookup
+from nbjobs.execution.fork.templates import StatusSink, Templates
 from nbjobs.execution.job_run import JobRun, log_end
+from nbjobs.execution.kernels import StartMethod
 from nbjobs.execution.limits import LimitBackend, RlimitBackend
 from nbjobs.execution.warm_pool import WarmPool
 from nbjobs.models.events import NO_EVENTS, JobEvents, PoolState
 from nbjobs.models.jobs import (
     Job,
 )
-from nbjobs.models.runtimes import RuntimeSpec
+from nbjobs.models.runtimes import DEFAULT_RUNTIME, RuntimeSpec
 from nbjobs.models.stores import JobStore
 from nbjobs.settings import Settings
 from nbjobs.telemetry.logs import job_context
 
 log = logging.getLogger(__name__)
+
+SPEC_REFRESH_SECONDS = 10.0  # how stale a pool's idea of its runtime (preload, startMethod) may get
 
 
 class Supervisor:
@@ -48,6 +54,7 @@ class Supervisor:
         credentials: CredentialIssuer | None = None,
         max_minutes: Callable[[], float] | None = None,
         events: JobEvents = NO_EVENTS,
+        start_status: StatusSink | None = None,
     ) -> None:
         self.store = store
         self.events = events  # told of each job started, its kernel's start, and each end it wrote
@@ -62,6 +69,11 @@ class Supervisor:
         self._pools_lock = threading.Lock()
         self._running: dict[str, JobRun] = {}  # job id -> its run, for wake()
         self._started = False
+        # the fork templates of this process (one per interpreter and preload); start_status: each
+        # runtime's fork | spawn | fallback state as it changes (the runtime admin API shows it)
+        self.templates = Templates(settings.store.data_dir / "jobs", start_status)
+        # kernel name -> the runtime its pool serves, and when that was read from the registry
+        self._specs: dict[str, tuple[RuntimeSpec, float]] = {}
         self.pool = self.pool_for(settings.execution.default_kernel_name)
 
     def pool_for(self, kernel_name: str) -> WarmPool:
@@ -69,10 +81,37 @@ class Supervisor:
         with self._pools_lock:
             pool = self._pools.get(kernel_name)
             if pool is None:
-                pool = self._pools[kernel_name] = WarmPool(self.settings, kernel_name)
+                plan = lambda: self.start_method(kernel_name)  # noqa: E731
+                pool = self._pools[kernel_name] = WarmPool(self.settings, kernel_name, plan)
                 if self._started:
                     pool.start()
             return pool
+
+    def start_method(self, kernel_name: str) -> StartMethod:
+        """How kernels of ``kernel_name`` start now: forked from its runtime's template (started or
+        repaired here if need be) or spawned, as the runtime's ``startMethod`` and the server say."""
+        spec = self._runtime_of(kernel_name)
+        if not self.settings.pool.fork_kernels:
+            return StartMethod()
+        python = spec.python or sys.executable
+        return self.templates.start_for(spec.runtime_id, python, spec.preload, spec.start_method)
+
+    def _runtime_of(self, kernel_name: str) -> RuntimeSpec:
+        """The runtime a pool of ``kernel_name`` serves, as registered at most SPEC_REFRESH_SECONDS ago."""
+        now = time.monotonic()
+        known = self._specs.get(kernel_name)
+        if known is not None and now - known[1] < SPEC_REFRESH_SECONDS:
+            return known[0]
+        runtime_id = known[0].runtime_id if known is not None else DEFAULT_RUNTIME.runtime_id
+        try:
+            found = self.runtimes(runtime_id)
+        except Exception as exc:  # the registry is unavailable: go on with what we knew
+            log.debug("could not read runtime %s: %s", runtime_id, exc)
+            found = None
+        if found is None or found.kernel_name != kernel_name:
+            found = known[0] if known is not None else RuntimeSpec(runtime_id, "", "", kernel_name)
+        self._specs[kernel_name] = (found, now)
+        return found
 
     def prepare(self, kernel_name: str) -> None:
         """Keep kernels of ``kernel_name`` warm from now on (a worker's runtimes)."""
@@ -111,6 +150,7 @@ class Supervisor:
             pools = list(self._pools.values())
         for pool in pools:
             pool.close()
+        self.templates.close()
 
     def spec_of(self, job: Job) -> RuntimeSpec:
         """The job's runtime as registered now, or a limit-free spec from what the job recorded."""
@@ -131,6 +171,7 @@ class Supervisor:
     def _run(self, job: Job) -> Job | None:
         workdir = self.settings.store.data_dir / "jobs" / f"{job.job_id}-{job.attempt}"
         spec = self.spec_of(job)
+        self._specs[spec.kernel_name] = (spec, time.monotonic())  # the pool follows its latest runtime
         pool = self.pool_for(spec.kernel_name)
         try:
             run = JobRun(self, job, spec, pool, workdir)

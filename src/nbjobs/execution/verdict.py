@@ -49,6 +49,8 @@ def results_of(done: Mapping[str, Any], *, has_output: bool) -> dict[str, Any]:
         results["outputValues"] = done["values"]
     if done.get("warnings"):
         results["warnings"] = list(done["warnings"])  # what the run worked around (an unnamed kernelspec)
+    if done.get("start_method"):
+        results["kernelStartMethod"] = done["start_method"]  # fork | spawn (docs/performance.md)
     if done.get("cpu_seconds"):
         results["cpuSeconds"] = done["cpu_seconds"]  # the kernel's CPU time (usage statistics)
     return results

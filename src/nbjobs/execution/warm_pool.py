@@ -18,9 +18,11 @@ import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from nbjobs.execution.kernels import StartMethod
 from nbjobs.execution.processes import kill_process_tree
 from nbjobs.models.events import PoolState
 from nbjobs.settings import Settings
@@ -37,6 +39,7 @@ class Runner:
     started: float
     log_path: Path
     taken_ready: bool = False  # its kernel was ready when a job took it (a hit)
+    start: StartMethod = field(default_factory=StartMethod)  # how its kernel is started
 
     @property
     def alive(self) -> bool:
@@ -50,6 +53,15 @@ class Runner:
     def warm(self) -> bool:
         """True once the runner's kernel is started, connected and has run its set-up."""
         return self.ready_path.exists()
+
+    @property
+    def kernel(self) -> tuple[int, str]:
+        """The warm kernel's pid and start method (fork | spawn); (0, "") before it is ready."""
+        try:
+            pid, method = self.ready_path.read_text().split()
+        except (OSError, ValueError):
+            return 0, ""
+        return int(pid), method
 
     def forget(self) -> None:
         """Remove the files the runner leaves in the scratch directory."""
@@ -73,9 +85,15 @@ class Runner:
 class WarmPool:
     """Up to ``size`` warm runners for one kernel; ``take`` never blocks on the pool."""
 
-    def __init__(self, settings: Settings, kernel_name: str) -> None:
+    def __init__(
+        self, settings: Settings, kernel_name: str, plan: Callable[[], StartMethod] | None = None
+    ) -> None:
         self.settings = settings
         self.kernel_name = kernel_name
+        # How this pool's kernels start now (fork from a template, or spawn); asked before each runner
+        # is started and when one is taken: a runner whose kernel came from another generation (the
+        # runtime's preload or environment changed since) is retired, not given a job.
+        self.plan = plan or StartMethod
         self.size = settings.pool.warm_pool_size
         self.ttl = settings.pool.warm_pool_ttl_seconds
         self.scratch = settings.store.data_dir / "jobs"
@@ -88,8 +106,9 @@ class WarmPool:
         self.hits = 0  # takes that found a runner with its kernel ready
         self.misses = 0  # takes that found none ready: a runner still warming up, or a cold start
 
-    def spawn(self, kernel_name: str) -> Runner:
+    def spawn(self, kernel_name: str, start: StartMethod | None = None) -> Runner:
         """Start a runner that starts ``kernel_name`` at once (in the calling thread)."""
+        start = self.plan() if start is None else start
         self.scratch.mkdir(mode=0o711, parents=True, exist_ok=True)
         env = {**dict(self.settings.execution.kernel_env), "NBJOBS_SUPERVISOR_PID": str(os.getpid())}
         # Runtimes with their own environment have kernelspecs under <data dir>/jupyter/kernels.
@@ -106,6 +125,7 @@ class WarmPool:
                 str(self.settings.limits.max_cell_output_bytes),
                 "--run-as",
                 self.settings.execution.kernel_user,
+                *start.arguments(),
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -113,7 +133,8 @@ class WarmPool:
             env=env,
             start_new_session=True,
         )
-        return Runner(proc, kernel_name, time.monotonic(), self.scratch / f"runner-{proc.pid}.log")
+        log_path = self.scratch / f"runner-{proc.pid}.log"
+        return Runner(proc, kernel_name, time.monotonic(), log_path, start=start)
 
     def warm_count(self) -> int:
         """How many waiting runners have their kernel ready."""
@@ -123,8 +144,14 @@ class WarmPool:
     def take(self, kernel_name: str) -> Runner:
         """A warm runner for ``kernel_name`` if one is ready, else a cold one started now."""
         runner = None
+        start = self.plan()
         with self._lock:
-            for candidate in [r for r in self._ready if not r.alive or r.kernel_name != kernel_name]:
+            stale = [
+                r
+                for r in self._ready
+                if not r.alive or r.kernel_name != kernel_name or r.start.generation != start.generation
+            ]
+            for candidate in stale:
                 self._ready.remove(candidate)
                 self._retire_later(candidate)
             # A runner whose kernel is ready first; one still warming up is next best.
@@ -140,7 +167,7 @@ class WarmPool:
             self._in_flight += 1
         # No refill yet: starting a runner and its kernel costs ~0.5 CPU-seconds, which would compete with
         # the job that just took one. ``release`` (the job ended) or the filler's next round refills.
-        return runner if runner is not None else self.spawn(kernel_name)
+        return runner if runner is not None else self.spawn(kernel_name, start)
 
     def state(self) -> PoolState:
         """Ready kernels now and the takes so far (the metrics read it at scrape time)."""
@@ -164,18 +191,24 @@ class WarmPool:
     def fill(self) -> None:
         """Replace dead and expired runners and top the pool up to its size (in the calling thread)."""
         now = time.monotonic()
+        start = self.plan()
         with self._lock:
-            keep = [r for r in self._ready if r.alive and now - r.started < self.ttl]
+            keep = [
+                r
+                for r in self._ready
+                if r.alive and now - r.started < self.ttl and r.start.generation == start.generation
+            ]
             gone = [r for r in self._ready if r not in keep]
             self._ready = deque(keep)
             missing = self.size - len(keep)
         for runner in gone:
-            log.info("replacing pool runner %s (%s)", runner.proc.pid, "expired" if runner.alive else "died")
+            why = "died" if not runner.alive else "expired" if now - runner.started >= self.ttl else "changed"
+            log.info("replacing pool runner %s (%s)", runner.proc.pid, why)
             runner.close()
         for _ in range(max(missing, 0)):
             if self._stopping.is_set():
                 return
-            runner = self.spawn(self.kernel_name)
+            runner = self.spawn(self.kernel_name, start)
             with self._lock:
                 self._ready.append(runner)
 

@@ -23,6 +23,24 @@ def to_bytes(amount: float, unit: str) -> int:
     return int(amount * _UNITS[unit.lower()])
 
 
+START_METHODS = ("fork", "spawn")  # how a runtime's kernels start; "fork" is the default
+START_STATES = ("fork", "spawn", "fallback")  # what StartStatus.state may say
+MAX_PRELOAD = 32  # modules a runtime may preload
+
+
+@dataclass(frozen=True)
+class StartStatus:
+    """How a runtime's kernels actually start, as the execution side last reported it.
+
+    ``state`` is "fork" (the pre-imported template process is ready), "spawn" (the runtime asks for
+    spawn: a stock ipykernel process per kernel) or "fallback" (fork was asked for but refused; ``reason``
+    says why, e.g. a preload that fails to import or starts a thread). ``updated`` is epoch ms."""
+
+    state: str
+    reason: str = ""
+    updated: int = 0
+
+
 @dataclass(frozen=True)
 class RuntimeSpec:
     """A runtime as registered: where a notebook runs and what it may use. 0 means "no limit"."""
@@ -44,6 +62,11 @@ class RuntimeSpec:
     is_default: bool = False
     created: int = 0
     updated: int = 0
+    # Modules a fork template imports once, e.g. ("pandas", "numpy"); only used with start_method "fork".
+    preload: tuple[str, ...] = ()
+    # "fork": kernels forked from a pre-imported template process; "spawn": a stock ipykernel process each.
+    start_method: str = "fork"
+    start_status: StartStatus | None = None  # as the execution side reported it; None = not reported yet
 
     @property
     def memory_bytes(self) -> int:

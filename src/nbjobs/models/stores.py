@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from nbjobs.models.events import JobCount
 from nbjobs.models.jobs import Job, JobStatus, JobUpdate, Waiting
 from nbjobs.models.logs import LogMessage, LogQuery
-from nbjobs.models.runtimes import RuntimeSpec
+from nbjobs.models.runtimes import RuntimeSpec, StartStatus
 from nbjobs.models.usage import JobUsage
 from nbjobs.models.workers import WorkerRecord
 
@@ -113,10 +113,14 @@ class RuntimeStore(Protocol):
         """All runtimes: the default first, then by creation time."""
 
     def save(self, spec: RuntimeSpec) -> None:
-        """Replace the stored fields of an existing runtime; InvalidRequest if the new name is taken."""
+        """Replace the stored fields of an existing runtime; InvalidRequest if the new name is taken.
+        ``start_status`` stays as stored: only ``record_start_status`` writes it."""
 
     def delete(self, runtime_id: str) -> bool:
         """Forget a runtime; False if unknown."""
+
+    def record_start_status(self, runtime_id: str, status: StartStatus | None) -> None:
+        """Set only the runtime's start status (None: not reported yet); a no-op if the runtime is gone."""
 
 
 class ConfigStore(Protocol):

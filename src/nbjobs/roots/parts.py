@@ -62,7 +62,8 @@ def job_supervisor(
     events: JobEvents,
 ) -> Supervisor:
     """The supervisor of a process that runs jobs (`serve` without a broker, `worker`): runtime limits
-    as registered now, the owner's per-job token, maxExecuteNotebookTimeMinutes as configured now."""
+    as registered now, the owner's per-job token, maxExecuteNotebookTimeMinutes as configured now, and
+    each runtime's kernel start state (fork | spawn | fallback) recorded for the runtime admin API."""
     return Supervisor(
         store,
         settings,
@@ -71,6 +72,7 @@ def job_supervisor(
         credentials=JobCredentialIssuer(users, tokens, settings),
         max_minutes=config.max_execute_minutes,
         events=events,
+        start_status=runtimes.record_start_status,
     )
 
 

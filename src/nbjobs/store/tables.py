@@ -183,6 +183,9 @@ runtimes = Table(
     Column("is_default", Boolean, nullable=False),
     Column("created", BigInteger, nullable=False),
     Column("updated", BigInteger, nullable=False),
+    Column("preload", JSON, nullable=False, default=list, server_default="[]"),  # 0013: module names
+    Column("start_method", String(16), nullable=False, default="fork", server_default="fork"),  # 0013
+    Column("start_status", JSON, nullable=True),  # 0013: StartStatus as reported; NULL = not yet
 )
 
 # -- automation (issue 6) ---------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import Engine
 
 from nbjobs.errors import InvalidRequest
-from nbjobs.models.runtimes import RuntimeSpec
+from nbjobs.models.runtimes import RuntimeSpec, StartStatus
 from nbjobs.models.stores import RuntimeStore
 from nbjobs.store.memory.runtimes import MemoryRuntimeStore
 from nbjobs.store.runtimes import SqlRuntimeStore
@@ -65,6 +65,9 @@ def test_add_then_get_round_trips_every_field(store):
         is_default=True,
         created=1_716_000_000_001,
         updated=1_716_000_000_002,
+        preload=("pandas", "os.path"),
+        start_method="spawn",
+        start_status=StartStatus("fallback", "numpy starts a thread", 1_716_000_000_003),
     )
     store.add(full)
     assert store.get("c" * 32) == full and store.get_by_name("GEO 2.4") == full
@@ -105,3 +108,38 @@ def test_a_deleted_runtime_frees_its_name(store):
     assert store.delete("unknown") is False
     store.add(spec("b", "geo"))
     assert store.get_by_name("GEO").runtime_id == "b"
+
+
+def test_a_new_runtime_starts_by_fork_with_no_preload_and_no_status(store):
+    store.add(spec("a", "Geo"))
+    got = store.get("a")
+    assert (got.preload, got.start_method, got.start_status) == ((), "fork", None)
+
+
+def test_record_start_status_writes_only_the_status_and_save_keeps_it(store):
+    store.add(spec("a", "Geo", preload=("pandas",), max_cpu=2))
+    ready = StartStatus("fork", "", 1_716_000_000_500)
+    store.record_start_status("a", ready)
+    assert store.get("a") == spec("a", "Geo", preload=("pandas",), max_cpu=2, start_status=ready)
+    store.save(spec("a", "Geo", preload=("numpy", "pandas"), start_method="spawn"))  # no status given
+    got = store.get("a")
+    assert (got.preload, got.start_method, got.max_cpu, got.start_status) == (
+        ("numpy", "pandas"),
+        "spawn",
+        0,
+        ready,
+    )
+    refused = StartStatus("fallback", "'nope' cannot be imported: No module named 'nope'", 7)
+    store.record_start_status("a", refused)
+    assert store.get("a").start_status == refused and store.get_by_name("geo").start_status == refused
+    store.record_start_status("a", None)
+    assert store.get("a").start_status is None and store.list()[0].start_status is None
+
+
+def test_record_start_status_of_a_runtime_gone_is_a_no_op(store):
+    store.record_start_status("gone", StartStatus("fork", "", 1))
+    assert store.get("gone") is None and store.list() == []
+    store.add(spec("a", "Geo"))
+    store.delete("a")
+    store.record_start_status("a", StartStatus("spawn", "", 2))
+    assert store.get("a") is None and store.list() == []

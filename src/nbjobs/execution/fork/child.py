@@ -69,10 +69,13 @@ class ForkSpec:
         )
 
 
-def run_kernel(spec: ForkSpec, status_fd: int, owners: Sequence[Any]) -> None:
-    """The child's whole life: set up, tell the template (by closing ``status_fd``), run the kernel."""
+def run_kernel(spec: ForkSpec, status_fd: int, owners: Sequence[Any], log_fd: int = -1) -> None:
+    """The child's whole life: set up, tell the template (by closing ``status_fd``), run the kernel.
+
+    ``log_fd``: the runner's log, passed with the request; the kernel writes stdout/stderr there, as a
+    stock kernel inherits the runner's (else ``spec.log_path`` is opened as the job's user)."""
     try:
-        connection_file = _become_the_job(spec, status_fd, owners)
+        connection_file = _become_the_job(spec, status_fd, owners, log_fd)
         watch = _watch_parent(spec.parent_pid)
         os.close(status_fd)  # EOF: the template replies with our pid
     except BaseException:
@@ -93,7 +96,7 @@ def run_kernel(spec: ForkSpec, status_fd: int, owners: Sequence[Any]) -> None:
         os._exit(code)
 
 
-def _become_the_job(spec: ForkSpec, status_fd: int, owners: Sequence[Any]) -> str:
+def _become_the_job(spec: ForkSpec, status_fd: int, owners: Sequence[Any], log_fd: int = -1) -> str:
     for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):  # the template's, not the kernel's
         signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -116,7 +119,8 @@ def _become_the_job(spec: ForkSpec, status_fd: int, owners: Sequence[Any]) -> st
         os.setgid(spec.gid)
     if spec.uid is not None:
         os.setuid(spec.uid)
-    log = os.open(spec.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)  # as the job's user
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+    log = log_fd if log_fd >= 0 else os.open(spec.log_path, flags, 0o600)  # as the job's user
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.dup2(log, 1)

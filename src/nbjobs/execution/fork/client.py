@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import select
+import socket
 import subprocess
 import sys
 import threading
@@ -27,14 +28,31 @@ TEMPLATE_ENV = ("PATH", "HOME", "LANG", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "
 TEMPLATE_ENV_PREFIXES = ("LC_", "OPENBLAS_", "OMP_", "MKL_")
 
 
+# How a template starts in an interpreter that is not ours (a runtime's own environment, where nbjobs is
+# not installed): our package's directory goes on the path just long enough to import the template's
+# module (stdlib-only, like the modules it imports), then off again, so the preloads and the kernels
+# see the runtime's packages only.
+BOOTSTRAP = (
+    "import sys; sys.path.insert(0, sys.argv.pop(1)); "
+    "import nbjobs.execution.fork.template as t; del sys.path[0]; sys.exit(t.main(sys.argv[1:]))"
+)
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+
 class TemplateError(RuntimeError):
     """The template refused, failed or is gone; ``reason`` says why in its words."""
 
-    def __init__(self, reason: str, module: str = "", kind: str = "") -> None:
+    def __init__(self, reason: str, module: str = "", kind: str = "", site: tuple[str, ...] = ()) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.site = site  # the interpreter's package directories, when the template got to report them
         self.module = module
-        self.kind = kind
+        self.kind = kind  # import | thread | zmq | asyncio (refused at start) | unforkable | "" (gone, hung)
+
+    @property
+    def refused(self) -> bool:
+        """The template said no for good reason (its preload, the kernel command): retrying is useless."""
+        return self.kind in ("import", "thread", "zmq", "asyncio", "unforkable")
 
 
 def template_env(source: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -45,10 +63,12 @@ def template_env(source: Mapping[str, str] | None = None) -> dict[str, str]:
 class Template:
     """A running template process and the pipe pair to it (requests are serialised by a lock)."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], preload: tuple[str, ...]) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], preload: tuple[str, ...], listen: str = "") -> None:
         self.proc = proc
         self.preload = preload
         self.pid = proc.pid
+        self.listen = listen  # the Unix socket runners ask for kernels on ("": none)
+        self.site: tuple[str, ...] = ()  # the interpreter's package directories, as the template reported
         self._pending = b""
         self._lock = threading.Lock()
 
@@ -61,16 +81,23 @@ class Template:
         timeout: float = 120,
         python_options: Iterable[str] = (),
         log_path: str | None = None,
+        listen: str = "",
     ) -> Template:
         """Start a template importing ``preload`` and wait until it is ready to fork.
 
         ``env``: the template's environment, filtered to ``TEMPLATE_ENV`` (no secrets); ``python_options``
-        go before ``-m`` (e.g. ``-W error``); ``log_path``: the template's stderr (default: ours).
+        go before ``-m`` (e.g. ``-W error``); ``log_path``: the template's stderr (default: ours);
+        ``listen``: a socket path (in a directory only we may enter) where runners ask for kernels.
         """
         modules = tuple(preload)
-        command = [python, *python_options, "-m", "nbjobs.execution.fork.template"]
+        if os.path.abspath(python) == os.path.abspath(sys.executable):
+            command = [python, *python_options, "-m", "nbjobs.execution.fork.template"]
+        else:
+            command = [python, *python_options, "-c", BOOTSTRAP, PACKAGE_ROOT]
         if modules:
             command += ["--preload", ",".join(modules)]
+        if listen:
+            command += ["--listen", listen]
         log = open(log_path, "ab") if log_path else None  # noqa: SIM115 (the child keeps its copy)
         try:
             proc = subprocess.Popen(
@@ -85,18 +112,40 @@ class Template:
         finally:
             if log is not None:
                 log.close()
-        template = cls(proc, modules)
+        template = cls(proc, modules, listen)
         try:
             line = template._read_line(timeout, what="to become ready")
+        except TemplateError as exc:
+            template.kill()
+            said = _last_line(log_path)
+            raise TemplateError(f"{exc.reason}: {said}" if said else exc.reason) from None
         except BaseException:
             template.kill()
             raise
         if not line.get("ready"):
             template.kill()
             raise TemplateError(
-                str(line.get("reason", line)), str(line.get("module", "")), str(line.get("error", ""))
+                str(line.get("reason", line)),
+                str(line.get("module", "")),
+                str(line.get("error", "")),
+                tuple(str(p) for p in line.get("site") or ()),
             )
+        template.site = tuple(str(p) for p in line.get("site") or ())
         return template
+
+    def ping(self, timeout: float = 5) -> bool:
+        """True if the template answers within ``timeout``; a template that does not is killed."""
+        with self._lock:
+            if not self.alive():
+                return False
+            assert self.proc.stdin is not None
+            try:
+                self.proc.stdin.write(b'{"ping": true}\n')
+                self.proc.stdin.flush()
+                return "pong" in self._read_line(timeout, what="to a ping")
+            except (OSError, TemplateError):
+                self.kill()
+                return False
 
     def fork(self, request: ForkSpec | Mapping[str, Any], timeout: float = 60) -> int:
         """Fork one kernel; its pid. Raises ``TemplateError`` if the template is gone or refuses."""
@@ -170,3 +219,76 @@ class Template:
         line, self._pending = self._pending.split(b"\n", 1)
         message: dict[str, Any] = json.loads(line)
         return message
+
+
+def _last_line(path: str | None) -> str:
+    """The last line a dead template wrote to its log (its traceback's verdict), or ""."""
+    if not path:
+        return ""
+    try:
+        with open(path, "rb") as log:
+            log.seek(max(os.path.getsize(path) - 4096, 0))
+            text = log.read().decode(errors="replace")
+            lines = [line.strip() for line in text.splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return lines[-1][:500] if lines else ""
+
+
+SEND_ATTEMPTS = 3
+
+
+class _NotSent(Exception):
+    """The template closed the connection before the request was written: safe to send again."""
+
+
+def _exchange(listen: str, payload: bytes, log_fd: int, timeout: float) -> bytes:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as peer:
+        peer.settimeout(timeout)
+        peer.connect(listen)
+        try:
+            socket.send_fds(peer, [payload[:65536]], [log_fd] if log_fd >= 0 else [])
+            peer.sendall(payload[65536:])
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            raise _NotSent(str(exc)) from exc
+        reply = b""
+        while b"\n" not in reply:
+            chunk = peer.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+        return reply
+
+
+def request_fork(
+    listen: str, spec: ForkSpec, argv: list[str] | None = None, log_fd: int = -1, timeout: float = 30
+) -> int:
+    """Ask the template listening at ``listen`` for a kernel (a runner's call); its pid.
+
+    ``argv``: the stock kernel command, which the template checks it can stand in for (its own
+    interpreter running ``ipykernel_launcher``) and takes the extra arguments from; ``log_fd``: the fd
+    the kernel's stdout and stderr go to. Raises ``TemplateError`` (``refused`` for a command it cannot
+    fork) when there is no kernel; the caller then starts one the stock way.
+    """
+    data = spec.to_json()
+    if argv is not None:
+        data["argv"] = list(argv)
+    payload = (json.dumps(data) + "\n").encode()
+    for attempt in range(SEND_ATTEMPTS):
+        try:
+            reply = _exchange(listen, payload, log_fd, timeout)
+            break
+        except _NotSent as exc:  # hung up before it read the request: nothing was forked, ask again
+            if attempt == SEND_ATTEMPTS - 1:
+                raise TemplateError(f"the fork template at {listen} did not take the request: {exc}") from exc
+            time.sleep(0.05 * (attempt + 1))
+        except OSError as exc:
+            raise TemplateError(f"the fork template at {listen} did not answer: {exc}") from exc
+    try:
+        message = json.loads(reply.split(b"\n", 1)[0])
+    except ValueError:
+        raise TemplateError(f"the fork template at {listen} hung up without a reply") from None
+    if "error" in message:
+        kind = "unforkable" if message.get("unforkable") else ""
+        raise TemplateError(f"the fork template could not fork a kernel: {message['error']}", kind=kind)
+    return int(message["pid"])

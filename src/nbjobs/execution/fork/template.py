@@ -4,10 +4,16 @@ It pays the identical, expensive part of every kernel start once (importing ipyk
 the runtime's preload modules), proves that forking it is safe, and then forks one fresh kernel per
 request. It never runs user code and keeps nothing of one request once it has forked.
 
-Protocol (JSON lines): first line on stdout ``{"ready": true, "pid": N}`` or ``{"ready": false,
-"error": "import"|"thread"|"zmq"|"asyncio", "module": M, "reason": R}``; then each request line on
-stdin gets one reply line, ``{"pid": N}`` or ``{"error": R}``. EOF on stdin ends the template; the
-kernels it forked live on (each dies with the runner it watches).
+Protocol (JSON lines): first line on stdout ``{"ready": true, "pid": N, "site": [...]}`` or
+``{"ready": false, "error": "import"|"thread"|"zmq"|"asyncio", "module": M, "reason": R}``; then each
+request line on stdin gets one reply line, ``{"pid": N}`` or ``{"error": R}`` (``{"ping": true}`` gets
+``{"pong": N}``: the owner's health check). EOF on stdin ends the template; the kernels it forked live
+on (each dies with the runner it watches).
+
+With ``--listen PATH`` it also accepts fork requests on a Unix socket there (in a directory only its
+owner can enter): one request line per connection, optionally with the runner's log fd passed along
+(SCM_RIGHTS), one reply line. Only a peer running as the template's own user is answered. This is how
+a job's runner asks for its kernel; the owner (the supervisor) keeps the stdin pipe.
 
 Why it is safe to fork here (see ``docs/performance.md``):
 - one OS thread only (checked after every import and before every fork): no lock held by a thread
@@ -27,10 +33,12 @@ import importlib
 import io
 import json
 import os
+import select
 import selectors
 import signal
 import socket
 import sys
+import sysconfig
 import threading
 from typing import Any
 
@@ -126,11 +134,17 @@ def open_fds() -> set[int]:
     return {int(fd) for fd in os.listdir("/proc/self/fd")} - {0, 1, 2}
 
 
+# A fork request from a runner carries at most this much JSON (its environment is most of it).
+MAX_REQUEST = 1 << 20
+SOCKET_TIMEOUT = 5.0  # a peer that connects and says nothing does not hold the template up longer
+
+
 class Template:
     """The serving loop: read a request, fork, reply; reap children as they exit."""
 
-    def __init__(self, owners: list[Any]) -> None:
+    def __init__(self, owners: list[Any], listener: socket.socket | None = None) -> None:
         self.owners = owners
+        self.listener = listener
         self.pending = b""
 
     def reap(self, *_: object) -> None:
@@ -154,34 +168,136 @@ class Template:
 
     def serve(self) -> int:
         signal.signal(signal.SIGCHLD, self.reap)
-        while (line := self.read_request()) is not None:
-            if not line.strip():
-                continue
-            try:
-                reply = self.fork(json.loads(line))
-            except Exception as exc:  # a malformed request must not end the template
-                reply = {"error": f"bad fork request: {exc!r}"}
+        watched = [0] if self.listener is None else [0, self.listener.fileno()]
+        while True:
+            if b"\n" not in self.pending:
+                readable, _, _ = select.select(watched, [], [])
+                if self.listener is not None and self.listener.fileno() in readable:
+                    self.answer_peer()
+                if 0 not in readable:
+                    continue
+            line = self.read_request()
+            if line is None:
+                self.drain()
+                return 0
+            if line.strip():
+                write_line(self.handle(line))
             del line
-            write_line(reply)
-        return 0
 
-    def fork(self, request: dict[str, Any]) -> dict[str, Any]:
+    def handle(self, line: bytes, log_fd: int = -1, peer: socket.socket | None = None) -> dict[str, Any]:
+        try:
+            request = json.loads(line)
+            if request.get("ping"):
+                return {"pong": os.getpid()}
+            return self.fork(request, log_fd=log_fd, peer=peer)
+        except Exception as exc:  # a malformed request must not end the template
+            return {"error": f"bad fork request: {exc!r}"}
+
+    def drain(self) -> None:
+        """Stopping: answer the runners whose requests are already queued, so none is dropped."""
+        if self.listener is None:
+            return
+        self.listener.setblocking(False)
+        while True:
+            readable, _, _ = select.select([self.listener.fileno()], [], [], 0)
+            if not readable:
+                return
+            self.answer_peer()
+
+    def answer_peer(self) -> None:
+        """One runner's request on the socket: read it (and the fd it passes), fork, reply, hang up."""
+        assert self.listener is not None
+        try:
+            peer, _ = self.listener.accept()
+        except OSError:  # BlockingIOError while draining: nobody left
+            return
+        fds: list[int] = []
+        try:
+            peer.settimeout(SOCKET_TIMEOUT)
+            uid = struct_ucred_uid(peer)
+            if uid != os.getuid():
+                send_line(peer, {"error": f"fork requests are answered for uid {os.getuid()} only"})
+                return
+            data = b""
+            while b"\n" not in data and len(data) < MAX_REQUEST:
+                chunk, received, _flags, _addr = socket.recv_fds(peer, 65536, 2)
+                fds += received
+                if not chunk:
+                    break
+                data += chunk
+            if b"\n" not in data:
+                send_line(peer, {"error": "incomplete fork request"})
+                return
+            reply = self.handle(data.split(b"\n", 1)[0], log_fd=fds[0] if fds else -1, peer=peer)
+            del data
+            send_line(peer, reply)
+        except OSError as exc:  # the runner gave up or went away; it falls back to a stock start
+            os.write(2, f"fork template: a runner's request failed: {exc!r}\n".encode())
+        finally:
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            peer.close()
+
+    def fork(
+        self, request: dict[str, Any], log_fd: int = -1, peer: socket.socket | None = None
+    ) -> dict[str, Any]:
         threads = os_threads()
         if len(threads) != 1:  # never fork with a second thread (none should ever appear)
             return {"error": f"template has threads {threads}; not forking"}
+        argv = request.pop("argv", None)
+        if argv is not None:
+            problem, extra = kernel_arguments([str(a) for a in argv])
+            if problem:
+                return {"error": problem, "unforkable": True}
+            request["extra_args"] = extra
         spec = child.ForkSpec.from_json(request)
         read_end, write_end = os.pipe()  # the child reports set-up failures here; EOF means ready
         pid = os.fork()
         if pid == 0:  # the child: never returns into this loop
             os.close(read_end)
             self.pending = b""  # bytes of later requests are not this child's business
-            child.run_kernel(spec, status_fd=write_end, owners=self.owners)
+            owners = [*self.owners, *([peer] if peer is not None else [])]
+            child.run_kernel(spec, status_fd=write_end, owners=owners, log_fd=log_fd)
         os.close(write_end)
         del request, spec
         failure = _read_all(read_end)
         if failure:
             return {"error": failure.decode(errors="replace"), "pid": pid}
         return {"pid": pid}
+
+
+def kernel_arguments(argv: list[str]) -> tuple[str, tuple[str, ...]]:
+    """("", the kernel's extra arguments) when ``argv`` starts an IPython kernel of this interpreter
+    (``PYTHON -m ipykernel_launcher -f CONNECTION_FILE ...``), else (why it cannot be forked, ())."""
+    if len(argv) < 3 or argv[1:3] != ["-m", "ipykernel_launcher"]:
+        return f"the kernel command {argv[:3]} is not 'python -m ipykernel_launcher'", ()
+    # Paths as given, not resolved: a virtual environment's python is a symlink to its base interpreter,
+    # and what makes it that environment is the path it was started by.
+    if os.path.abspath(argv[0]) != os.path.abspath(sys.executable):
+        return f"the kernel's interpreter {argv[0]} is not the template's ({sys.executable})", ()
+    rest, extra = argv[3:], []
+    while rest:
+        arg = rest.pop(0)
+        if arg in ("-f", "--f"):
+            rest = rest[1:]  # the connection file comes in the request itself
+        elif arg.startswith(("-f=", "--f=")):
+            continue
+        else:
+            extra.append(arg)
+    return "", tuple(extra)
+
+
+def struct_ucred_uid(peer: socket.socket) -> int:
+    """The uid of the process at the other end of a Unix socket (SO_PEERCRED: pid, uid, gid)."""
+    import struct
+
+    creds = peer.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return int(struct.unpack("3i", creds)[1])
+
+
+def send_line(peer: socket.socket, message: dict[str, Any]) -> None:
+    peer.sendall((json.dumps(message) + "\n").encode())
 
 
 def _read_all(fd: int) -> bytes:
@@ -200,10 +316,18 @@ def write_line(message: dict[str, Any]) -> None:
         data = data[os.write(1, data) :]
 
 
+def site_dirs() -> list[str]:
+    """Where this interpreter's packages live: a package installed or upgraded there changes the
+    directory, which is how the owner notices that the environment changed under the template."""
+    paths = sysconfig.get_paths()
+    return sorted({paths[k] for k in ("purelib", "platlib") if k in paths})
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nbjobs-fork-template")
     parser.add_argument("--preload", default="", help="comma-separated modules to import once")
     parser.add_argument("--no-probe", action="store_true", help="do not pre-import a kernel's start-up set")
+    parser.add_argument("--listen", default="", help="also take fork requests on a Unix socket at this path")
     options = parser.parse_args(argv)
     # As ipykernel_launcher does: the start directory is not on the kernel's path (IPython adds '').
     if sys.path and sys.path[0] in ("", os.getcwd()):
@@ -225,13 +349,18 @@ def main(argv: list[str] | None = None) -> int:
         refusal = import_checked([]) or _threads_after("the kernel's start-up modules")
     refusal = refusal or fork_hazards()
     if refusal is not None:
-        write_line(refusal)
+        write_line({**refusal, "site": site_dirs()})
         return 1
+    listener = None
+    if options.listen:
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(options.listen)
+        listener.listen(128)
     owners = fd_owners(open_fds())
     gc.collect()
     gc.freeze()  # the template's objects stay out of the children's collections: fewer pages copied
-    write_line({"ready": True, "pid": os.getpid(), "preload": preload})
-    code = Template(owners).serve()
+    write_line({"ready": True, "pid": os.getpid(), "preload": preload, "site": site_dirs()})
+    code = Template(owners, listener).serve()
     os._exit(code)  # no interpreter shutdown: preloads' finalizers and atexit hooks are not ours to run
 
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import keyword
 import math
 import os
 from dataclasses import dataclass
 from typing import Any
 
 from nbjobs.errors import InvalidRequest
-from nbjobs.models.runtimes import DEFAULT_RUNTIME, RuntimeSpec
+from nbjobs.models.runtimes import DEFAULT_RUNTIME, MAX_PRELOAD, START_METHODS, RuntimeSpec
 from nbjobs.service.runtimes.kernelspecs import (
     KERNEL_PREFIX,
 )
@@ -40,6 +41,8 @@ class RuntimeFields:
     max_output_bytes: int | None = None
     requires_advanced_privileges: bool | None = None
     disabled: bool | None = None
+    preload: tuple[str, ...] | None = None  # module names; () clears
+    start_method: str | None = None  # fork | spawn, any case
 
 
 def runtime_name_of(notebook: bytes) -> str:
@@ -114,3 +117,48 @@ def _apply_limits(spec: RuntimeSpec, f: RuntimeFields) -> RuntimeSpec:
         if getattr(f, attr) is not None:
             changes[attr] = bool(getattr(f, attr))
     return dataclasses.replace(spec, **changes)
+
+
+def _clean_preload(modules: tuple[str, ...]) -> tuple[str, ...]:
+    """Dotted module names, each part an identifier; duplicates dropped, first place kept."""
+    cleaned: list[str] = []
+    for raw in modules:
+        module = raw.strip()
+        if not all(part.isidentifier() and not keyword.iskeyword(part) for part in module.split(".")):
+            raise InvalidRequest(
+                f"Invalid value for 'preload': {raw!r} is not a Python module name "
+                "(dotted identifiers, e.g. pandas or os.path)."
+            )
+        if module not in cleaned:
+            cleaned.append(module)
+    if len(cleaned) > MAX_PRELOAD:
+        raise InvalidRequest(f"Invalid value for 'preload': {len(cleaned)} modules (at most {MAX_PRELOAD}).")
+    return tuple(cleaned)
+
+
+def _start_method(value: str) -> str:
+    method = value.strip().lower()
+    if method not in START_METHODS:
+        raise InvalidRequest(
+            f"Invalid value for 'startMethod': {value!r} (expected one of {', '.join(START_METHODS)})."
+        )
+    return method
+
+
+def _apply_start(spec: RuntimeSpec, f: RuntimeFields) -> RuntimeSpec:
+    """The preload and start method given; a change forgets the reported start status (the execution
+    side builds its template again)."""
+    changes: dict[str, Any] = {}
+    if f.preload is not None:
+        changes["preload"] = _clean_preload(f.preload)
+    if f.start_method is not None:
+        changes["start_method"] = _start_method(f.start_method)
+    changed = dataclasses.replace(spec, **changes)
+    if start_changed(spec, changed):
+        changed = dataclasses.replace(changed, start_status=None)
+    return changed
+
+
+def start_changed(old: RuntimeSpec, new: RuntimeSpec) -> bool:
+    """Whether kernels of ``new`` start differently from those of ``old``."""
+    return (old.preload, old.start_method) != (new.preload, new.start_method)

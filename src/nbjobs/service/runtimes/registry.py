@@ -22,7 +22,7 @@ from typing import Any
 from nbjobs.clock import Clock
 from nbjobs.errors import InvalidRequest, RuntimeDisabled, RuntimeNotFound, UnknownRuntimeId
 from nbjobs.models.accounts import User
-from nbjobs.models.runtimes import DEFAULT_RUNTIME, RuntimeSpec
+from nbjobs.models.runtimes import DEFAULT_RUNTIME, START_STATES, RuntimeSpec, StartStatus
 from nbjobs.models.stores import RuntimeStore
 from nbjobs.service.authz import (
     ADVANCED_NOTEBOOKS,
@@ -35,11 +35,13 @@ from nbjobs.service.runtimes.environments import Environments, executable_proble
 from nbjobs.service.runtimes.fields import (
     RuntimeFields,
     _apply_limits,
+    _apply_start,
     _clean_name,
     _factory_default,
     _owns_kernel,
     _same_env,
     runtime_name_of,
+    start_changed,
 )
 from nbjobs.service.runtimes.kernelspecs import (
     KERNEL_PREFIX,
@@ -51,6 +53,8 @@ from nbjobs.service.runtimes.kernelspecs import (
 )
 
 __all__ = ["RuntimeCheck", "RuntimeFields", "RuntimeService", "jupyter_path", "kernel_dir"]
+
+MAX_REASON = 2000  # characters of a start status' reason kept
 
 
 @dataclass(frozen=True)
@@ -166,15 +170,18 @@ class RuntimeService:
         if env is None:
             raise InvalidRequest("Give the runtime's python (an interpreter path) or imageId (a kernelspec).")
         now = self.clock()
-        spec = _apply_limits(
-            RuntimeSpec(
-                runtime_id=runtime_id,
-                name=name,
-                version=(fields.version or DEFAULT_RUNTIME.version).strip(),
-                kernel_name=env.kernel_name,
-                python=env.python,
-                created=now,
-                updated=now,
+        spec = _apply_start(
+            _apply_limits(
+                RuntimeSpec(
+                    runtime_id=runtime_id,
+                    name=name,
+                    version=(fields.version or DEFAULT_RUNTIME.version).strip(),
+                    kernel_name=env.kernel_name,
+                    python=env.python,
+                    created=now,
+                    updated=now,
+                ),
+                fields,
             ),
             fields,
         )
@@ -206,8 +213,10 @@ class RuntimeService:
         env = None if old.is_default or same_env else self._environment(fields, runtime_id)
         if env is not None:
             changes.update(python=env.python, kernel_name=env.kernel_name)
-        spec = _apply_limits(dataclasses.replace(old, **changes, updated=self.clock()), fields)
-        self.store.save(spec)
+        spec = _apply_start(
+            _apply_limits(dataclasses.replace(old, **changes, updated=self.clock()), fields), fields
+        )
+        self._save(old, spec)
         if _owns_kernel(old) and old.kernel_name != spec.kernel_name:
             self._remove_kernelspec(old)
         if _owns_kernel(spec):
@@ -232,8 +241,29 @@ class RuntimeService:
                 self.unregister(caller, spec.runtime_id)
         current = self.ensure_default()
         factory = dataclasses.replace(_factory_default(current.created), updated=self.clock())
-        self.store.save(factory)
+        if not start_changed(current, factory):
+            factory = dataclasses.replace(factory, start_status=current.start_status)
+        self._save(current, factory)
         return factory
+
+    def record_start_status(self, runtime_id: str, state: str, reason: str = "") -> StartStatus:
+        """Store how the runtime's kernels start now (the supervisor's report, no caller): ``state`` is
+        "fork", "spawn" or "fallback" (``reason`` says why fork was refused). Only that is written;
+        a runtime unregistered meanwhile is left alone."""
+        if state not in START_STATES:
+            raise InvalidRequest(
+                f"Invalid start state {state!r} (expected one of {', '.join(START_STATES)})."
+            )
+        status = StartStatus(state, reason[:MAX_REASON], self.clock())
+        self.store.record_start_status(runtime_id, status)
+        return status
+
+    def _save(self, old: RuntimeSpec, new: RuntimeSpec) -> None:
+        """Store ``new`` in place of ``old``; the start status reported for ``old`` is forgotten when its
+        kernels now start differently (``save`` itself never writes it)."""
+        self.store.save(new)
+        if start_changed(old, new):
+            self.store.record_start_status(new.runtime_id, None)
 
     # -- environments -------------------------------------------------------------------------------
     def check(self, caller: User) -> builtins.list[RuntimeCheck]:

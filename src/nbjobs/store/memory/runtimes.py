@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
-from nbjobs.models.runtimes import RuntimeSpec
+from nbjobs.models.runtimes import RuntimeSpec, StartStatus
 from nbjobs.store.runtimes import name_taken, sort_key
 
 
@@ -33,12 +34,19 @@ class MemoryRuntimeStore:
             other = self._named(spec.name)
             if other is not None and other.runtime_id != spec.runtime_id:
                 raise name_taken(spec.name)
-            if spec.runtime_id in self._runtimes:
-                self._runtimes[spec.runtime_id] = spec
+            old = self._runtimes.get(spec.runtime_id)
+            if old is not None:  # what the execution side reported stays (record_start_status owns it)
+                self._runtimes[spec.runtime_id] = dataclasses.replace(spec, start_status=old.start_status)
 
     def delete(self, runtime_id: str) -> bool:
         with self._lock:
             return self._runtimes.pop(runtime_id, None) is not None
+
+    def record_start_status(self, runtime_id: str, status: StartStatus | None) -> None:
+        with self._lock:
+            old = self._runtimes.get(runtime_id)
+            if old is not None:
+                self._runtimes[runtime_id] = dataclasses.replace(old, start_status=status)
 
     def _named(self, name: str) -> RuntimeSpec | None:
         return next((r for r in self._runtimes.values() if r.name.lower() == name.lower()), None)

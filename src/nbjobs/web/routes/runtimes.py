@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import math
 from typing import Any
 
@@ -34,6 +36,8 @@ _CHANGE = (
     "maxOutputBytes",
     "requiresAdvancedPrivileges",
     "disabled",
+    "preload",
+    "startMethod",
 )
 _REGISTER_FIELDS = ("name", *_CHANGE)
 _UPDATE_FIELDS = ("name", *_CHANGE)
@@ -62,6 +66,9 @@ def runtime_view(runtimes: RuntimeService, spec: RuntimeSpec) -> dict[str, Any]:
         "python": runtimes.python_of(spec),
         "maxWallMinutes": spec.max_wall_minutes,
         "maxOutputBytes": spec.max_output_bytes,
+        "preload": list(spec.preload),
+        "startMethod": spec.start_method,
+        "startStatus": None if spec.start_status is None else dataclasses.asdict(spec.start_status),
         "created": spec.created,
         "updated": spec.updated,
     }
@@ -93,7 +100,28 @@ def fields_of(params: Params) -> RuntimeFields:
         max_output_bytes=None if output is None else int(output),
         requires_advanced_privileges=flag("requiresAdvancedPrivileges"),
         disabled=flag("disabled"),
+        preload=_modules(params, "preload"),
+        start_method=text("startMethod"),
     )
+
+
+def _modules(params: Params, name: str) -> tuple[str, ...] | None:
+    """A JSON array of module names (``[]`` clears) or comma-separated names; None when absent or empty."""
+    raw = params.text(name)
+    if raw == "":
+        return None
+    if raw[0] not in '[{"':  # not JSON: names separated by commas
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise InvalidRequest(
+            f"Invalid value for '{name}': not valid JSON (give a JSON array of module names, "
+            "or names separated by commas)."
+        ) from None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidRequest(f"Invalid value for '{name}': expected a JSON array of module names (strings).")
+    return tuple(value)
 
 
 def _number(params: Params, name: str) -> float | None:
