@@ -30,7 +30,8 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 bench: $(STAMP)
-	cd bench && ../$(BIN)/python latency.py $(ARGS) && ../$(BIN)/python throughput.py $(ARGS_THROUGHPUT)
+	cd bench && ../$(BIN)/python latency.py $(ARGS) && ../$(BIN)/python throughput.py $(ARGS_THROUGHPUT) \
+	  && ../$(BIN)/python fork.py $(ARGS_FORK)
 
 # Long API fuzzing: 200 examples per operation and auth mode, new requests each run (~30 min of CPU).
 fuzz: $(STAMP)

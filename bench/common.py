@@ -135,6 +135,12 @@ class Server:
         server.token = answer["token"]
         return server
 
+    def another_client(self) -> Server:
+        """The same server and token through a new HTTPS client (one per thread)."""
+        cert = self.data_dir / "nbjobs-cert.pem"
+        http = httpx.Client(verify=ssl.create_default_context(cafile=str(cert)), timeout=120)
+        return Server(self.proc, self.url, self.data_dir, http, self.token)
+
     def post(self, path: str, files: dict | None = None, **data: str) -> dict:
         return self.http.post(
             self.url + path, data={"f": "json", "token": self.token, **data}, files=files

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from nbjobs.models.jobs import Job
+from nbjobs.models.runtimes import RuntimeSpec
 
 
 class Dispatcher(Protocol):
@@ -41,8 +42,8 @@ class JobRunner(Protocol):
     def wake(self, job_id: str) -> None:
         """Something changed for a running job (a cancel, its end elsewhere): look at its row now."""
 
-    def prepare(self, kernel_name: str) -> None:
-        """Keep kernels of ``kernel_name`` warm for the jobs to come."""
+    def prepare(self, kernel_name: str, spec: RuntimeSpec | None = None) -> None:
+        """Keep kernels of ``kernel_name`` warm for the jobs to come (started as runtime ``spec`` says)."""
 
     def start(self) -> None:
         """Keep the warm kernels filled in the background."""

@@ -108,13 +108,16 @@ class Supervisor:
         except Exception as exc:  # the registry is unavailable: go on with what we knew
             log.debug("could not read runtime %s: %s", runtime_id, exc)
             found = None
-        if found is None or found.kernel_name != kernel_name:
-            found = known[0] if known is not None else RuntimeSpec(runtime_id, "", "", kernel_name)
+        if found is None or found.kernel_name != kernel_name:  # no runtime of ours: fork, no preload
+            found = known[0] if known is not None else RuntimeSpec("", "", "", kernel_name)
         self._specs[kernel_name] = (found, now)
         return found
 
-    def prepare(self, kernel_name: str) -> None:
-        """Keep kernels of ``kernel_name`` warm from now on (a worker's runtimes)."""
+    def prepare(self, kernel_name: str, spec: RuntimeSpec | None = None) -> None:
+        """Keep kernels of ``kernel_name`` warm from now on (a worker's runtimes), started as the
+        runtime ``spec`` says (its preload and startMethod)."""
+        if spec is not None:
+            self._specs[kernel_name] = (spec, time.monotonic())
         self.pool_for(kernel_name)
 
     def start(self) -> None:

@@ -197,7 +197,7 @@ class WorkerNode:
 
         signals.worker_shutting_down.connect(on_shutdown, weak=False)
         for spec in self.runtimes:
-            self.supervisor.prepare(spec.kernel_name)  # warm kernels for what this worker serves
+            self.supervisor.prepare(spec.kernel_name, spec)  # warm kernels for what this worker serves
         self.register()
         self.recover()
         self.supervisor.start()

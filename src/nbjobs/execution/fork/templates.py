@@ -232,6 +232,8 @@ class Templates:
     def _report(self, runtime_id: str, state: str, reason: str, key: TemplateKey | None) -> None:
         """Tell ``on_status`` once per change of state or of template: an edit of the runtime's start
         settings clears its recorded status, and the new template's state is then reported afresh."""
+        if not runtime_id:  # a kernel no registered runtime owns: nothing to report it on
+            return
         with self._lock:
             if self._reported.get(runtime_id) == (state, reason, key):
                 return
