@@ -508,3 +508,21 @@ def test_an_interpreter_that_cannot_run_a_template_is_a_fallback_with_its_reason
     start = owner.start_for("rt", str(tmp_path / "no-python"), (), "fork")
     assert not start.fork_socket and "could not start" in start.fallback
     assert reported[-1][:2] == ("rt", "fallback")
+
+
+def test_pandas_can_be_preloaded(preload_dir):
+    """pandas 3 loads pyarrow, whose jemalloc starts a background thread at import: the template turns
+    it off (as it pins BLAS pools to one thread), so pandas can be preloaded and its kernels forked."""
+    pytest.importorskip("pandas")
+    template = Template.start(["pandas"], env=template_env(preload_dir), log_path=str(preload_dir / "p.log"))
+    try:
+        kernel = Forked(template)
+        try:
+            seen = kernel.run(
+                "import sys; print('pandas' in sys.modules, __import__('pandas').Series([1, 2]).sum())"
+            )
+            assert seen == "True 3"
+        finally:
+            kernel.close()
+    finally:
+        template.stop()

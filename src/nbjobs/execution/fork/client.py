@@ -25,7 +25,7 @@ from nbjobs.execution.fork.child import ForkSpec
 # What the template's own environment keeps of ours: enough to find Python and the packages, no
 # secrets (every fork request carries the job's full environment anyway).
 TEMPLATE_ENV = ("PATH", "HOME", "LANG", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "JUPYTER_PATH")
-TEMPLATE_ENV_PREFIXES = ("LC_", "OPENBLAS_", "OMP_", "MKL_")
+TEMPLATE_ENV_PREFIXES = ("LC_", "OPENBLAS_", "OMP_", "MKL_", "JE_")
 
 
 # How a template starts in an interpreter that is not ours (a runtime's own environment, where nbjobs is

@@ -47,9 +47,15 @@ from nbjobs.execution.fork import child, probe
 # The modules every kernel imports: paid here once.
 BASE_MODULES = ("ipykernel.kernelapp", "ipykernel.ipkernel", "IPython")
 
-# BLAS and OpenMP pools start native threads at import (numpy's OpenBLAS does on import); a template
-# with them cannot fork safely, so it pins them to one thread unless the caller chose otherwise.
-SINGLE_THREAD_POOLS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+# Native libraries that start threads at import: BLAS and OpenMP pools (numpy's OpenBLAS does), and the
+# jemalloc that pyarrow (so pandas 3) loads, with its background purging thread. A template with them
+# cannot fork safely, so it sets them to none unless the caller chose otherwise.
+FORK_SAFE_ENV = {
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "JE_ARROW_MALLOC_CONF": "background_thread:false",
+}
 
 
 def os_threads() -> list[str]:
@@ -332,8 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     # As ipykernel_launcher does: the start directory is not on the kernel's path (IPython adds '').
     if sys.path and sys.path[0] in ("", os.getcwd()):
         del sys.path[0]
-    for name in SINGLE_THREAD_POOLS:
-        os.environ.setdefault(name, "1")
+    for name, value in FORK_SAFE_ENV.items():
+        os.environ.setdefault(name, value)
     inherited = open_fds()  # the client gives us 0/1/2 only; anything else is closed now
     for fd in inherited:
         with contextlib.suppress(OSError):
