@@ -90,9 +90,9 @@ class Supervisor:
     def start_method(self, kernel_name: str) -> StartMethod:
         """How kernels of ``kernel_name`` start now: forked from its runtime's template (started or
         repaired here if need be) or spawned, as the runtime's ``startMethod`` and the server say."""
-        spec = self._runtime_of(kernel_name)
-        if not self.settings.pool.fork_kernels:
+        if not self.settings.pool.fork_kernels:  # no registry lookup either: nothing to fork
             return StartMethod()
+        spec = self._runtime_of(kernel_name)
         python = spec.python or sys.executable
         return self.templates.start_for(spec.runtime_id, python, spec.preload, spec.start_method)
 
