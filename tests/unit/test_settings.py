@@ -45,8 +45,8 @@ def _text_for(name: str, default: object) -> tuple[str, object]:
         return "json", "json"
     if name == "log_level":
         return "DEBUG", "DEBUG"
-    if isinstance(default, bool):
-        return "yes", True
+    if isinstance(default, bool):  # the other value than the default (fork_kernels defaults to on)
+        return ("no", False) if default else ("yes", True)
     if isinstance(default, int) and name != "max_execute_notebook_time_minutes":
         return "7", 7
     if isinstance(default, int | float):
