@@ -57,6 +57,11 @@ class ServerSettings:
     insecure_http: bool = setting(False, "NBJOBS_INSECURE_HTTP")
     # e.g. https://nb.example.com/arcgis when behind a proxy; empty: from the request
     public_url: str = setting("", "NBJOBS_PUBLIC_URL")
+    # the job streams (docs/api.md): a comment line this often keeps proxies from closing an idle one,
+    # and the caller's token is checked again each time
+    stream_heartbeat_seconds: float = setting(15.0, "NBJOBS_STREAM_HEARTBEAT_SECONDS")
+    # a stream open this long is closed; its client reconnects with Last-Event-ID and misses nothing
+    stream_max_seconds: float = setting(3600.0, "NBJOBS_STREAM_MAX_SECONDS")
 
 
 @dataclass(frozen=True)

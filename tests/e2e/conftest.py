@@ -54,6 +54,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         **os.environ,
         "NBJOBS_ADMIN_PASSWORD": ADMIN_PASSWORD,
         "NBJOBS_MAX_UPLOAD_BYTES": str(20 * 1024 * 1024),
+        "NBJOBS_STREAM_HEARTBEAT_SECONDS": "1",  # the stream tests see heartbeats without waiting 15 s
     }
     output = data_dir / "serve.log"
     with open(output, "wb") as log:

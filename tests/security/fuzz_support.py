@@ -63,7 +63,13 @@ def build_nbjobs(data_dir: Path) -> Server:
     import time
 
     settings = load_settings(
-        {}, data_dir=data_dir, workers=0, max_upload_bytes=64 * 1024, webtool_execute_wait_seconds=0.0
+        {},
+        data_dir=data_dir,
+        workers=0,
+        max_upload_bytes=64 * 1024,
+        webtool_execute_wait_seconds=0.0,
+        stream_max_seconds=0.2,  # an event stream (of a job that never ends here) returns
+        stream_heartbeat_seconds=0.1,
     )
     nb = Server.from_settings(settings, clock=ManualClock(time.time_ns() // 1_000_000))
     nb.prepare()

@@ -374,6 +374,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         max_upload_bytes=64 * 1024,
         webhook_rate_per_minute=0,
         webtool_execute_wait_seconds=0.05,
+        stream_max_seconds=0.3,  # the job-list stream ends by itself, so that a call returns
+        stream_heartbeat_seconds=0.1,
     )
     nb = Server.from_settings(settings, clock=clock)
     nb.prepare()

@@ -56,9 +56,15 @@ class _Progress:
     def kernel_started(self, pid: int) -> None:
         self.kernel_pid = pid
 
-    def progress(self, percent: int, message: str, cell_index: int) -> None:
+    def progress(self, percent: int, message: str, cell_index: int, code_cells: int = 0) -> None:
         if self._bar is not None:
             self._bar.update(self._task, completed=percent, description=message)
+
+    def output(self, cell_index: int, name: str, text: str) -> None:
+        pass  # the output notebook has it; the server's jobs stream it (docs/jobs.md)
+
+    def cell_ended(self, cell_index: int, ok: bool) -> None:
+        pass
 
     def should_stop(self) -> bool:
         return self.stopped_by is not None

@@ -12,6 +12,8 @@ import click
 from nbjobs.errors import NbJobsError
 from nbjobs.settings import load_settings
 
+SHUTDOWN_SECONDS = 5  # for requests still in flight when the server is asked to stop
+
 
 @click.command()
 @click.option("--host", help="Interface to listen on. [env NBJOBS_HOST; default 127.0.0.1]")
@@ -134,6 +136,8 @@ def serve(
             log_config=None,  # uvicorn's lines go through ours (configure_logging), its access log is off
             ssl_certfile=ssl_certfile,
             ssl_keyfile=ssl_keyfile,
+            # open event streams would hold the stop forever: after this, uvicorn cancels what is left
+            timeout_graceful_shutdown=SHUTDOWN_SECONDS,
         )
     finally:
         draining.set()

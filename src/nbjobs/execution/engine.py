@@ -112,7 +112,17 @@ class Listener(Protocol):
 
     def kernel_started(self, pid: int) -> None: ...
 
-    def progress(self, percent: int, message: str, cell_index: int) -> None: ...
+    def progress(self, percent: int, message: str, cell_index: int, code_cells: int = 0) -> None:
+        """Cell ``cell_index`` starts (-1: the run is done); ``code_cells``: how many there are."""
+        ...
+
+    def output(self, cell_index: int, name: str, text: str) -> None:
+        """A cell wrote ``text`` to stream ``name`` (stdout or stderr), before any output cap."""
+        ...
+
+    def cell_ended(self, cell_index: int, ok: bool) -> None:
+        """Cell ``cell_index`` ended, ``ok`` unless it raised or timed out."""
+        ...
 
     def should_stop(self) -> bool:
         """True once the run should start no further cell (cancel or deadline)."""
@@ -122,11 +132,17 @@ class Listener(Protocol):
 class _CappedClient(NotebookClient):
     """nbclient with a bound on retained output: dropped output is never kept in memory."""
 
-    def __init__(self, nb: NotebookNode, cap: OutputCap, **kw: Any) -> None:
+    def __init__(self, nb: NotebookNode, cap: OutputCap, listener: Listener, **kw: Any) -> None:
         super().__init__(nb, **kw)
         self._cap = cap
+        self._listener = listener
 
     def output(self, outs: list, msg: dict, display_id: str | None, cell_index: int) -> NotebookNode | None:
+        if msg.get("msg_type") == "stream":
+            content = msg.get("content") or {}
+            self._listener.output(
+                cell_index, str(content.get("name", "stdout")), str(content.get("text", ""))
+            )
         before = len(outs)
         out = super().output(outs, msg, display_id, cell_index)
         if out is None or len(outs) == before:
@@ -181,6 +197,7 @@ def execute(request: ExecutionRequest, listener: Listener, warm: WarmKernel | No
     client = _CappedClient(
         nb,
         cap,
+        listener,
         km=km,
         kernel_name=kernel_name,
         timeout=request.cell_timeout_seconds,
@@ -254,23 +271,32 @@ def _run_cells(
                     continue
                 if listener.should_stop():
                     return Failure(FailureReason.CANCELLED, "Stopped before cell", cell_index=index), executed
-                listener.progress(executed * 100 // total, f"Executing cell {executed + 1} of {total}", index)
+                listener.progress(
+                    executed * 100 // total,
+                    f"Executing cell {executed + 1} of {total}",
+                    index,
+                    len(code_cells),
+                )
                 try:
                     client.execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
                 except CellExecutionError as exc:
-                    if not _clean_exit(exc):
+                    clean = _clean_exit(exc)
+                    listener.cell_ended(index, clean)
+                    if not clean:
                         return _cell_failure(exc, index), executed
                     executed += 1  # sys.exit() / sys.exit(0): the run ends here, successfully
                     break
                 except CellTimeoutError as exc:
+                    listener.cell_ended(index, False)
                     cell.outputs.append(timeout_output(request.cell_timeout_seconds))
                     return Failure(
                         FailureReason.TIMEOUT, str(exc).splitlines()[0], cell_index=index
                     ), executed
+                listener.cell_ended(index, True)
                 executed += 1
             if request.output_names:
                 values.update(_read_values(client, request.output_names, request.max_cell_output_bytes))
-            listener.progress(100, f"Executed {executed} of {len(code_cells)} cells", len(nb.cells))
+            listener.progress(100, f"Executed {executed} of {len(code_cells)} cells", -1, len(code_cells))
             return None, executed
     except DeadKernelError:
         return Failure(FailureReason.KERNEL_DIED, "The kernel died while executing a cell"), executed

@@ -37,6 +37,7 @@ from nbjobs.models.jobs import (
     JobStatus,
     retry_or_end,
 )
+from nbjobs.models.live import LiveRecorder
 from nbjobs.models.runtimes import RuntimeSpec
 
 if TYPE_CHECKING:
@@ -87,6 +88,7 @@ class JobRun:
         self.progress: tuple[int, str] | None = None  # the latest reported, written at most every 0.2 s
         self.progress_written = 0.0
         self.progress_pending = False
+        self.live = LiveRecorder(job.attempt)  # cells and output tails, written with the progress
         self.proc: subprocess.Popen[bytes] | None = None
         self.credentials: JobCredentials | None = None
         self.database_down = False  # a write failed on an unavailable database; the run goes on
@@ -254,17 +256,31 @@ class JobRun:
         elif kind == "progress" and self.stop is None:
             self.progress = (int(event["percent"]), str(event["message"]))
             self.progress_pending = True
+            cell = int(event.get("cell", -1))
+            if cell >= 0:
+                self.live.begin(cell, self.clock(), int(event.get("cells") or 0))
             self._flush_progress()
+        elif kind == "cell":
+            self.live.end(int(event["cell"]), bool(event.get("ok")), self.clock())
+        elif kind == "output":
+            self.live.output(int(event["cell"]), str(event["name"]), str(event["text"]), int(event["chars"]))
         elif kind == "done":
             self.done = event
 
     def _flush_progress(self) -> None:
-        """Write the latest progress if it is new and the last write is old enough."""
+        """Write the latest progress and live view if either is new and the last write is old enough."""
         now = time.monotonic()
-        if self.progress_pending and self.progress and now - self.progress_written >= _PROGRESS_INTERVAL:
+        due = self.progress_pending or self.live.changed
+        if due and now - self.progress_written >= _PROGRESS_INTERVAL:
             self.progress_written = now
             job = self.job
-            self.store.set_progress(job.job_id, job.attempt, self.clock(), *self.progress)
+            percent, message = self.progress or (job.progress_percent, job.progress_message)
+            live = self.live.snapshot()
+            try:
+                self.store.set_progress(job.job_id, job.attempt, self.clock(), percent, message, live)
+            except StoreUnavailable:
+                self.live.changed = True  # written with the next one
+                raise
             self.progress_pending = False  # not before: a write the database refused is tried again
 
     # -- staged stop --------------------------------------------------------------------------------
@@ -337,11 +353,14 @@ class JobRun:
         now = self.clock()
         percent, message = self.progress or (None, None)
         target, how = retry_or_end(job, status, failure, now)
+        self.live.stop(now, failure.cell_index if failure is not None else None)
+        live = self.live.snapshot()
         update = dataclasses.replace(
             how,
             results=results,
             progress_percent=100 if failure is None else percent,
             progress_message=how.progress_message or message,
+            live=live,
         )
         ended = self.store.transition(
             job.job_id, target, now, attempt=job.attempt, update=update, expected=RUNNING
@@ -350,7 +369,7 @@ class JobRun:
             # A cancel came first (CANCELLING never goes back to SUBMITTED): this attempt is the last.
             _, last = retry_or_end(job, status, failure, now, may_retry=False)
             update = dataclasses.replace(
-                last, results=results, progress_percent=percent, progress_message=message
+                last, results=results, progress_percent=percent, progress_message=message, live=live
             )
             ended = self.store.transition(
                 job.job_id, status, now, attempt=job.attempt, update=update, expected=RUNNING

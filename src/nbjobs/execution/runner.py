@@ -2,8 +2,9 @@
 
 It runs one notebook through the engine and speaks to its supervisor as JSON lines on stdout:
 ``{"event": "kernel", "pid": N, "seconds": S, "warm": W}`` (how long the kernel took to start, and
-whether the pool's runner started it ahead), ``{"event": "progress", ...}`` and a final
-``{"event": "done", ...}``.
+whether the pool's runner started it ahead), ``{"event": "progress", ...}`` at each cell's start,
+``{"event": "cell", "cell", "ok"}`` at its end, ``{"event": "output", ...}`` (a cell's new stream
+output, batched) and a final ``{"event": "done", ...}``.
 The executed notebook goes to the ``output`` path given in the request. The runner touches no
 database: the supervisor is the single writer of job state.
 """
@@ -18,6 +19,7 @@ import os
 import select
 import signal
 import sys
+import threading
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -25,9 +27,11 @@ from typing import IO, Any
 
 from nbjobs.execution.engine import ExecutionRequest, Outcome, execute
 from nbjobs.execution.kernels import StartMethod, WarmKernel, kernel_exists
+from nbjobs.models.live import TAIL_CHARS
 from nbjobs.models.parameters import NotebookParameters
 
 PR_SET_PDEATHSIG = 1
+OUTPUT_INTERVAL = 0.2  # seconds between two output events of a running cell
 
 
 def request_to_json(request: ExecutionRequest, output_path: Path) -> bytes:
@@ -51,7 +55,11 @@ def request_from_json(raw: bytes) -> tuple[ExecutionRequest, Path]:
 
 class _EventListener:
     """Writes the run's events. ``warm`` and ``warm_seconds``: the kernel started ahead and how long that
-    took; a kernel started for the request (cold) took the time from the request to ``kernel_started``."""
+    took; a kernel started for the request (cold) took the time from the request to ``kernel_started``.
+
+    Cell output is sent as ``{"event": "output", "cell", "name", "text", "chars"}`` at most every
+    ``OUTPUT_INTERVAL`` seconds per stream: ``text`` is the last ``TAIL_CHARS`` of what was written since
+    the last event and ``chars`` how much that was, so a flood costs neither memory nor events."""
 
     def __init__(self, stream: IO[str], warm: WarmKernel | None = None, warm_seconds: float = 0.0) -> None:
         self.stream = stream
@@ -59,21 +67,58 @@ class _EventListener:
         self.warm = warm
         self.warm_seconds = warm_seconds
         self.created = time.monotonic()
+        self._lock = threading.Lock()  # the stream's writes and the pending output
+        self._pending: dict[tuple[int, str], tuple[str, int]] = {}
+        self._flusher: threading.Thread | None = None
+        self._closed = threading.Event()
 
     def should_stop(self) -> bool:
         return self.stop_requested
 
     def emit(self, **event: Any) -> None:
-        self.stream.write(json.dumps(event) + "\n")
-        self.stream.flush()
+        with self._lock:
+            self.stream.write(json.dumps(event) + "\n")
+            self.stream.flush()
+
+    def output(self, cell_index: int, name: str, text: str) -> None:
+        if not text:
+            return
+        with self._lock:
+            kept, chars = self._pending.get((cell_index, name), ("", 0))
+            self._pending[(cell_index, name)] = ((kept + text)[-TAIL_CHARS:], chars + len(text))
+        if self._flusher is None:
+            self._flusher = threading.Thread(target=self._flush_every, name="nbjobs-output", daemon=True)
+            self._flusher.start()
+
+    def cell_ended(self, cell_index: int, ok: bool) -> None:
+        self.flush_output()
+        self.emit(event="cell", cell=cell_index, ok=ok)
+
+    def flush_output(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+            for (cell, name), (text, chars) in pending.items():
+                event = {"event": "output", "cell": cell, "name": name, "text": text, "chars": chars}
+                self.stream.write(json.dumps(event) + "\n")
+            if pending:
+                self.stream.flush()
+
+    def close(self) -> None:
+        self._closed.set()
+        self.flush_output()
+
+    def _flush_every(self) -> None:
+        while not self._closed.wait(OUTPUT_INTERVAL):
+            self.flush_output()
 
     def kernel_started(self, pid: int) -> None:
         warm = self.warm is not None and self.warm.pid == pid  # the job may not use the warm one
         seconds = self.warm_seconds if warm else time.monotonic() - self.created
         self.emit(event="kernel", pid=pid, seconds=round(seconds, 4), warm=warm)
 
-    def progress(self, percent: int, message: str, cell_index: int) -> None:
-        self.emit(event="progress", percent=percent, message=message, cell=cell_index)
+    def progress(self, percent: int, message: str, cell_index: int, code_cells: int = 0) -> None:
+        self.flush_output()
+        self.emit(event="progress", percent=percent, message=message, cell=cell_index, cells=code_cells)
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -158,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     listener = _EventListener(events, warm, warm_seconds)
     signal.signal(signal.SIGUSR1, lambda *_: setattr(listener, "stop_requested", True))
     outcome = execute(request, listener, warm)
+    listener.close()
     if outcome.notebook is not None:
         tmp = output.with_suffix(".tmp")
         tmp.write_bytes(outcome.notebook)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from nbjobs.models.live import LiveProgress
 from nbjobs.models.parameters import NotebookParameters
 from nbjobs.models.runtimes import Runtime
 
@@ -374,6 +375,28 @@ class JobUpdate:
     attempt: int | None = None
     not_before: int | None = None
     attempts: tuple[Attempt, ...] | None = None
+    live: LiveProgress | None = None  # the attempt's last live view, written with the transition
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """Narrowing of a job listing beyond owner and status (the app's filters). None: any."""
+
+    types: frozenset[JobType] | None = None
+    runtime_name: str | None = None  # compared case-insensitively
+    created_from: int | None = None  # epoch ms, inclusive
+    created_to: int | None = None  # epoch ms, exclusive
+
+    def admits(self, job: Job) -> bool:
+        return (
+            (self.types is None or job.type in self.types)
+            and (self.runtime_name is None or job.runtime.name.lower() == self.runtime_name.lower())
+            and (self.created_from is None or job.date_created >= self.created_from)
+            and (self.created_to is None or job.date_created < self.created_to)
+        )
+
+
+NO_FILTER = JobFilter()
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from nbjobs.models.events import JobCount
-from nbjobs.models.jobs import Job, JobStatus, JobUpdate, Waiting
+from nbjobs.models.jobs import NO_FILTER, Job, JobFilter, JobStatus, JobUpdate, Waiting
+from nbjobs.models.live import JobChange, LiveProgress
 from nbjobs.models.logs import LogMessage, LogQuery
 from nbjobs.models.runtimes import RuntimeSpec, StartStatus
 from nbjobs.models.usage import JobUsage
@@ -36,10 +37,17 @@ class JobStore(Protocol):
         limit: int = 100,
         offset: int = 0,
         newest_first: bool = False,
+        where: JobFilter = NO_FILTER,
     ) -> list[Job]:
-        """Jobs ordered by creation time, filtered by owner and status."""
+        """Jobs ordered by creation time, filtered by owner, status and ``where``."""
 
-    def count(self, *, username: str | None = None, statuses: frozenset[JobStatus] | None = None) -> int:
+    def count(
+        self,
+        *,
+        username: str | None = None,
+        statuses: frozenset[JobStatus] | None = None,
+        where: JobFilter = NO_FILTER,
+    ) -> int:
         """How many jobs ``list`` would return without paging."""
 
     def active_counts(self) -> builtins.list[JobCount]:
@@ -74,8 +82,25 @@ class JobStore(Protocol):
     def heartbeat(self, job_id: str, attempt: int, now: int, lease_ms: int) -> Job | None:
         """Renew the lease of a running attempt; None if this attempt no longer owns the job."""
 
-    def set_progress(self, job_id: str, attempt: int, now: int, percent: int, message: str) -> bool:
-        """Record progress of a running attempt; False if fenced out."""
+    def set_progress(
+        self,
+        job_id: str,
+        attempt: int,
+        now: int,
+        percent: int,
+        message: str,
+        live: LiveProgress | None = None,
+    ) -> bool:
+        """Record progress (and, with ``live``, the attempt's live view) of a running attempt in one
+        transaction; False if fenced out. ``transition`` writes ``JobUpdate.live`` the same way."""
+
+    def live(self, job_id: str) -> LiveProgress | None:
+        """The live view last recorded for the job (of whichever attempt wrote it), or None."""
+
+    def changes(
+        self, since: int, *, username: str | None = None, limit: int = 500
+    ) -> builtins.list[JobChange]:
+        """Jobs (of ``username``, if given) whose revision is after ``since``, oldest change first."""
 
     def set_processes(self, job_id: str, attempt: int, runner_pid: int, kernel_pid: int) -> bool:
         """Record the OS processes of a running attempt, for recovery after a crash."""

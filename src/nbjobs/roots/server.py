@@ -33,6 +33,7 @@ from nbjobs.service.automation.webhooks import WebhookService
 from nbjobs.service.content.items import ItemService
 from nbjobs.service.housekeeping import Duty, Housekeeper
 from nbjobs.service.jobs.execute_notebook import NotebookExecution
+from nbjobs.service.jobs.feed import JobFeed
 from nbjobs.service.jobs.recovery import Recovery
 from nbjobs.service.jobs.service import HOUR_MS, JobService
 from nbjobs.service.notifications.events import NotifyPolicy
@@ -254,6 +255,8 @@ class Server:
         if reconcile is not None:
             duties.append(Duty("outbox-reconcile", every, reconcile))
         duties += heap_duties(settings)
+        feed = JobFeed(lambda since, limit: store.changes(since, limit=limit), clock)
+        metrics.watch_streams(lambda: feed.subscribers)
         web = WebServices(
             settings=settings,
             clock=clock,
@@ -272,6 +275,7 @@ class Server:
             logs=logs,
             metrics=MetricsService(metrics),
             notifications=notifications,
+            feed=feed,
         )
         return cls(
             settings=settings,
@@ -333,6 +337,7 @@ class Server:
         """Take no new jobs and let running ones finish for up to ``grace`` seconds (None: no limit);
         end those still running then as lost (or re-queue them, by their policy), kill their runners
         and kernels, and close the store. SUBMITTED jobs stay SUBMITTED for the next start."""
+        self.web.feed.close()  # the event streams end
         self.housekeeper.stop()
         self.notifications.close()
         if grace is not None and not self.dispatcher.drain(grace):

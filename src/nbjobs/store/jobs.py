@@ -10,11 +10,13 @@ from sqlalchemy import ColumnElement, Engine, Update, delete, func, insert, lite
 from nbjobs.models.events import JobCount
 from nbjobs.models.jobs import (
     ENDED,
+    NO_FILTER,
     NO_RETRIES,
     RUNNING,
     Attempt,
     Failure,
     Job,
+    JobFilter,
     JobInputs,
     JobStatus,
     JobType,
@@ -22,8 +24,10 @@ from nbjobs.models.jobs import (
     RetryPolicy,
     sources_of,
 )
+from nbjobs.models.live import JobChange, LiveProgress
 from nbjobs.models.runtimes import Runtime
-from nbjobs.store.tables import job_blobs, jobs
+from nbjobs.store.job_live import read_changes, read_live, write_live
+from nbjobs.store.tables import job_blobs, job_live, jobs
 
 NOT_ENDED = frozenset(JobStatus) - ENDED
 
@@ -172,6 +176,8 @@ class SqlJobStore:
         stmt = _cas(job_id, sources, attempt).values(**values).returning(*jobs.c)
         with self.engine.begin() as conn:
             row = conn.execute(stmt).first()
+            if row is not None and update is not None and update.live is not None:
+                write_live(conn, job_id, update.live, now)
         return job_from_row(row) if row else None
 
     def claim_next(self, worker_id: str, now: int, lease_ms: int, *, per_user_cap: int = 0) -> Job | None:
@@ -236,12 +242,34 @@ class SqlJobStore:
             row = conn.execute(stmt).first()
         return job_from_row(row) if row else None
 
-    def set_progress(self, job_id: str, attempt: int, now: int, percent: int, message: str) -> bool:
+    def set_progress(
+        self,
+        job_id: str,
+        attempt: int,
+        now: int,
+        percent: int,
+        message: str,
+        live: LiveProgress | None = None,
+    ) -> bool:
         stmt = _cas(job_id, RUNNING, attempt).values(
             progress_percent=percent, progress_message=message, revision=now
         )
         with self.engine.begin() as conn:
-            return conn.execute(stmt).rowcount == 1
+            if conn.execute(stmt).rowcount != 1:
+                return False
+            if live is not None:
+                write_live(conn, job_id, live, now)
+            return True
+
+    def live(self, job_id: str) -> LiveProgress | None:
+        with self.engine.connect() as conn:
+            return read_live(conn, job_id)
+
+    def changes(
+        self, since: int, *, username: str | None = None, limit: int = 500
+    ) -> builtins.list[JobChange]:
+        with self.engine.connect() as conn:
+            return read_changes(conn, since, username, limit)
 
     def set_processes(self, job_id: str, attempt: int, runner_pid: int, kernel_pid: int) -> bool:
         stmt = _cas(job_id, RUNNING, attempt).values(runner_pid=runner_pid, kernel_pid=kernel_pid)
@@ -283,6 +311,7 @@ class SqlJobStore:
         with self.engine.begin() as conn:
             # Blobs first: SQLite enforces ON DELETE CASCADE only with foreign_keys=ON, so don't rely on it.
             conn.execute(delete(job_blobs).where(job_blobs.c.job_id.in_(doomed)))
+            conn.execute(delete(job_live).where(job_live.c.job_id.in_(doomed)))
             return conn.execute(delete(jobs).where(*cond)).rowcount
 
     # -- reads --------------------------------------------------------------------------------------
@@ -299,18 +328,26 @@ class SqlJobStore:
         limit: int = 100,
         offset: int = 0,
         newest_first: bool = False,
+        where: JobFilter = NO_FILTER,
     ) -> list[Job]:
         order = (
             (jobs.c.date_created.desc(), jobs.c.job_id.desc())
             if newest_first
             else (jobs.c.date_created, jobs.c.job_id)
         )
-        stmt = select(jobs).where(*_filters(username, statuses)).order_by(*order).limit(limit).offset(offset)
+        cond = _filters(username, statuses, where)
+        stmt = select(jobs).where(*cond).order_by(*order).limit(limit).offset(offset)
         with self.engine.connect() as conn:
             return [job_from_row(r) for r in conn.execute(stmt)]
 
-    def count(self, *, username: str | None = None, statuses: frozenset[JobStatus] | None = None) -> int:
-        stmt = select(func.count()).select_from(jobs).where(*_filters(username, statuses))
+    def count(
+        self,
+        *,
+        username: str | None = None,
+        statuses: frozenset[JobStatus] | None = None,
+        where: JobFilter = NO_FILTER,
+    ) -> int:
+        stmt = select(func.count()).select_from(jobs).where(*_filters(username, statuses, where))
         with self.engine.connect() as conn:
             return int(conn.execute(stmt).scalar_one())
 
@@ -365,10 +402,20 @@ def _claim_values(worker_id: str, now: int, lease_ms: int) -> dict[str, Any]:
     }
 
 
-def _filters(username: str | None, statuses: frozenset[JobStatus] | None) -> list[Any]:
+def _filters(
+    username: str | None, statuses: frozenset[JobStatus] | None, where: JobFilter = NO_FILTER
+) -> list[Any]:
     cond: list[Any] = []
     if username is not None:
         cond.append(jobs.c.username == username)
     if statuses is not None:
         cond.append(jobs.c.status.in_([str(s) for s in statuses]))
+    if where.types is not None:
+        cond.append(jobs.c.type.in_([str(t) for t in where.types]))
+    if where.runtime_name is not None:
+        cond.append(func.lower(jobs.c.runtime_name) == where.runtime_name.lower())
+    if where.created_from is not None:
+        cond.append(jobs.c.date_created >= where.created_from)
+    if where.created_to is not None:
+        cond.append(jobs.c.date_created < where.created_to)
     return cond

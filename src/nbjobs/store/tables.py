@@ -59,6 +59,7 @@ jobs = Table(
     Index("ix_jobs_created", "date_created", "job_id"),  # 0009: the unfiltered list, either order
     Index("ix_jobs_username_status", "username", "status"),  # 0009: per-user count of jobs not ended
     Index("ix_jobs_status_end", "status", "end_time"),  # 0009: the clean-up of old ended jobs
+    Index("ix_jobs_revision", "revision"),  # 0014: the change feed (jobs changed since a revision)
 )
 
 # Live `nbjobs worker` processes (and servers running a local pool): the machines view and recovery.
@@ -84,6 +85,16 @@ job_blobs = Table(
     Column("job_id", String(40), ForeignKey("jobs.job_id", ondelete="CASCADE"), primary_key=True),
     Column("kind", String(16), primary_key=True),  # "input" | "output"
     Column("data", LargeBinary, nullable=False),
+    Column("updated", BigInteger, nullable=False),
+)
+
+# 0014: a running job's live view (models/live.py), one row per job, for its latest attempt
+job_live = Table(
+    "job_live",
+    metadata,
+    Column("job_id", String(40), ForeignKey("jobs.job_id", ondelete="CASCADE"), primary_key=True),
+    Column("attempt", Integer, nullable=False),
+    Column("data", JSON, nullable=False),  # LiveProgress.to_store()
     Column("updated", BigInteger, nullable=False),
 )
 

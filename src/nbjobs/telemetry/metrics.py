@@ -153,6 +153,10 @@ class Metrics:
         """Report ``nbjobs_worker_slots`` (busy / free) from ``slots``."""
         self._state.slots.append(slots)
 
+    def watch_streams(self, open_streams: Callable[[], int]) -> None:
+        """Report ``nbjobs_event_streams`` (job event streams open now) from ``open_streams``."""
+        self._state.streams.append(open_streams)
+
     # -- JobEvents ------------------------------------------------------------------------------------
     def submitted(self, job: Job) -> None:
         self.jobs_submitted.labels(str(job.type), job.runtime.name).inc()
@@ -236,6 +240,7 @@ class _StateCollector(Collector):
         self.workers: list[Callable[[], int]] = []
         self.pools: list[Callable[[], Sequence[PoolState]]] = []
         self.slots: list[Callable[[], Slots]] = []
+        self.streams: list[Callable[[], int]] = []
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         if self.jobs:
@@ -289,6 +294,12 @@ class _StateCollector(Collector):
             slots.add_metric(["busy"], busy)
             slots.add_metric(["free"], free)
             yield slots
+        if self.streams:
+            streams = GaugeMetricFamily(
+                "nbjobs_event_streams", "Job event streams (SSE) open on this server process now."
+            )
+            streams.add_metric([], sum(_safe(source, "event streams") or 0 for source in self.streams))
+            yield streams
 
 
 _T = TypeVar("_T")

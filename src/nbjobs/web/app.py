@@ -18,6 +18,7 @@ from nbjobs.web.routes import (
     admin,
     content,
     gp,
+    job_streams,
     jobs,
     logs,
     machines,
@@ -51,9 +52,9 @@ def create_app(services: WebServices) -> FastAPI:
     app.state.services = services
     app.state.oauth_key = secrets.token_bytes(32)
     root = APIRouter(prefix=f"/{settings.server.context}")
-    for router in (portal.router, content.router, tokens.portal, tokens.admin, admin.router, jobs.router,
-                   runtimes.router, tasks.router, webhooks.admin, webhooks.events,
-                   machines.router, webtools.router, gp.router, metrics.router, logs.router,
+    for router in (portal.router, content.router, tokens.portal, tokens.admin, admin.router,
+                   job_streams.router, jobs.router, runtimes.router, tasks.router, webhooks.admin,
+                   webhooks.events, machines.router, webtools.router, gp.router, metrics.router, logs.router,
                    notifications.router, statistics.router):  # fmt: skip
         root.include_router(router)
     app.include_router(root)

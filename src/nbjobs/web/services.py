@@ -16,6 +16,7 @@ from nbjobs.service.automation.tasks import TaskService
 from nbjobs.service.automation.webhooks import WebhookService
 from nbjobs.service.content.items import ItemService
 from nbjobs.service.jobs.execute_notebook import NotebookExecution
+from nbjobs.service.jobs.feed import JobFeed
 from nbjobs.service.jobs.service import JobService
 from nbjobs.service.notifications.service import NotificationService
 from nbjobs.service.runtimes.registry import RuntimeService
@@ -47,3 +48,4 @@ class WebServices:
     logs: LogService  # the ArcGIS logs resource
     metrics: MetricsService  # /admin/metrics
     notifications: NotificationService  # rules, settings and delivery logs (docs/notifications.md)
+    feed: JobFeed  # job changes for the event streams (web/routes/job_streams.py)

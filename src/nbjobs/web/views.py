@@ -9,6 +9,7 @@ from starlette.requests import Request
 from nbjobs.models.accounts import User
 from nbjobs.models.items import Item
 from nbjobs.models.jobs import NO_RETRIES, Job, JobStatus
+from nbjobs.models.live import LiveProgress
 from nbjobs.settings import Settings
 
 ORG_ID = "0123456789ABCDEF"  # the one organization this server hosts
@@ -47,6 +48,23 @@ def retry_view(job: Job) -> dict[str, Any]:
     if job.not_before and job.status == JobStatus.SUBMITTED:
         view["notBefore"] = job.not_before  # a retry waits for its backoff until then
     return view
+
+
+def live_view(job: Job, live: LiveProgress | None) -> dict[str, Any]:
+    """``…/jobs/<id>/live`` and the per-job stream's events: the job's progress, cells and output tail
+    (nbjobs' own resource; the contract is in docs/api.md)."""
+    running = next((c.index for c in reversed(live.cells) if c.state == "executing"), None) if live else None
+    return {
+        "jobId": job.job_id,
+        "status": str(job.status),
+        "attempt": job.attempt,
+        "revision": job.revision,
+        "startTime": job.start_time,
+        "endTime": job.end_time if job.ended else 0,
+        "progress": {"percent": job.progress_percent, "message": job.progress_message, "cellIndex": running},
+        **(live or LiveProgress()).to_wire(),
+        "failure": job.failure.to_wire() if job.failure else None,
+    }
 
 
 def job_full(job: Job) -> dict[str, Any]:

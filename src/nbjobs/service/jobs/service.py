@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -18,11 +19,13 @@ from nbjobs.models.accounts import Principal
 from nbjobs.models.events import NO_EVENTS, JobEvents
 from nbjobs.models.jobs import (
     ENDED,
+    NO_FILTER,
     NO_RETRIES,
     OUTPUT,
     Failure,
     FailureReason,
     Job,
+    JobFilter,
     JobInputs,
     JobStatus,
     JobType,
@@ -30,6 +33,7 @@ from nbjobs.models.jobs import (
     RetryPolicy,
     new_job_id,
 )
+from nbjobs.models.live import JobChange, LiveProgress
 from nbjobs.models.parameters import NotebookParameters
 from nbjobs.models.runtimes import DEFAULT_RUNTIME, Runtime
 from nbjobs.models.stores import JobStore
@@ -125,13 +129,37 @@ class JobService:
         limit: int = 100,
         offset: int = 0,
         newest_first: bool = False,
+        where: JobFilter = NO_FILTER,
+        username: str | None = None,
     ) -> tuple[list[Job], int]:
-        """The jobs ``who`` may see (admins: all; others: their own) and their total count."""
+        """The jobs ``who`` may see (admins: all, or ``username``'s; others: their own, whatever
+        ``username`` says) and their total count."""
         owner = owner_scope(who)
+        if owner is None and username:
+            owner = username
         jobs = self.store.list(
-            username=owner, statuses=statuses, limit=limit, offset=offset, newest_first=newest_first
+            username=owner,
+            statuses=statuses,
+            limit=limit,
+            offset=offset,
+            newest_first=newest_first,
+            where=where,
         )
-        return jobs, self.store.count(username=owner, statuses=statuses)
+        return jobs, self.store.count(username=owner, statuses=statuses, where=where)
+
+    def live(self, who: Principal, job_id: str) -> tuple[Job, LiveProgress | None]:
+        """A visible job and its live view for its current attempt (None before that attempt recorded
+        one); JobNotFound as ``get``."""
+        job = self.get(who, job_id)
+        live = self.store.live(job_id)
+        if live is not None and live.attempt != job.attempt:
+            live = None  # an earlier attempt's: the retry has not started writing yet
+        return job, live
+
+    def changes(self, who: Principal, since: int, *, limit: int = 500) -> builtins.list[JobChange]:
+        """Changes after ``since`` of the jobs ``who`` may see, oldest first (the job-list stream's
+        resume)."""
+        return self.store.changes(since, username=owner_scope(who), limit=limit)
 
     def output_notebook(self, who: Principal, job_id: str) -> bytes | None:
         """The executed notebook (with outputs so far) of a visible job, or None if none was produced."""

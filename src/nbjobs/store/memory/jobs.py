@@ -9,7 +9,8 @@ from collections import Counter
 from typing import Any
 
 from nbjobs.models.events import JobCount
-from nbjobs.models.jobs import ENDED, RUNNING, Job, JobStatus, JobUpdate, sources_of
+from nbjobs.models.jobs import ENDED, NO_FILTER, RUNNING, Job, JobFilter, JobStatus, JobUpdate, sources_of
+from nbjobs.models.live import JobChange, LiveProgress
 
 
 class MemoryJobStore:
@@ -19,6 +20,7 @@ class MemoryJobStore:
         self._jobs: dict[str, Job] = {}
         self._blobs: dict[tuple[str, str], bytes] = {}
         self._pids: dict[str, tuple[int, int]] = {}
+        self._live: dict[str, LiveProgress] = {}
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -47,16 +49,23 @@ class MemoryJobStore:
         limit: int = 100,
         offset: int = 0,
         newest_first: bool = False,
+        where: JobFilter = NO_FILTER,
     ) -> builtins.list[Job]:
         found: builtins.list[Job] = sorted(
-            self._select(username, statuses), key=lambda j: (j.date_created, j.job_id)
+            self._select(username, statuses, where), key=lambda j: (j.date_created, j.job_id)
         )
         if newest_first:
             found.reverse()
         return found[offset : offset + limit]
 
-    def count(self, *, username: str | None = None, statuses: frozenset[JobStatus] | None = None) -> int:
-        return len(self._select(username, statuses))
+    def count(
+        self,
+        *,
+        username: str | None = None,
+        statuses: frozenset[JobStatus] | None = None,
+        where: JobFilter = NO_FILTER,
+    ) -> int:
+        return len(self._select(username, statuses, where))
 
     def active_counts(self) -> builtins.list[JobCount]:
         with self._lock:
@@ -85,6 +94,8 @@ class MemoryJobStore:
                 changes["lease_expires"] = 0
             job = dataclasses.replace(job, **changes)
             self._jobs[job_id] = job
+            if update is not None and update.live is not None:
+                self._live[job_id] = update.live
             return job
 
     def claim_next(self, worker_id: str, now: int, lease_ms: int, *, per_user_cap: int = 0) -> Job | None:
@@ -148,7 +159,15 @@ class MemoryJobStore:
             self._jobs[job_id] = job
             return job
 
-    def set_progress(self, job_id: str, attempt: int, now: int, percent: int, message: str) -> bool:
+    def set_progress(
+        self,
+        job_id: str,
+        attempt: int,
+        now: int,
+        percent: int,
+        message: str,
+        live: LiveProgress | None = None,
+    ) -> bool:
         with self._lock:
             job = self._owned(job_id, attempt)
             if job is None:
@@ -156,7 +175,35 @@ class MemoryJobStore:
             self._jobs[job_id] = dataclasses.replace(
                 job, progress_percent=percent, progress_message=message, revision=now
             )
+            if live is not None:
+                self._live[job_id] = live
             return True
+
+    def live(self, job_id: str) -> LiveProgress | None:
+        return self._live.get(job_id)
+
+    def changes(
+        self, since: int, *, username: str | None = None, limit: int = 500
+    ) -> builtins.list[JobChange]:
+        with self._lock:
+            found = sorted(
+                (j for j in self._jobs.values() if j.revision > since and username in (None, j.username)),
+                key=lambda j: (j.revision, j.job_id),
+            )[:limit]
+        return [
+            JobChange(
+                j.job_id,
+                j.username,
+                str(j.type),
+                str(j.status),
+                j.runtime.name,
+                j.date_created,
+                j.revision,
+                j.progress_percent,
+                j.progress_message,
+            )  # fmt: skip
+            for j in found
+        ]
 
     def set_processes(self, job_id: str, attempt: int, runner_pid: int, kernel_pid: int) -> bool:
         with self._lock:
@@ -199,6 +246,7 @@ class MemoryJobStore:
             for job_id in doomed:
                 del self._jobs[job_id]
                 self._pids.pop(job_id, None)
+                self._live.pop(job_id, None)
                 for kind in ("input", "output"):
                     self._blobs.pop((job_id, kind), None)
             return len(doomed)
@@ -209,11 +257,15 @@ class MemoryJobStore:
             return None
         return job
 
-    def _select(self, username: str | None, statuses: frozenset[JobStatus] | None) -> builtins.list[Job]:
+    def _select(
+        self, username: str | None, statuses: frozenset[JobStatus] | None, where: JobFilter = NO_FILTER
+    ) -> builtins.list[Job]:
         return [
             j
             for j in self._jobs.values()
-            if (username is None or j.username == username) and (statuses is None or j.status in statuses)
+            if (username is None or j.username == username)
+            and (statuses is None or j.status in statuses)
+            and where.admits(j)
         ]
 
 
@@ -223,5 +275,5 @@ def _changes(update: JobUpdate | None) -> dict[str, Any]:
     return {
         f.name: getattr(update, f.name)
         for f in dataclasses.fields(update)
-        if getattr(update, f.name) is not None
+        if getattr(update, f.name) is not None and f.name != "live"
     }
