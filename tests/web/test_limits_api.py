@@ -353,3 +353,17 @@ def test_a_job_list_answers_at_most_ten_thousand_jobs(admin):
         over = admin.get(path, num="10001").json()
         assert over["code"] == 400 and "must be at most 10000" in over["messages"][0], over
         assert key in admin.get(path, num="10000").json()
+
+
+def test_the_app_s_upload_forms_have_the_upload_limit_too(alice: Caller, nb):
+    from nbjobs.store.tables import items
+
+    data = _notebook(40 * KIB)  # over the request limit, under the upload limit
+    body = {"token": alice.token}  # an explicit token: no CSRF check (docs/app.md)
+    files = {"file": ("big.ipynb", data, "application/x-ipynb+json")}
+    added = alice.client.post(CTX + "/app/notebooks/upload", data=body, files=files, follow_redirects=False)
+    assert added.status_code == 303, added.text[:500]
+    assert _rows(nb, items) == 1
+    too_big = {"file": ("huge.ipynb", _notebook(2 * UPLOAD), "application/x-ipynb+json")}
+    refused = alice.client.post(CTX + "/app/notebooks/upload", data=body, files=too_big)
+    assert "larger than" in refused.text and _rows(nb, items) == 1

@@ -33,6 +33,7 @@ from nbjobs.web.routes import (
     webtools,
 )
 from nbjobs.web.services import WebServices
+from nbjobs.web.ui import routes as ui
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +58,12 @@ def create_app(services: WebServices) -> FastAPI:
                    webhooks.events, machines.router, webtools.router, gp.router, metrics.router, logs.router,
                    notifications.router, statistics.router):  # fmt: skip
         root.include_router(router)
+    root.include_router(ui.router)  # the app for people: /<context>/app (docs/app.md)
     app.include_router(root)
 
     @app.get("/", include_in_schema=False)
     async def index(request: Request) -> Response:
-        return RedirectResponse(f"/{settings.server.context}/admin")
+        return RedirectResponse(f"/{settings.server.context}/app/")
 
     install_error_handlers(app, settings.server.context)
     app.add_middleware(
