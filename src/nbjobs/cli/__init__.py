@@ -20,6 +20,14 @@ _COMMANDS = {
     "worker": "worker",
     "webtools": "webtools",
     "notify": "notify",
+    # the client of a running server (cli/client/): HTTP only, none of the server stack
+    "login": "client.auth",
+    "logout": "client.auth",
+    "submit": "client.submit",
+    "jobs": "client.jobs",
+    "cancel": "client.jobs",
+    "output": "client.jobs",
+    "logs": "client.logs",
 }
 
 
@@ -49,4 +57,6 @@ def main() -> None:
     \b
     Start a server:         nbjobs serve
     Run one notebook here:  nbjobs run IN.ipynb OUT.ipynb -p alpha 0.6
+    Use a running server:   nbjobs login https://HOST:PORT/arcgis, then
+                            nbjobs submit IN.ipynb -p alpha 0.6 --wait, jobs, logs, output
     """

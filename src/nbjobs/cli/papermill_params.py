@@ -11,7 +11,15 @@ Only the command line uses these: the ArcGIS ``notebookParameters`` JSON has its
 
 from __future__ import annotations
 
+import base64
+import binascii
+from pathlib import Path
 from typing import Any
+
+import click
+
+from nbjobs.errors import InvalidParameters
+from nbjobs.models.parameters import NotebookParameters, parse_parameters
 
 
 def resolve_type(value: str) -> Any:
@@ -58,3 +66,37 @@ def _loader() -> Any:
         }
 
     return NoDatesSafeLoader
+
+
+def collect_parameters(
+    params: tuple[tuple[str, str], ...],
+    raw: tuple[tuple[str, str], ...],
+    files: tuple[Path, ...],
+    yamls: tuple[str, ...],
+    base64s: tuple[str, ...] = (),
+    inline: str | None = None,
+) -> NotebookParameters:
+    """The parameters of ``nbjobs run`` and ``nbjobs submit``: papermill's order (-b, -f, -y, -p, -r),
+    with the ArcGIS JSON -j before -p; a later source wins. Bad input: ``click.BadParameter`` (2)."""
+    merged: dict[str, Any] = {}
+    try:
+        for encoded in base64s:
+            try:
+                merged.update(load_yaml(base64.b64decode(encoded, validate=True), "-b"))
+            except (binascii.Error, ValueError) as exc:
+                raise ValueError(f"-b is not base64-encoded YAML: {exc}") from None
+        for path in files:
+            merged.update(load_yaml(path.read_bytes(), str(path)))
+        for text in yamls:
+            merged.update(load_yaml(text, "-y"))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    try:
+        result = parse_parameters(merged)
+        if inline:
+            result = result.merged(parse_parameters(inline))
+        flags: dict[str, Any] = {name: resolve_type(value) for name, value in params}
+        flags.update(dict(raw))
+        return result.merged(parse_parameters(flags))
+    except InvalidParameters as exc:
+        raise click.BadParameter(exc.message) from exc

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import signal
 import sys
@@ -13,11 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from nbjobs.cli.papermill_params import load_yaml, resolve_type
-from nbjobs.errors import InvalidParameters
+from nbjobs.cli.papermill_params import collect_parameters
 from nbjobs.execution.processes import kill_process_tree
 from nbjobs.models.jobs import Failure, FailureReason
-from nbjobs.models.parameters import NotebookParameters, parse_parameters
 
 EXIT_FAILED = 1
 EXIT_KERNEL_DIED = 138  # papermill's status for a DeadKernelError, so scripts can tell the two apart
@@ -116,39 +112,6 @@ def _ready(starting: StartingKernel | None) -> WarmKernel | None:
         return starting.ready()
     except Exception:  # died while starting: the engine's own start reports the failure
         return None
-
-
-def _collect_parameters(
-    params: tuple[tuple[str, str], ...],
-    raw: tuple[tuple[str, str], ...],
-    files: tuple[Path, ...],
-    yamls: tuple[str, ...],
-    base64s: tuple[str, ...],
-    inline: str | None,
-) -> NotebookParameters:
-    """papermill's order (-b, -f, -y, -p, -r), with the ArcGIS JSON -j before -p; a later source wins."""
-    merged: dict[str, Any] = {}
-    try:
-        for encoded in base64s:
-            try:
-                merged.update(load_yaml(base64.b64decode(encoded, validate=True), "-b"))
-            except (binascii.Error, ValueError) as exc:
-                raise ValueError(f"-b is not base64-encoded YAML: {exc}") from None
-        for path in files:
-            merged.update(load_yaml(path.read_bytes(), str(path)))
-        for text in yamls:
-            merged.update(load_yaml(text, "-y"))
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from exc
-    try:
-        result = parse_parameters(merged)
-        if inline:
-            result = result.merged(parse_parameters(inline))
-        flags: dict[str, Any] = {name: resolve_type(value) for name, value in params}
-        flags.update(dict(raw))
-        return result.merged(parse_parameters(flags))
-    except InvalidParameters as exc:
-        raise click.BadParameter(exc.message) from exc
 
 
 @click.command()
@@ -288,7 +251,7 @@ def run(
     Example:
       nbjobs run report.ipynb out.ipynb -p region west -p year 2026
     """
-    parameters = _collect_parameters(params, raw, files, yamls, base64s, inline)
+    parameters = collect_parameters(params, raw, files, yamls, base64s, inline)
     if output is None:
         output = notebook.with_name(notebook.stem + ".out.ipynb")
     data = notebook.read_bytes()
