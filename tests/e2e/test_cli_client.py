@@ -160,8 +160,15 @@ def test_login_stores_a_user_only_token_and_finds_the_context(server: Server, tm
     assert stored["ca_cert"] == str(server.cert.resolve())
     listed = cli("jobs", "--json")  # the remembered certificate is used
     assert listed.returncode == 0, listed.stderr
-    assert cli("logout").returncode == 0
+    out = cli("logout")
+    assert out.returncode == 0 and "revoked the token" in out.stderr, out.stderr
     assert not cli.login_file.exists()
+    # the token is dead on the server too, not only forgotten here
+    with server.client() as http:
+        refused = http.get(
+            server.url + "/admin/notebooks/jobs", params={"f": "json", "token": stored["token"]}
+        )
+    assert refused.json()["code"] == 498
     after = cli("jobs")
     assert after.returncode == 2
     assert after.stderr == "not signed in: run 'nbjobs login URL' (or give --url and --token)\n"

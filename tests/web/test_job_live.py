@@ -69,3 +69,17 @@ def test_admins_list_one_users_jobs_and_users_only_ever_their_own(nb, alice, bob
     assert [j.job_id for j in theirs] == [b] and total == 1
     none, total = nb.service.list(operator, where=JobFilter(runtime_name="no such runtime"))
     assert none == [] and total == 0
+
+
+def test_revoke_token_ends_the_token_it_names_and_tells_nothing_about_others(client, alice):
+    def revoke(token: str) -> dict:
+        return client.post(
+            "/arcgis/sharing/rest/oauth2/revokeToken", data={"f": "json", "auth_token": token}
+        ).json()
+
+    assert alice.get("/admin/notebooks/jobs").json().get("asyncNotebookJobs") == []
+    assert revoke(alice.token) == {"success": True}
+    assert alice.get("/admin/notebooks/jobs").json()["code"] == 498
+    assert revoke(alice.token) == revoke("no-such-token") == {"success": True}
+    missing = client.post("/arcgis/sharing/rest/oauth2/revokeToken", data={"f": "json"}).json()
+    assert missing["error"]["code"] == 400

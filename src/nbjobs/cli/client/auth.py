@@ -86,9 +86,19 @@ def _read_password() -> str:
 
 @click.command()
 def logout() -> None:
-    """Forget the stored login (the token itself stays valid until it expires)."""
+    """Revoke the stored token on its server, then forget the login. The file is removed even when the
+    server cannot be reached (the token then stays valid until it expires: the line says so)."""
     path = config.login_path()
-    if config.remove(path):
-        click.echo(f"signed out: removed {path}", err=True)
-    else:
+    stored = config.load(path)
+    if stored is None:
+        config.remove(path)
         click.echo("not signed in", err=True)
+        return
+    revoked = "revoked the token"
+    try:
+        with Api(stored.url, verify=verify_of(stored.ca_cert, stored.insecure)) as api:
+            api.post("/sharing/rest/oauth2/revokeToken", {"auth_token": stored.token})
+    except ClientError as exc:
+        revoked = f"could not revoke the token ({exc}); it stays valid until it expires"
+    config.remove(path)
+    click.echo(f"signed out: {revoked}, removed {path}", err=True)

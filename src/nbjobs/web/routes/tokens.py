@@ -202,6 +202,25 @@ def oauth_signin(request: Request, nb: Nb, params: Form) -> Response:
 
 @operation(
     portal,
+    "/rest/oauth2/revokeToken",
+    summary="Revoke a token (signing out)",
+    methods=("POST",),
+    fields=("auth_token", "client_id", "token_type_hint"),
+    tags=("auth",),
+)
+def oauth_revoke_token(request: Request, nb: Nb, params: Form) -> Response:
+    """ArcGIS's ``oauth2/revokeToken``: the token in ``auth_token`` stops working at once. Holding the
+    token is the credential (as RFC 7009), so no other is asked; an unknown or already revoked token
+    answers the same success, so the answer tells nothing about tokens one does not hold."""
+    token = params.text("auth_token")
+    if not token:
+        raise InvalidRequest("'auth_token' must be specified.")
+    nb.tokens.revoke(token)
+    return respond(request, {"success": True}, title="Token revoked")
+
+
+@operation(
+    portal,
     "/oauth2/approval",
     summary="Out-of-band landing page after sign-in",
     methods=("GET",),
