@@ -289,6 +289,9 @@ def test_streams_a_client_drops_free_everything(server: Server, alice: Session, 
             time.sleep(0.2)
         assert _open_streams(server, admin) == baseline  # every dropped stream left the feed
         growth = proc.memory_info().rss - before
+        print(
+            f"RSS {before / 2**20:.1f} -> {(before + growth) / 2**20:.1f} MiB over 1,000 dropped streams"
+        )  # -s shows it
         assert growth < 20 * 1024 * 1024, f"RSS grew {growth / 2**20:.1f} MiB over 1,000 dropped streams"
     finally:
         alice.post(f"/admin/notebooks/jobs/{job_id}/cancel")

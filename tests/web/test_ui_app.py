@@ -327,10 +327,14 @@ def test_job_page_shows_failure_cell_and_traceback_and_the_frame(app_client: Tes
     )  # fmt: skip
     nb.store.transition(job_id, JobStatus.EXECUTING, now, update=JobUpdate(start_time=now))
     nb.store.put_blob(job_id, OUTPUT, notebook_bytes("trivial.ipynb"), now)
-    nb.store.transition(job_id, JobStatus.FAILED, now + 1500, update=JobUpdate(failure=failure))
+    nb.store.transition(
+        job_id, JobStatus.FAILED, now + 1500,
+        update=JobUpdate(failure=failure, results={"hasOutputNotebook": True}),
+    )  # fmt: skip
     sign_in(app_client, "alice")
     page = app_client.get(APP + f"/jobs/{job_id}").text
     assert "FAILED" in page and "A cell raised" in page and "ValueError" in page
+    assert "data-no-output hidden" in page
     assert "Traceback line 1" in page and "\x1b" not in page
     frame = f'data-src="{CTX}/admin/notebooks/jobs/{job_id}/output/html" src='
     assert '<iframe sandbox title="Executed notebook"' in page and frame in page
@@ -338,6 +342,17 @@ def test_job_page_shows_failure_cell_and_traceback_and_the_frame(app_client: Tes
     html = app_client.get(APP + f"/jobs/{job_id}/notebook.html")
     assert html.status_code == 200 and "attachment" in html.headers["content-disposition"]
     assert "sandbox" in html.headers["content-security-policy"]
+
+
+def test_a_job_that_ended_without_an_executed_notebook_shows_no_frame(
+    app_client: TestClient, nb: Server
+) -> None:
+    job_id = _job(nb, "alice")
+    nb.store.transition(job_id, JobStatus.CANCELLED, nb.clock())  # cancelled while SUBMITTED: no output
+    sign_in(app_client, "alice")
+    page = app_client.get(APP + f"/jobs/{job_id}").text
+    assert "This job produced no executed notebook" in page and "data-no-output hidden" not in page
+    assert " src=" not in page.split("data-frame", 1)[1].split(">", 1)[0]  # the frame loads nothing
 
 
 def test_cancel_and_run_again_from_the_job_page(app_client: TestClient, nb: Server) -> None:

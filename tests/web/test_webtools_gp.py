@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -248,7 +249,11 @@ def test_execute_waits_for_the_end_and_answers_results(alice, nb, clock, tool):
 
 
 def test_execute_answers_with_the_job_to_poll_when_the_run_is_slow(alice, nb, tool):
-    nb.settings = nb.settings.with_overrides(webtool_execute_wait_seconds=0.05)
+    # the routes read the app's services (the Server's own settings are not what they see)
+    state = alice.client.app.state
+    state.services = dataclasses.replace(
+        state.services, settings=nb.settings.with_overrides(webtool_execute_wait_seconds=0.05)
+    )
     answer = alice.post(_task(tool) + "/execute").json()
     assert answer["jobStatus"] == "esriJobSubmitted" and answer["jobId"].startswith("j")
     assert alice.get(f"{_task(tool)}/jobs/{answer['jobId']}").json()["jobId"] == answer["jobId"]

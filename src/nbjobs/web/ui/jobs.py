@@ -147,6 +147,7 @@ def job_page(request: Request, job_id: str, nb: Nb, params: Form, visit: Visitor
         failure_view=failure_view,
         traceback=traceback, output=output, done=done, cells=cells, percent=percent,
         elapsed=elapsed(job, nb.clock()), ended=job.status in ENDED,
+        has_output=bool(job.results.get("hasOutputNotebook")),
         parameters=json.dumps(job.inputs.notebook_parameters.to_wire(), indent=1, default=str),
         snapshot=json.dumps(snapshot, default=str),
         api=f"/{ctx}/admin/notebooks/jobs/{job.job_id}",

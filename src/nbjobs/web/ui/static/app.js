@@ -102,9 +102,18 @@
       if (cancel) cancel.hidden = true;
       const result = root.querySelector("[data-result]");
       if (result && result.hidden) {
-        result.hidden = false;
-        const frame = result.querySelector("[data-frame]");
-        if (frame && !frame.getAttribute("src")) frame.src = frame.dataset.src;
+        // the job's results say whether an executed notebook was stored (not when it ended unstarted)
+        fetch(result.dataset.job, { credentials: "same-origin" })
+          .then((answer) => answer.json())
+          .then((job) => job.results && job.results.hasOutputNotebook)
+          .catch(() => true)
+          .then((has) => {
+            result.hidden = false;
+            result.querySelector("[data-no-output]").hidden = Boolean(has);
+            result.querySelector("[data-has-output]").hidden = !has;
+            const frame = result.querySelector("[data-frame]");
+            if (has && frame && !frame.getAttribute("src")) frame.src = frame.dataset.src;
+          });
       }
     }
 
