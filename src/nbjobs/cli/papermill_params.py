@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from nbjobs.errors import InvalidParameters
 from nbjobs.models.parameters import NotebookParameters, parse_parameters
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def resolve_type(value: str) -> Any:
@@ -100,3 +103,61 @@ def collect_parameters(
         return result.merged(parse_parameters(flags))
     except InvalidParameters as exc:
         raise click.BadParameter(exc.message) from exc
+
+
+def parameter_options(command: F) -> F:
+    """-p, -r, -f, -y, -b, -j: the parameter flags of `nbjobs run` and `nbjobs submit`."""
+    options = [
+        click.option(
+            "-p",
+            "--parameters",
+            "params",
+            nargs=2,
+            multiple=True,
+            metavar="NAME VALUE",
+            help="A parameter, typed as papermill's -p: True, False, None, then int, then float, else str.",
+        ),
+        click.option(
+            "-r",
+            "--parameters-raw",
+            "raw",
+            nargs=2,
+            multiple=True,
+            metavar="NAME VALUE",
+            help="A parameter whose VALUE is always a string.",
+        ),
+        click.option(
+            "-f",
+            "--parameters-file",
+            "files",
+            multiple=True,
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="A YAML (or JSON) file holding a mapping of parameters, as papermill's -f.",
+        ),
+        click.option(
+            "-y",
+            "--parameters-yaml",
+            "yamls",
+            multiple=True,
+            metavar="YAML",
+            help="Parameters as a YAML mapping, as papermill's -y: 'x: 1'.",
+        ),
+        click.option(
+            "-b",
+            "--parameters-base64",
+            "base64s",
+            multiple=True,
+            metavar="BASE64",
+            help="Parameters as base64-encoded YAML, as papermill's -b.",
+        ),
+        click.option(
+            "-j",
+            "--parameters-json",
+            "inline",
+            metavar="JSON",
+            help="Parameters as a JSON object, as ArcGIS notebookParameters: '{\"x\": 1}'.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from nbjobs.cli.papermill_params import collect_parameters
+from nbjobs.cli.papermill_params import collect_parameters, parameter_options
 from nbjobs.execution.processes import kill_process_tree
 from nbjobs.models.jobs import Failure, FailureReason
 
@@ -117,55 +117,7 @@ def _ready(starting: StartingKernel | None) -> WarmKernel | None:
 @click.command()
 @click.argument("notebook", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("output", required=False, type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "-p",
-    "--parameters",
-    "params",
-    nargs=2,
-    multiple=True,
-    metavar="NAME VALUE",
-    help="A parameter, typed as papermill's -p: True, False, None, then int, then float, else str.",
-)
-@click.option(
-    "-r",
-    "--parameters-raw",
-    "raw",
-    nargs=2,
-    multiple=True,
-    metavar="NAME VALUE",
-    help="A parameter whose VALUE is always a string.",
-)
-@click.option(
-    "-f",
-    "--parameters-file",
-    "files",
-    multiple=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="A YAML (or JSON) file holding a mapping of parameters, as papermill's -f.",
-)
-@click.option(
-    "-y",
-    "--parameters-yaml",
-    "yamls",
-    multiple=True,
-    metavar="YAML",
-    help="Parameters as a YAML mapping, as papermill's -y: 'x: 1'.",
-)
-@click.option(
-    "-b",
-    "--parameters-base64",
-    "base64s",
-    multiple=True,
-    metavar="BASE64",
-    help="Parameters as base64-encoded YAML, as papermill's -b.",
-)
-@click.option(
-    "-j",
-    "--parameters-json",
-    "inline",
-    metavar="JSON",
-    help="Parameters as a JSON object, as ArcGIS notebookParameters: '{\"x\": 1}'.",
-)
+@parameter_options
 @click.option(
     "-k",
     "--kernel",

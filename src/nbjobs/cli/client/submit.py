@@ -12,9 +12,10 @@ from nbjobs.cli.client.api import Api
 from nbjobs.cli.client.errors import ClientError
 from nbjobs.cli.client.items import item_for, username_of
 from nbjobs.cli.client.live import JobFollower, ending_line
-from nbjobs.cli.client.params import notebook_parameters, parameter_options
+from nbjobs.cli.client.params import notebook_parameters
 from nbjobs.cli.client.progress import ProgressDisplay
 from nbjobs.cli.client.target import Target, server_options
+from nbjobs.cli.papermill_params import parameter_options
 
 
 def runtime_id_of(api: Api, wanted: str) -> str:
@@ -73,6 +74,7 @@ def submit(
     raw: tuple[tuple[str, str], ...],
     files: tuple[Path, ...],
     yamls: tuple[str, ...],
+    base64s: tuple[str, ...],
     inline: str | None,
     wait: bool,
     runtime: str | None,
@@ -97,7 +99,7 @@ def submit(
     Example:
       nbjobs submit report.ipynb -p region west -p year 2026 --wait
     """
-    parameters = notebook_parameters(params, raw, files, yamls, inline)
+    parameters = notebook_parameters(params, raw, files, yamls, inline, base64s)
     data = notebook.read_bytes()
     api, login = target.open()
     with api:
