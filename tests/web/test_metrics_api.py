@@ -3,6 +3,8 @@ admin envelope for everyone else, and the HTTP metrics labelled by route templat
 
 from __future__ import annotations
 
+import time
+
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -131,4 +133,30 @@ def test_a_body_the_guard_refuses_before_routing_still_gets_its_route_template(t
         route = f"{CTX}/admin/notebooks/executeNotebook"
         assert value(samples, "nbjobs_http_requests_total", route=route, method="POST", status="200") == 1
     finally:
+        server.store.close()
+
+
+def test_an_event_stream_s_duration_is_until_it_started_not_while_it_stayed_open(tmp_path):
+    settings = load_settings(
+        {}, data_dir=tmp_path, workers=0, stream_max_seconds=1.5, stream_heartbeat_seconds=0.5
+    )
+    server = Server.from_settings(settings)
+    try:
+        server.prepare()
+        server.users.add("alice", "alice-password-1")
+        token = server.tokens.issue(server.users.get("alice")).token
+        with TestClient(create_app(server.web), base_url="https://testserver") as client:
+            began = time.monotonic()
+            answer = client.get(CTX + "/admin/notebooks/jobs/events", params={"token": token})
+            open_for = time.monotonic() - began
+        assert (
+            answer.headers["content-type"].startswith("text/event-stream") and "event: ready" in answer.text
+        )
+        assert open_for >= 1.5  # the stream stayed open until its maximum age
+        samples = parse(server.metrics.render().decode())
+        route = f"{CTX}/admin/notebooks/jobs/events"
+        assert value(samples, "nbjobs_http_request_duration_seconds_count", route=route, method="GET") == 1
+        assert value(samples, "nbjobs_http_request_duration_seconds_sum", route=route, method="GET") < 1.0
+    finally:
+        server.web.feed.close()
         server.store.close()

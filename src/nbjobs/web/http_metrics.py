@@ -77,11 +77,15 @@ class HttpMetrics:
             return
         began = time.perf_counter()
         status = 500  # what the server sends when the app fails before starting a response
+        stream_started = 0.0  # an event stream's latency is until it starts: it then stays open for long
 
         async def watched_send(message: Message) -> None:
-            nonlocal status
+            nonlocal status, stream_started
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                headers = dict(message.get("headers") or ())
+                if headers.get(b"content-type", b"").startswith(b"text/event-stream"):
+                    stream_started = time.perf_counter()
             await send(message)
 
         try:
@@ -92,5 +96,5 @@ class HttpMetrics:
                 self.templates.of(scope),
                 method if method in METHODS else "other",
                 status,
-                time.perf_counter() - began,
+                (stream_started or time.perf_counter()) - began,
             )
