@@ -50,12 +50,12 @@ def new_context(browser: Browser, **options: Any) -> BrowserContext:
     return browser.new_context(ignore_https_errors=True, viewport=options.pop("viewport", WIDE), **options)
 
 
-def sign_in(context: BrowserContext, server: Server, username: str) -> Page:
+def sign_in(context: BrowserContext, server: Server, username: str, password: str = USER_PASSWORD) -> Page:
     page = context.new_page()
     page.goto(server.url + "/app/")
     assert page.url.startswith(server.url + "/app/signin?next=")
     page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(USER_PASSWORD)
+    page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(server.url + "/app/jobs")
     return page

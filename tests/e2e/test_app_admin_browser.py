@@ -1,0 +1,38 @@
+"""The app's admin pages in a real browser: an administrator adds a user; the axe scan and the 375 px
+layout hold for them as for the other pages (tests/e2e/test_app_browser.py)."""
+
+from __future__ import annotations
+
+from tests.e2e.conftest import ADMIN_PASSWORD, Server
+from tests.e2e.test_app_browser import SERIOUS, Axe, Browser, browser, new_context, sign_in  # noqa: F401
+
+PAGES = ["/app/admin/users"]
+
+
+def test_an_administrator_adds_a_user_from_the_users_page(browser: Browser, server: Server):  # noqa: F811
+    context = new_context(browser)
+    page = sign_in(context, server, "admin", ADMIN_PASSWORD)
+    page.get_by_role("link", name="Admin").click()
+    page.wait_for_url(server.url + "/app/admin/users")
+    page.get_by_label("Username").fill("carol")
+    page.get_by_label("Password").fill("carol-password-1")
+    page.get_by_role("button", name="Add user").click()
+    page.wait_for_url(server.url + "/app/admin/users")
+    assert page.get_by_role("cell", name="carol", exact=True).count() == 1
+    context.close()
+
+
+def test_admin_pages_pass_axe_and_fit_375_px(browser: Browser, server: Server):  # noqa: F811
+    context = new_context(browser, bypass_csp=True)
+    page = sign_in(context, server, "admin", ADMIN_PASSWORD)
+    axe = Axe()
+    for path in PAGES:
+        page.goto(server.url + path)
+        bad = [(v["id"], v["impact"]) for v in axe.run(page).response["violations"] if v["impact"] in SERIOUS]
+        assert not bad, (path, bad)
+    page.set_viewport_size({"width": 375, "height": 800})
+    for path in PAGES:
+        page.goto(server.url + path)
+        widths = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+        assert widths[0] <= widths[1], f"{path} scrolls sideways at 375 px: {widths}"
+    context.close()
