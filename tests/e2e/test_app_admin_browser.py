@@ -3,6 +3,8 @@ layout hold for them as for the other pages (tests/e2e/test_app_browser.py)."""
 
 from __future__ import annotations
 
+import secrets
+
 from tests.e2e.conftest import ADMIN_PASSWORD, Server
 from tests.e2e.test_app_browser import SERIOUS, Axe, Browser, browser, new_context, sign_in  # noqa: F401
 
@@ -14,11 +16,12 @@ def test_an_administrator_adds_a_user_from_the_users_page(browser: Browser, serv
     page = sign_in(context, server, "admin", ADMIN_PASSWORD)
     page.get_by_role("link", name="Admin").click()
     page.wait_for_url(server.url + "/app/admin/users")
-    page.get_by_label("Username").fill("carol")
-    page.get_by_label("Password").fill("carol-password-1")
+    name = f"added-{secrets.token_hex(3)}"  # the e2e server is shared: a name no other test uses
+    page.get_by_label("Username").fill(name)
+    page.get_by_label("Password").fill("added-password-1")
     page.get_by_role("button", name="Add user").click()
     page.wait_for_url(server.url + "/app/admin/users")
-    assert page.get_by_role("cell", name="carol", exact=True).count() == 1
+    assert page.get_by_role("cell", name=name, exact=True).count() == 1
     context.close()
 
 
