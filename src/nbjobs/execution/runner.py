@@ -85,7 +85,7 @@ class _EventListener:
             return
         with self._lock:
             kept, chars = self._pending.get((cell_index, name), ("", 0))
-            self._pending[(cell_index, name)] = ((kept + text)[-TAIL_CHARS:], chars + len(text))
+            self._pending[(cell_index, name)] = ((kept + text[-TAIL_CHARS:])[-TAIL_CHARS:], chars + len(text))
         if self._flusher is None:
             self._flusher = threading.Thread(target=self._flush_every, name="nbjobs-output", daemon=True)
             self._flusher.start()

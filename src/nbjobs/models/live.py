@@ -158,13 +158,10 @@ class LiveRecorder:
 
     def _trim(self) -> None:
         total = sum(len(t.text) for t in self.tails.values())
-        while total > TOTAL_TAIL_CHARS and len(self.tails) > 1:
+        while total > TOTAL_TAIL_CHARS and len(self.tails) > 1:  # one tail alone fits: TAIL_CHARS < TOTAL
             oldest = next(iter(self.tails))
             total -= len(self.tails.pop(oldest).text)
             self.dropped_tails = True
-        if total > TOTAL_TAIL_CHARS:  # one stream alone: TAIL_CHARS < TOTAL, cannot happen; kept as a guard
-            key, tail = next(iter(self.tails.items()))
-            self.tails[key] = StreamTail(tail.cell_index, tail.name, tail.text[-TOTAL_TAIL_CHARS:], tail.end)
 
 
 @dataclass(frozen=True)

@@ -19,19 +19,24 @@ def get_services(request: Request) -> WebServices:
     return services
 
 
-def token_of(request: Request, params: Params) -> str:
-    """The token from X-Esri-Authorization or Authorization (Bearer), the token parameter, or the
-    browser cookie (GET only: a cross-site form cannot carry a token it cannot read)."""
+def explicit_token(request: Request, params: Params) -> str:
+    """A token the client sent on purpose: X-Esri-Authorization or Authorization (Bearer), else the
+    token parameter; "" when none (a cookie is not explicit: a browser sends it by itself)."""
     for header in ("x-esri-authorization", "authorization"):
         value = request.headers.get(header, "")
         scheme, _, credential = value.partition(" ")
         if scheme.lower() == "bearer" and credential.strip():
             return credential.strip()
-    if params.text("token"):
-        return params.text("token")
-    if request.method == "GET":
-        return request.cookies.get(TOKEN_COOKIE, "")
-    return ""
+    return params.text("token")
+
+
+def token_of(request: Request, params: Params) -> str:
+    """The explicit token, or the browser cookie (GET only: a cross-site form cannot carry a token it
+    cannot read)."""
+    token = explicit_token(request, params)
+    if token or request.method != "GET":
+        return token
+    return request.cookies.get(TOKEN_COOKIE, "")
 
 
 def optional_user(request: Request, params: Annotated[Params, Depends(read_params)]) -> User | None:

@@ -34,7 +34,7 @@ from starlette.responses import Response
 from nbjobs.errors import NbJobsError, PermissionDenied, TokenRequired
 from nbjobs.models.accounts import User
 from nbjobs.service.accounts.tokens import IssuedToken
-from nbjobs.web.deps import Form, get_services
+from nbjobs.web.deps import Form, explicit_token, get_services
 from nbjobs.web.params import Params
 from nbjobs.web.render import TOKEN_COOKIE
 
@@ -74,14 +74,6 @@ def same_origin(request: Request) -> bool:
     return hmac.compare_digest(origin.lower(), own_origin(request).lower())
 
 
-def _explicit_token(request: Request, params: Params) -> str:
-    for header in ("x-esri-authorization", "authorization"):
-        scheme, _, credential = request.headers.get(header, "").partition(" ")
-        if scheme.lower() == "bearer" and credential.strip():
-            return credential.strip()
-    return params.text("token")
-
-
 @dataclass(frozen=True)
 class Visit:
     """One request to the app: the user (if the token is good), the session's CSRF token for the page's
@@ -106,7 +98,7 @@ class Visit:
 def visit(request: Request, params: Form) -> Visit:
     """The app's own authentication dependency (the API's ``token_of`` rules stay as they are)."""
     nb = get_services(request)
-    explicit = _explicit_token(request, params)
+    explicit = explicit_token(request, params)
     token = explicit or request.cookies.get(APP_COOKIE, "")
     via_cookie = not explicit and bool(token)
     wants_json = params.format != "html"
