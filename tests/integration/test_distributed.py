@@ -197,6 +197,28 @@ def test_the_machines_view_lists_live_workers(cluster):
     assert w2["machineName"] == os.uname().nodename
 
 
+def test_the_app_workers_page_lists_the_real_workers_with_fresh_heartbeats(cluster):
+    import re
+
+    from starlette.testclient import TestClient
+
+    from nbjobs.web.app import create_app
+
+    c = cluster
+    c.api.users.ensure_admin("admin", "admin-password-123")
+    token = c.api.tokens.issue(c.api.users.get("admin")).token
+    with TestClient(create_app(c.api.web)) as http:
+        page = http.get(f"/{c.api.settings.server.context}/app/admin/workers",
+                        headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+    assert page.status_code == 200 and "Distributed mode" in page.text and "(this server)" not in page.text
+    rows = page.text.split("<tr>")[2:]  # after the header row: one per live worker
+    for worker in (c.w1, c.w2):
+        row = next(r for r in rows if f'<span class="mono">{c.record(worker).worker_id}</span>' in r)
+        age = float(re.search(r"([\d.]+) s ago", row).group(1))
+        assert age <= 4 and f"pid {worker.pid} " in row and "online" in row  # heartbeat within the 4 s lease
+        assert ("Second" in row) == (worker is c.w2)  # the runtimes each serves
+
+
 def test_kill_9_of_a_worker_fails_its_job_within_the_lease_or_retries_it(cluster, tmp_path):
     c = cluster
     lost = _submit_marker(c, tmp_path / "lost", pause=600)

@@ -163,8 +163,9 @@ class Entry:
 
 
 def load_matrix() -> list[Entry]:
-    raw = tomllib.loads(MATRIX_FILE.read_text(encoding="utf-8"))
-    return [Entry(**route) for route in raw["route"]]
+    """The main file, then each ``authz_matrix_*.toml`` beside it (one per group of app pages)."""
+    files = [MATRIX_FILE, *sorted(MATRIX_FILE.parent.glob("authz_matrix_*.toml"))]
+    return [Entry(**route) for file in files for route in tomllib.loads(file.read_text("utf-8"))["route"]]
 
 
 ENTRIES = load_matrix()

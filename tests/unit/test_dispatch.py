@@ -9,12 +9,13 @@ import pytest
 from nbjobs.clock import ManualClock
 from nbjobs.dispatch.celery.publisher import TASK_NAME, make_celery, queue_name, task_id
 from nbjobs.dispatch.celery.reconciler import Reconciler
+from nbjobs.dispatch.local import LocalDispatcher
 from nbjobs.errors import ConfigurationError, PermissionDenied
 from nbjobs.models.accounts import User
 from nbjobs.models.jobs import Job, JobInputs, JobStatus, Waiting, new_job_id
 from nbjobs.models.runtimes import DEFAULT_RUNTIME
 from nbjobs.models.workers import WorkerRecord
-from nbjobs.service.system.machines import list_machines
+from nbjobs.service.system.machines import MachineService, list_machines
 from nbjobs.settings import load_settings
 from nbjobs.store.engine import open_store
 from nbjobs.store.outbox import SqlOutbox
@@ -131,3 +132,25 @@ def test_the_machines_view_lists_live_workers_to_admins_only(parts):
     assert [(m.worker.worker_id, m.running_jobs) for m in machines] == [("host/1-a", (job.job_id,))]
     with pytest.raises(PermissionDenied):
         list_machines(User("bob", "", "org_user", (), 0, 0), workers, store, clock, 60_000)
+
+
+def test_the_machines_view_lists_the_embedded_pool_first_with_its_running_jobs(parts):
+    store, clock, *_ = parts
+    workers = SqlWorkerStore(store.engine)
+    now = clock()
+    workers.register(WorkerRecord("other/1-a", "other", 1, (), (), 1, "online", "0", now, now))
+    pool = LocalDispatcher(store, load_settings({}), clock, "host/7-b", supervisor=None)
+    served = ({"id": "r", "name": "R"},)
+    machines = MachineService(workers, store, clock, lease_ms=60_000, local=lambda: pool.machine(served))
+    job = _submit(store, clock)
+    store.claim(job.job_id, 1, "host/7-b/0", now, 60_000)
+    clock.advance(5_000)
+    here, other = machines.list(User("admin", "", "org_admin", (), 0, 0))
+    assert (here.local, other.local) == (True, False)
+    assert (here.worker.worker_id, here.worker.hostname) == ("host/7-b", "host")
+    assert here.running_jobs == (job.job_id,)
+    assert here.worker.runtimes == served and here.worker.state == "online"
+    assert here.worker.last_heartbeat == clock() and here.worker.concurrency == 0  # no thread started
+    assert other.worker.worker_id == "other/1-a" and other.running_jobs == ()
+    with pytest.raises(PermissionDenied):
+        machines.list(User("bob", "", "org_user", (), 0, 0))

@@ -207,6 +207,18 @@ def test_validate_reports_each_runtime(service: RuntimeService, env_python: str,
     assert bad.runtime_id
 
 
+def test_check_of_one_runtime_probes_that_one_for_an_admin(service: RuntimeService, tmp_path: Path):
+    python = executable(tmp_path / "bare" / "bin" / "python")
+    bare = service.register(OPERATOR, RuntimeFields(name="Bare", python=python))
+    [check] = service.check(ADMIN, bare.runtime_id)
+    assert check.runtime == bare and not check.ok and "cannot import ipykernel" in check.error
+    assert [c.runtime.name for c in service.check(ADMIN)] == ["Python 3 Standard", "Bare"]
+    with pytest.raises(RuntimeNotFound):
+        service.check(ADMIN, "f" * 32)
+    with pytest.raises(PermissionDenied):
+        service.check(ALICE, bare.runtime_id)
+
+
 def test_manifest_is_in_the_arcgis_shape_and_cached(service: RuntimeService, env_python: str, environments):
     geo = service.register(OPERATOR, RuntimeFields(name="Geo", python=env_python))
     libraries = service.manifest(OPERATOR, geo.runtime_id)

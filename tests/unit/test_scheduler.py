@@ -26,7 +26,7 @@ from nbjobs.models.items import Item
 from nbjobs.models.jobs import Failure, FailureReason, JobStatus, JobUpdate
 from nbjobs.service.accounts.users import UserService
 from nbjobs.service.automation.scheduler import NotebookLauncher, Scheduler
-from nbjobs.service.automation.tasks import TaskService, TaskSpec
+from nbjobs.service.automation.tasks import TaskService, TaskSpec, next_occasions
 from nbjobs.service.content.items import ItemFields, ItemService
 from nbjobs.service.jobs.execute_notebook import NotebookExecution
 from nbjobs.service.jobs.service import JobService
@@ -388,3 +388,51 @@ def test_run_update_and_delete(world: World):
         world.tasks.update_run(alice, "alice", task_id, run.run_id, status="done", result=None)
     world.tasks.delete_run(alice, "alice", task_id, run.run_id)
     assert world.runs(task_id) == []
+
+
+def test_next_occasions_are_the_ones_the_scheduler_fires(world: World):
+    task_id = world.create(
+        minute="30", hour="6", day_of_month="?", day_of_week="MON,THU", time_zone="Europe/Berlin",
+        start_date=at("2024-05-23T00:00:00"), max_occurrences=4,
+    )  # fmt: skip
+    task = world.task_store.get(task_id)
+    times = next_occasions(task, world.clock(), 5)
+    berlin = [at(d, "Europe/Berlin") for d in ("2024-05-23T06:30", "2024-05-27T06:30", "2024-05-30T06:30")]
+    assert times == [*berlin, at("2024-06-03T06:30", "Europe/Berlin")]  # start date kept; four at most
+    for when in times:
+        world.tick_at(when)
+        for run in world.runs(task_id):
+            if run.status == RunStatus.EXECUTING:
+                world.end_job(run.job_id)
+    assert [r.scheduled_for for r in world.runs(task_id)] == times
+    assert next_occasions(world.task_store.get(task_id), world.clock()) == []  # completed
+
+
+def test_preview_is_what_create_and_update_would_store(world: World):
+    spec = TaskSpec(minute="0", hour="*/6", time_zone="Asia/Kolkata")
+    times = world.tasks.preview(spec)
+    assert len(times) == 5 and all(b - a == 6 * HOUR for a, b in zip(times, times[1:], strict=False))
+    task_id = world.create(minute="0", hour="*/6", time_zone="Asia/Kolkata", is_active=False)
+    task = world.task_store.get(task_id)
+    later = at("2024-07-01T00:00:00")
+    assert world.tasks.preview(TaskSpec(), task) == times  # a paused task: as if resumed now
+    assert world.tasks.preview(TaskSpec(start_date=later), task)[0] == at("2024-07-01T00:30:00")
+    world.tasks.set_active(world.user(), "alice", task_id, True)
+    assert world.task_store.get(task_id).next_fire == times[0]
+    with pytest.raises(InvalidRequest, match="Invalid cron field hour '24'"):
+        world.tasks.preview(TaskSpec(hour="24"))
+    with pytest.raises(InvalidRequest, match="is after endDate"):
+        world.tasks.preview(TaskSpec(start_date=later, end_date=later - 1))
+
+
+def test_find_and_visible_by_owner_or_admin(world: World):
+    mine = world.create()
+    theirs = world.create("bob")
+    assert world.tasks.find(world.user(), mine).task_id == mine
+    with pytest.raises(TaskNotFound):
+        world.tasks.find(world.user(), theirs)
+    with pytest.raises(TaskNotFound):
+        world.tasks.find(world.user(), "0" * 32)
+    assert world.tasks.find(world.user("admin"), theirs).owner == "bob"
+    assert [t.task_id for t in world.tasks.visible(world.user())] == [mine]
+    assert {t.task_id for t in world.tasks.visible(world.user("admin"))} == {mine, theirs}

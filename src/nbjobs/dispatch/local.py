@@ -7,15 +7,18 @@ tests: claim and run in the caller's thread until nothing waits."""
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 
+from nbjobs import __version__
 from nbjobs.clock import Clock
 from nbjobs.dispatch.base import JobRunner
 from nbjobs.errors import StoreUnavailable
 from nbjobs.models.events import Slots
 from nbjobs.models.jobs import Job
 from nbjobs.models.stores import JobStore
+from nbjobs.models.workers import WorkerRecord
 from nbjobs.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,7 @@ class LocalDispatcher:
         self._threads: list[threading.Thread] = []
         self._busy = 0  # slots running a job now
         self._busy_lock = threading.Lock()
+        self._started = 0  # epoch ms of start(); 0 while not started
 
     def notify(self, _job: Job | None = None) -> None:
         """A job was submitted: wake an idle worker now instead of at its next poll."""
@@ -68,6 +72,22 @@ class LocalDispatcher:
         """The pool's threads and how many run a job now (the metrics read it at scrape time)."""
         return Slots(self._busy, len(self._threads))
 
+    def machine(self, runtimes: tuple[dict[str, str], ...]) -> WorkerRecord:
+        """This pool as the machines view shows a worker, as of now (it has no row in the worker
+        registry: answering is its heartbeat). ``runtimes``: what it serves ({"id", "name"} each)."""
+        return WorkerRecord(
+            worker_id=self.worker_prefix,
+            hostname=self.worker_prefix.split("/", 1)[0],
+            pid=os.getpid(),
+            runtimes=runtimes,
+            queues=(),
+            concurrency=len(self._threads),
+            state="draining" if self._stopping.is_set() else "online",
+            version=__version__,
+            started=self._started,
+            last_heartbeat=self.clock(),
+        )
+
     def run(self, *, burst: bool = False) -> list[Job]:
         """Run jobs in this thread until none is waiting (burst) — the deterministic mode for tests."""
         assert burst, "only burst mode runs in the caller's thread; use start() for the pool"
@@ -85,6 +105,7 @@ class LocalDispatcher:
         workers = self.settings.pool.workers if workers is None else workers
         if workers > 0:
             self.supervisor.start()
+            self._started = self.clock()
         for slot in range(workers):
             thread = threading.Thread(
                 target=self._loop, args=(slot,), name=f"nbjobs-worker-{slot}", daemon=True

@@ -8,7 +8,9 @@ earlier run left, then starts dispatching and the housekeeper; ``stop`` drains.
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from nbjobs.clock import Clock, now_ms
@@ -17,6 +19,7 @@ from nbjobs.dispatch.local import LocalDispatcher
 from nbjobs.execution.limits import detect_backend
 from nbjobs.execution.supervisor import Supervisor
 from nbjobs.models.jobs import Job
+from nbjobs.models.workers import WorkerRecord
 from nbjobs.roots.parts import (
     heap_duties,
     job_supervisor,
@@ -65,6 +68,12 @@ from nbjobs.telemetry.metrics import Metrics, MetricsListener
 from nbjobs.web.services import WebServices
 
 log = logging.getLogger(__name__)
+
+
+def _local_machine(pool: LocalDispatcher, runtimes: RuntimeService) -> WorkerRecord:
+    """The embedded pool as the machines view shows it: it runs every enabled runtime."""
+    serves = tuple({"id": r.runtime_id, "name": r.name} for r in runtimes.list() if not r.disabled)
+    return pool.machine(serves)
 
 
 @dataclass
@@ -131,6 +140,7 @@ class Server:
         pool: LocalDispatcher | None = None
         dispatcher: Dispatcher
         reconcile = None
+        local: Callable[[], WorkerRecord] | None = None  # broker mode: the workers report themselves
         if settings.broker.broker_url:  # serve publishes to the broker and runs no jobs itself
             from nbjobs.dispatch.celery.publisher import CeleryDispatcher, make_celery
             from nbjobs.dispatch.celery.reconciler import Reconciler
@@ -152,6 +162,7 @@ class Server:
                 events=metrics,
             )
             dispatcher = pool = LocalDispatcher(store, settings, clock, boot_prefix, supervisor)
+            local = functools.partial(_local_machine, pool, runtimes)  # the machines view's one machine
             metrics.watch_pools(supervisor.pool_states)
             metrics.watch_slots(pool.slots)
 
@@ -270,7 +281,7 @@ class Server:
             runtimes=runtimes,
             webtools=webtools,
             config=config,
-            machines=MachineService(workers, store, clock, lease_ms=lease_ms),
+            machines=MachineService(workers, store, clock, lease_ms=lease_ms, local=local),
             statistics=StatisticsService(SqlUsageStore(engine), clock),
             logs=logs,
             metrics=MetricsService(metrics),

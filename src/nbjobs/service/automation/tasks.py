@@ -32,7 +32,7 @@ from nbjobs.models.portal_stores import TaskStore
 from nbjobs.models.retries import FIELDS as RETRY_FIELDS
 from nbjobs.models.retries import parse_retry_policy
 from nbjobs.service.accounts.users import UserService
-from nbjobs.service.authz import SCHEDULE_NOTEBOOKS, may_act_for, require_privilege
+from nbjobs.service.authz import SCHEDULE_NOTEBOOKS, may_act_for, owner_scope, require_privilege
 from nbjobs.service.automation.cron import CronSchedule
 from nbjobs.service.content.items import NOTEBOOK_TYPE, ItemService
 from nbjobs.service.notifications.service import NotificationService
@@ -99,6 +99,22 @@ def first_fire(task: Task, now: int) -> int | None:
     return schedule_of(task).next_after(after, until_ms=task.end_date or None)
 
 
+def next_occasions(task: Task, now: int, count: int = 5) -> list[int]:
+    """The task's next ``count`` occasions as the scheduler fires them: its stored ``next_fire`` (else
+    ``first_fire`` from ``now``), then ``first_fire`` from each one, within its end date and what is left
+    of ``maxOccurrences``. None for a task that is not active."""
+    if task.state != TaskState.ACTIVE:
+        return []
+    if task.max_occurrences:
+        count = min(count, max(0, task.max_occurrences - task.occurrences))
+    out: list[int] = []
+    fire = task.next_fire or first_fire(task, now)
+    while fire is not None and len(out) < count:
+        out.append(fire)
+        fire = first_fire(task, fire)
+    return out
+
+
 def normalize_parameters(raw: dict[str, Any] | None) -> dict[str, Any]:
     """The task's ``parameters`` with ``notebookParameters`` as an object (clients send it as JSON text
     or as an object); InvalidRequest/InvalidParameters for anything a run could not use."""
@@ -143,6 +159,31 @@ def _bool(raw: dict[str, Any], name: str, default: bool) -> bool:
     return value
 
 
+def _draft(owner: str, now: int) -> Task:
+    """A new task of ``owner`` with every default, before createTask's fields are applied."""
+    return Task(
+        task_id=new_task_id(),
+        owner=owner,
+        item_id="",
+        type=EXECUTE_NOTEBOOK,
+        title="",
+        minute="*",
+        hour="*",
+        day_of_month="*",
+        month="*",
+        day_of_week="?",
+        time_zone="UTC",
+        parameters=normalize_parameters(None),
+        start_date=0,
+        end_date=0,
+        max_occurrences=0,
+        overlap="skip",
+        state=TaskState.ACTIVE,
+        created=now,
+        updated=now,
+    )
+
+
 class TaskService:
     """Create, read, change and delete tasks and their runs, for their owner or an administrator."""
 
@@ -169,27 +210,7 @@ class TaskService:
         user = self._owner(caller, owner)
         require_privilege(user, SCHEDULE_NOTEBOOKS)
         now = self.clock()
-        draft = Task(
-            task_id=new_task_id(),
-            owner=user.username,
-            item_id="",
-            type=EXECUTE_NOTEBOOK,
-            title="",
-            minute="*",
-            hour="*",
-            day_of_month="*",
-            month="*",
-            day_of_week="?",
-            time_zone="UTC",
-            parameters=normalize_parameters(None),
-            start_date=0,
-            end_date=0,
-            max_occurrences=0,
-            overlap="skip",
-            state=TaskState.ACTIVE,
-            created=now,
-            updated=now,
-        )
+        draft = _draft(user.username, now)
         if spec.item_id is None:
             raise InvalidRequest("itemId is required.")
         if spec.type is None:
@@ -198,6 +219,36 @@ class TaskService:
         self.store.add(task)
         self._keep_rules(task, spec)
         return task
+
+    def preview(self, spec: TaskSpec, base: Task | None = None, count: int = 5) -> list[int]:
+        """The first ``count`` occasions the schedule of ``spec`` would have if ``base`` (a task the
+        caller may read; None: a new task) were saved with it now and active: ``next_occasions`` of that
+        draft. InvalidRequest for a malformed schedule or dates, as create and update answer."""
+        now = self.clock()
+        changes: dict[str, Any] = {"next_fire": 0, "state": TaskState.ACTIVE}
+        for name in ("minute", "hour", "day_of_month", "month", "day_of_week", "time_zone"):
+            value = getattr(spec, name)
+            if value is not None and value.strip():
+                changes[name] = value.strip()
+        for name in ("start_date", "end_date", "max_occurrences"):
+            if getattr(spec, name) is not None:
+                changes[name] = getattr(spec, name)
+        draft = dataclasses.replace(base or _draft("", now), **changes)
+        schedule_of(draft)
+        _check_dates(draft)
+        return next_occasions(draft, now, count)
+
+    def find(self, caller: User, task_id: str) -> Task:
+        """The task of that id, whoever owns it, if ``caller`` may see it (its owner, or an admin); else
+        TaskNotFound, as for an unknown id."""
+        task = self.store.get(task_id)
+        if task is None or not may_act_for(caller.principal(), task.owner):
+            raise TaskNotFound(task_id)
+        return task
+
+    def visible(self, caller: User) -> builtins.list[Task]:
+        """The caller's tasks, or everyone's for an administrator, oldest first."""
+        return self.store.list(owner_scope(caller.principal()))
 
     def get(self, caller: User, owner: str, task_id: str) -> Task:
         """The task if ``caller`` may see it (its owner, or an admin), else TaskNotFound."""

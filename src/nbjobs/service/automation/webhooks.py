@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 import re
+import secrets
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -81,6 +82,11 @@ class Event:
     headers: Mapping[str, str]  # lower-case names
     source: str
     too_large: bool = False
+
+
+def new_secret() -> str:
+    """A fresh random receiver secret of exactly ``SECRET_LENGTH`` URL-safe characters (192 bits)."""
+    return secrets.token_urlsafe(SECRET_LENGTH * 3 // 4)
 
 
 def signature_of(secret: str, body: bytes) -> bytes:

@@ -266,26 +266,25 @@ class RuntimeService:
             self.store.record_start_status(new.runtime_id, None)
 
     # -- environments -------------------------------------------------------------------------------
-    def check(self, caller: User) -> builtins.list[RuntimeCheck]:
-        """``validate`` for an administrator (validateRuntimes)."""
+    def check(self, caller: User, runtime_id: str = "") -> builtins.list[RuntimeCheck]:
+        """``validate`` for an administrator (validateRuntimes); with ``runtime_id``, that runtime only
+        (RuntimeNotFound if there is none)."""
         require_admin(caller, RUNTIMES)
+        if runtime_id:
+            return [self._check(self.get(runtime_id))]
         return self.validate()
 
     def validate(self) -> builtins.list[RuntimeCheck]:
         """For each runtime: does its python exist and import ipykernel (and is its kernelspec there)?"""
-        checks = []
-        for spec in self.store.list():
-            python = self.python_of(spec)
-            probe = self.environments.probe(python)
-            error = probe.error
-            if (
-                probe.ok
-                and _owns_kernel(spec)
-                and not (self.kernels / spec.kernel_name / "kernel.json").exists()
-            ):
-                error = f"kernelspec '{spec.kernel_name}' is missing from {self.kernels}"
-            checks.append(RuntimeCheck(spec, not error, python, probe.version, error))
-        return checks
+        return [self._check(spec) for spec in self.store.list()]
+
+    def _check(self, spec: RuntimeSpec) -> RuntimeCheck:
+        python = self.python_of(spec)
+        probe = self.environments.probe(python)
+        error = probe.error
+        if probe.ok and _owns_kernel(spec) and not (self.kernels / spec.kernel_name / "kernel.json").exists():
+            error = f"kernelspec '{spec.kernel_name}' is missing from {self.kernels}"
+        return RuntimeCheck(spec, not error, python, probe.version, error)
 
     def manifest(self, caller: User, runtime_id: str) -> builtins.list[dict[str, Any]]:
         """The libraries of the runtime's environment in the ArcGIS manifest shape; cached per runtime."""

@@ -223,6 +223,11 @@ class WebToolService:
             raise GPTaskNotFound(tool.service_name, task_name)
         return ToolParams.from_json(tool.params)
 
+    def input_problems(self, tool: WebTool, task_name: str, values: Mapping[str, Any]) -> dict[str, str]:
+        """What ``submit`` would refuse in ``values``, by parameter name (a form shows each at its field)."""
+        _, _, problems = _converted(self.params(tool, task_name), values, task_name)
+        return dict(problems)
+
     def submit(self, user: User, service_name: str, task_name: str, values: Mapping[str, Any]) -> Job:
         """Check and convert the inputs, then submit the snapshot as an executeNotebookAsWebTool job."""
         tool = self.callable(user, service_name)
@@ -374,30 +379,43 @@ def _inputs(
     params: ToolParams, values: Mapping[str, Any], task_name: str
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(values to inject, GP inputs to remember) from the request, or one error listing every problem."""
-    problems: list[str] = []
+    injected, gp_inputs, problems = _converted(params, values, task_name)
+    messages = [message for _, message in problems]
+    if len(messages) == 1:
+        raise InvalidRequest(messages[0])
+    if messages:
+        raise InvalidRequest("Invalid web tool inputs.", details=messages)
+    return injected, gp_inputs
+
+
+def _converted(
+    params: ToolParams, values: Mapping[str, Any], task_name: str
+) -> tuple[dict[str, Any], dict[str, Any], list[tuple[str, str]]]:
+    """The converted inputs and every problem as (parameter name, message), in request order."""
+    problems: list[tuple[str, str]] = []
     for name in values:
         if name not in _RESERVED and not name.startswith("env:") and params.input(name) is None:
             known = ", ".join(p.name for p in params.inputs) or "none"
-            problems.append(f"Unknown parameter '{name}' for task '{task_name}' (its inputs: {known}).")
+            problems.append(
+                (name, f"Unknown parameter '{name}' for task '{task_name}' (its inputs: {known}).")
+            )
     injected: dict[str, Any] = {}
     gp_inputs: dict[str, Any] = {}
     for param in params.inputs:
         raw = values.get(param.name)
         if raw is None or (isinstance(raw, str) and raw.strip() == ""):
             if param.required:
-                problems.append(f"Missing required parameter '{param.name}' ({param.type.value}).")
+                problems.append(
+                    (param.name, f"Missing required parameter '{param.name}' ({param.type.value}).")
+                )
             continue
         try:
             injected[param.name] = convert_input(param, raw)
         except InvalidValue as exc:
-            problems.append(exc.message)
+            problems.append((param.name, exc.message))
             continue
         gp_inputs[param.name] = _gp_value(param.type, injected[param.name])
-    if len(problems) == 1:
-        raise InvalidRequest(problems[0])
-    if problems:
-        raise InvalidRequest("Invalid web tool inputs.", details=problems)
-    return injected, gp_inputs
+    return injected, gp_inputs, problems
 
 
 def _gp_value(ptype: ParamType, value: Any) -> Any:

@@ -89,7 +89,7 @@ def run_view(nb: WebServices, run: TaskRun, task: Task) -> dict[str, Any]:
     }
 
 
-def _spec(nb: WebServices, params: Params, *, update: bool) -> TaskSpec:
+def task_spec(nb: WebServices, params: Params, *, update: bool) -> TaskSpec:
     def text(name: str) -> str | None:
         value = params.values.get(name)
         return None if value is None or (value.strip() == "" and update) else value.strip()
@@ -151,7 +151,7 @@ def list_tasks(request: Request, username: str, nb: Nb, user: SignedIn, params: 
     router, "/createTask", summary="Schedule a notebook", methods=("POST",), fields=_TASK_FIELDS, tags=TAGS
 )
 def create_task(request: Request, username: str, nb: Nb, user: SignedIn, params: Form) -> Response:
-    task = nb.tasks.create(user, username, _spec(nb, params, update=False))
+    task = nb.tasks.create(user, username, task_spec(nb, params, update=False))
     return respond(request, {"success": True, "taskId": task.task_id}, title="Task created")
 
 
@@ -178,7 +178,7 @@ def get_task(request: Request, username: str, task_id: str, nb: Nb, user: Signed
 def update_task(
     request: Request, username: str, task_id: str, nb: Nb, user: SignedIn, params: Form
 ) -> Response:
-    task = nb.tasks.update(user, username, task_id, _spec(nb, params, update=True))
+    task = nb.tasks.update(user, username, task_id, task_spec(nb, params, update=True))
     return respond(request, {"success": True, "taskId": task.task_id}, title="Task updated")
 
 

@@ -5,6 +5,10 @@ The cell is read by the server's own reader (``service.webtools.params.parameter
 tools use); the values go through ``models.parameters.parse_parameters`` like any ``notebookParameters``.
 A field's kind comes from the default's type, decided here on the server again at submit time, never from
 the page. A name whose default is not a literal (``...``) or ``None`` is a JSON field left empty.
+
+A web tool's "try it" form uses the same fields and markup, typed by the tool's declared GP types instead
+(``tool_fields``); its values go, as text, to ``WebToolService.submit``, which converts them as it does for
+any GP client.
 """
 
 from __future__ import annotations
@@ -19,12 +23,13 @@ from typing import Any
 from nbjobs.errors import InvalidParameters
 from nbjobs.execution.notebook_io import read_notebook
 from nbjobs.models.parameters import NotebookParameters, parse_parameters
-from nbjobs.service.webtools.params import parameter_defaults
+from nbjobs.service.webtools.params import ParamType, ToolParams, parameter_defaults
 
 NUMBER = "number"
 TEXT = "text"
 BOOLEAN = "boolean"
 JSON = "json"
+DATE = "date"  # web tool Date inputs: ISO 8601 text or epoch milliseconds (checked by the server)
 PREFIX = "p."  # form field of parameter NAME: "p.NAME"
 MORE = "moreParameters"  # a JSON object of extra names, merged last
 NUMBER_PATTERN = r"[\-+]?(\d+\.?\d*|\.\d+)([eE][\-+]?\d+)?"
@@ -41,6 +46,11 @@ class Field:
     value: str
     default: str
     error: str = ""
+    label: str = ""  # web tool inputs: the declared display name, description, type and whether required
+    description: str = ""
+    type_name: str = ""
+    hint: str = ""
+    required: bool = False
 
     @property
     def checked(self) -> bool:
@@ -157,3 +167,68 @@ def read_form(
     if failed:
         return None, fields, more
     return parse_parameters(chosen), fields, more
+
+
+# -- a web tool's "try it" form ------------------------------------------------------------------------
+
+_TOOL_KINDS = {
+    ParamType.STRING: TEXT,
+    ParamType.LONG: NUMBER,
+    ParamType.DOUBLE: NUMBER,
+    ParamType.BOOLEAN: BOOLEAN,
+    ParamType.DATE: DATE,
+    ParamType.RECORD_SET: JSON,
+    ParamType.FEATURE_SET: JSON,
+    ParamType.FILE: TEXT,
+}
+_TOOL_HINTS = {
+    ParamType.STRING: "",
+    ParamType.LONG: "A whole number.",
+    ParamType.DOUBLE: "A number.",
+    ParamType.BOOLEAN: "",
+    ParamType.DATE: "A date: 2026-01-31, 2026-01-31T09:30:00Z or epoch milliseconds (UTC unless it says).",
+    ParamType.RECORD_SET: 'A JSON object with a "features" list (or a "url").',
+    ParamType.FEATURE_SET: 'A JSON object with a "features" list (or a "url").',
+    ParamType.FILE: 'An http(s) URL, or JSON {"url": …} or {"itemID": …}.',
+}
+
+
+def _tool_text(kind: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if kind in (TEXT, DATE):
+        return value if isinstance(value, str) else json.dumps(value)
+    return as_text(kind, value)
+
+
+def tool_fields(
+    params: ToolParams, values: Mapping[str, str] | None = None, errors: Mapping[str, str] | None = None
+) -> list[Field]:
+    """The try-it form of a web tool task: one field per input, typed by its declared type, filled with the
+    notebook's own values, or with ``values`` (what was submitted, to correct) and each input's error."""
+    fields = []
+    for param in params.inputs:
+        kind = _TOOL_KINDS[param.type]
+        default = _tool_text(kind, param.default)
+        value = default if values is None else values.get(param.name, "false" if kind == BOOLEAN else "")
+        fields.append(
+            Field(
+                param.name, kind, value, default, (errors or {}).get(param.name, ""), label=param.label,
+                description=param.description, type_name=param.type.value, hint=_TOOL_HINTS[param.type],
+                required=param.required,
+            )
+        )  # fmt: skip
+    return fields
+
+
+def tool_values(params: ToolParams, form: Mapping[str, str]) -> dict[str, str]:
+    """The try-it form's values as a GP request sends them: the text of each input (an empty one is left
+    out, so the notebook's own value stays), an unchecked checkbox as ``false``. The service converts them."""
+    values: dict[str, str] = {}
+    for param in params.inputs:
+        text = form.get(PREFIX + param.name, "")
+        if _TOOL_KINDS[param.type] == BOOLEAN:
+            values[param.name] = {"": "false", "on": "true"}.get(text.strip(), text)  # others: as sent
+        elif text.strip():
+            values[param.name] = text
+    return values

@@ -240,3 +240,95 @@
     document.querySelectorAll("[data-dropzone]").forEach(dropzone);
   });
 })();
+
+/* tasks: the cron builder of the task form. The server composes the expression and computes the next runs
+   (GET …/tasks/preview?f=json, the scheduler's own code); this only asks it again, debounced, as the
+   inputs change, shows the inputs of the chosen "Repeat", and turns to "custom" when the expression is typed. */
+(function () {
+  const WAIT_MS = 250;
+
+  function taskForm(form) {
+    const repeat = form.querySelector("[data-repeat]");
+    const cron = form.querySelector("[data-cron]");
+    const words = form.querySelector("[data-preview-words]");
+    const list = form.querySelector("[data-preview-runs]");
+    const empty = form.querySelector("[data-preview-empty]");
+    const problem = form.querySelector("[data-preview-error]");
+    const errors = {};
+    form.querySelectorAll("[data-error-for]").forEach((el) => { errors[el.dataset.errorFor] = el; });
+    const fieldOf = { cron: cron, timeZone: form.querySelector('[name="timeZone"]') };
+    let timer = 0;
+    let asked = 0;
+
+    function showChosen() {
+      form.querySelectorAll("[data-for]").forEach((el) => {
+        el.hidden = !el.dataset.for.split(" ").includes(repeat.value);
+      });
+    }
+
+    function setError(name, message) {
+      Object.keys(errors).forEach((key) => {
+        errors[key].textContent = key === name ? message : "";
+        if (fieldOf[key]) {
+          if (key === name && message) fieldOf[key].setAttribute("aria-invalid", "true");
+          else fieldOf[key].removeAttribute("aria-invalid");
+        }
+      });
+    }
+
+    function show(answer) {
+      if (answer.error) {
+        const message = answer.error.message || "The schedule is not valid.";
+        setError(message.startsWith("Unknown time zone") ? "timeZone" : "cron", message);
+        words.textContent = "";
+        list.replaceChildren();
+        empty.hidden = true;
+        problem.textContent = "No preview: correct the schedule first.";
+        return;
+      }
+      setError("", "");
+      problem.textContent = "";
+      if (repeat.value !== "custom") cron.value = answer.cron;
+      words.textContent = answer.description;
+      list.replaceChildren(...answer.runs.map((run) => {
+        const item = document.createElement("li");
+        const time = document.createElement("time");
+        time.dateTime = run.iso;
+        time.textContent = run.text;
+        item.append(time);
+        return item;
+      }));
+      empty.hidden = answer.runs.length > 0;
+    }
+
+    async function refresh() {
+      const query = new URLSearchParams();
+      form.querySelectorAll("[data-schedule]").forEach((el) => {
+        if (el.type === "checkbox") { if (el.checked) query.append(el.name, el.value); }
+        else query.append(el.name, el.value);
+      });
+      query.set("f", "json");
+      const mine = ++asked;
+      const answer = await fetch(form.dataset.preview + "?" + query, { credentials: "same-origin" })
+        .then((reply) => reply.json())
+        .catch(() => null);
+      if (answer && mine === asked) show(answer);
+    }
+
+    function changed(e) {
+      if (!e.target.matches("[data-schedule]")) return;
+      if (e.target === cron && e.type === "input") repeat.value = "custom";
+      showChosen();
+      clearTimeout(timer);
+      timer = setTimeout(refresh, WAIT_MS);
+    }
+
+    form.addEventListener("input", changed);
+    form.addEventListener("change", changed);
+    showChosen();
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    document.querySelectorAll("[data-task-form]").forEach(taskForm);
+  });
+})();
