@@ -8,7 +8,7 @@ import sys
 
 from nbjobs.models.runtimes import DEFAULT_RUNTIME
 from tests.e2e.conftest import ADMIN_PASSWORD, Server, Session
-from tests.e2e.test_app_browser import SERIOUS, Axe, Browser, browser, new_context, sign_in  # noqa: F401
+from tests.e2e.test_app_browser import Browser, browser, check_pages, new_context, sign_in  # noqa: F401
 
 PAGES = [
     "/app/admin/users",
@@ -59,14 +59,5 @@ def test_an_administrator_edits_a_runtimes_preload_from_its_page(
 def test_admin_pages_pass_axe_and_fit_375_px(browser: Browser, server: Server):  # noqa: F811
     context = new_context(browser, bypass_csp=True)
     page = sign_in(context, server, "admin", ADMIN_PASSWORD)
-    axe = Axe()
-    for path in PAGES:
-        page.goto(server.url + path)
-        bad = [(v["id"], v["impact"]) for v in axe.run(page).response["violations"] if v["impact"] in SERIOUS]
-        assert not bad, (path, bad)
-    page.set_viewport_size({"width": 375, "height": 800})
-    for path in PAGES:
-        page.goto(server.url + path)
-        widths = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
-        assert widths[0] <= widths[1], f"{path} scrolls sideways at 375 px: {widths}"
+    check_pages(page, server, PAGES)
     context.close()

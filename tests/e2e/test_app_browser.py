@@ -61,6 +61,21 @@ def sign_in(context: BrowserContext, server: Server, username: str, password: st
     return page
 
 
+def check_pages(page: Page, server: Server, paths: list[str]) -> None:
+    """Each page passes the axe scan (no serious or critical violation) and, at 375 px wide, does not
+    scroll sideways (``page``'s context made with ``bypass_csp=True``: axe is injected as a script)."""
+    axe = Axe()
+    for path in paths:
+        page.goto(server.url + path)
+        bad = [(v["id"], v["impact"]) for v in axe.run(page).response["violations"] if v["impact"] in SERIOUS]
+        assert not bad, (path, bad)
+    page.set_viewport_size({"width": 375, "height": 800})
+    for path in paths:
+        page.goto(server.url + path)
+        widths = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+        assert widths[0] <= widths[1], f"{path} scrolls sideways at 375 px: {widths}"
+
+
 def upload(page: Page, server: Server, name: str) -> str:
     """Upload a golden notebook through the page's file input; the item id."""
     page.goto(server.url + "/app/notebooks")

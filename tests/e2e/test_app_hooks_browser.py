@@ -10,10 +10,9 @@ import secrets
 
 from tests.e2e.conftest import ADMIN_PASSWORD, Server, Session
 from tests.e2e.test_app_browser import (  # noqa: F401  (fixture)
-    SERIOUS,
-    Axe,
     Browser,
     browser,
+    check_pages,
     new_context,
     sign_in,
     upload,
@@ -87,14 +86,5 @@ def test_hook_and_tool_pages_pass_axe_and_fit_375_px(
              f"/app/webtools/{service}"]  # fmt: skip
     context = new_context(browser, bypass_csp=True)
     page = sign_in(context, server, "admin", ADMIN_PASSWORD)
-    axe = Axe()
-    for path in pages:
-        page.goto(server.url + path)
-        bad = [(v["id"], v["impact"]) for v in axe.run(page).response["violations"] if v["impact"] in SERIOUS]
-        assert not bad, (path, bad)
-    page.set_viewport_size({"width": 375, "height": 800})
-    for path in pages:
-        page.goto(server.url + path)
-        widths = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
-        assert widths[0] <= widths[1], f"{path} scrolls sideways at 375 px: {widths}"
+    check_pages(page, server, pages)
     context.close()

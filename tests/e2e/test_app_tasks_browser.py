@@ -11,10 +11,9 @@ import json
 from tests.e2e.conftest import Server, Session
 from tests.e2e.test_app_browser import (  # noqa: F401
     IMAGES,
-    SERIOUS,
-    Axe,
     Browser,
     browser,
+    check_pages,
     mark,
     new_context,
     not_reloaded,
@@ -82,15 +81,6 @@ def test_tasks_pages_pass_axe_and_fit_375_px(browser: Browser, server: Server, b
     pages = ["/app/tasks", "/app/tasks/new", f"/app/tasks/{task_id}", f"/app/tasks/{task_id}/edit"]
     context = new_context(browser, bypass_csp=True)  # axe is injected as a script
     page = sign_in(context, server, "bob")
-    axe = Axe()
-    for path in pages:
-        page.goto(server.url + path)
-        bad = [(v["id"], v["impact"]) for v in axe.run(page).response["violations"] if v["impact"] in SERIOUS]
-        assert not bad, (path, bad)
-    page.set_viewport_size({"width": 375, "height": 800})
-    for path in pages:
-        page.goto(server.url + path)
-        widths = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
-        assert widths[0] <= widths[1], f"{path} scrolls sideways at 375 px: {widths}"
+    check_pages(page, server, pages)
     context.close()
     assert bob.post(f"/sharing/rest/community/users/bob/tasks/{task_id}/delete")["success"] is True
