@@ -12,8 +12,9 @@ from starlette.responses import Response
 
 from nbjobs.errors import InvalidNotebook, InvalidRequest, JobNotFound, NbJobsError, PayloadTooLarge
 from nbjobs.models.accounts import User
+from nbjobs.models.items import Item
 from nbjobs.models.jobs import is_job_id
-from nbjobs.service.content.items import ItemFields
+from nbjobs.service.content.items import NOTEBOOK_TYPE, ItemFields
 from nbjobs.web.deps import Form, Nb
 from nbjobs.web.params import Params
 from nbjobs.web.ui.forms import (
@@ -30,7 +31,12 @@ from nbjobs.web.ui.pages import base, page, redirect, render
 from nbjobs.web.ui.session import Visit, Visitor
 
 router = APIRouter(include_in_schema=False)  # included by routes.py under /app
-NOTEBOOK_TYPE = "Notebook"
+
+
+def notebook_items(nb: Nb, user: User, owner: str) -> list[Item]:
+    """``owner``'s notebook items that ``user`` may see, by title (the forms' notebook choices)."""
+    items = [i for i in nb.items.list(user.principal(), owner) if i.type == NOTEBOOK_TYPE]
+    return sorted(items, key=lambda i: i.title.lower())
 
 
 def _list_page(

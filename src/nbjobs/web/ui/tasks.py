@@ -25,11 +25,11 @@ from nbjobs.models.accounts import User
 from nbjobs.models.automation import Task, TaskRun
 from nbjobs.service.automation.cron import zone_of
 from nbjobs.service.automation.tasks import EXECUTE_NOTEBOOK, TaskSpec, next_occasions
-from nbjobs.service.content.items import NOTEBOOK_TYPE
 from nbjobs.web.deps import Form, Nb
 from nbjobs.web.params import Params
 from nbjobs.web.routes.tasks import task_spec as api_task_spec
 from nbjobs.web.ui.forms import as_text, kind_of, notebook_defaults
+from nbjobs.web.ui.notebooks import notebook_items
 from nbjobs.web.ui.pages import APP_HEADERS, base, page, redirect, render
 from nbjobs.web.ui.session import Visit, Visitor
 
@@ -201,10 +201,6 @@ def _error_field(exc: NbJobsError) -> str:
 # -- reading a task ----------------------------------------------------------------------------------
 
 
-def _find(nb: Nb, user: User, task_id: str) -> Task:
-    return nb.tasks.find(user, task_id)
-
-
 def _item_titles(nb: Nb, user: User, owners: set[str]) -> dict[str, str]:
     titles: dict[str, str] = {}
     for owner in owners:
@@ -244,7 +240,7 @@ def preview(request: Request, nb: Nb, params: Form, visit: Visitor) -> Response:
     end dates kept): JSON with ``f=json`` (what the form's script asks), else an HTML fragment."""
     user = visit.signed_in()
     task_id = params.text("task")
-    task = _find(nb, user, task_id) if task_id else None
+    task = nb.tasks.find(user, task_id) if task_id else None
     builder = builder_of(params.values)
     try:
         builder = builder.composed()
@@ -342,8 +338,7 @@ def _form_page(
 ) -> Response:  # fmt: skip
     user = visit.signed_in()
     owner = task.owner if task is not None else user.username
-    items = [i for i in nb.items.list(user.principal(), owner) if i.type == NOTEBOOK_TYPE]
-    items.sort(key=lambda i: i.title.lower())
+    items = notebook_items(nb, user, owner)
     try:
         runtimes = nb.runtimes.readable(user)
     except NbJobsError:
@@ -434,7 +429,7 @@ def create_task(request: Request, nb: Nb, params: Form, visit: Visitor) -> Respo
 @page
 def task_page(request: Request, task_id: str, nb: Nb, params: Form, visit: Visitor) -> Response:
     user = visit.signed_in()
-    task = _find(nb, user, task_id)
+    task = nb.tasks.find(user, task_id)
     runs = nb.tasks.runs(user, task.owner, task.task_id)
     try:
         item_title = nb.items.get(user.principal(), task.item_id).title
@@ -456,7 +451,7 @@ def task_page(request: Request, task_id: str, nb: Nb, params: Form, visit: Visit
 @page
 def edit_task_page(request: Request, task_id: str, nb: Nb, params: Form, visit: Visitor) -> Response:
     user = visit.signed_in()
-    task = _find(nb, user, task_id)
+    task = nb.tasks.find(user, task_id)
     return _form_page(request, nb, visit, TaskForm.of_task(task), task=task)
 
 
@@ -464,7 +459,7 @@ def edit_task_page(request: Request, task_id: str, nb: Nb, params: Form, visit: 
 @page
 def edit_task(request: Request, task_id: str, nb: Nb, params: Form, visit: Visitor) -> Response:
     user = visit.signed_in()
-    return _save(request, nb, params, visit, _find(nb, user, task_id))
+    return _save(request, nb, params, visit, nb.tasks.find(user, task_id))
 
 
 @router.post("/tasks/{task_id}/active")
@@ -472,7 +467,7 @@ def edit_task(request: Request, task_id: str, nb: Nb, params: Form, visit: Visit
 def set_active(request: Request, task_id: str, nb: Nb, params: Form, visit: Visitor) -> Response:
     """Pause (``active=false``) or resume (``active=true``) a task."""
     user = visit.signed_in()
-    task = _find(nb, user, task_id)
+    task = nb.tasks.find(user, task_id)
     nb.tasks.set_active(user, task.owner, task.task_id, params.flag("active", True))
     return redirect(f"{base(request)}/tasks/{task.task_id}")
 
@@ -482,6 +477,6 @@ def set_active(request: Request, task_id: str, nb: Nb, params: Form, visit: Visi
 def delete_task(request: Request, task_id: str, nb: Nb, params: Form, visit: Visitor) -> Response:
     """Delete a task and its run history (the jobs it started stay)."""
     user = visit.signed_in()
-    task = _find(nb, user, task_id)
+    task = nb.tasks.find(user, task_id)
     nb.tasks.delete(user, task.owner, task.task_id)
     return redirect(f"{base(request)}/tasks")

@@ -16,9 +16,9 @@ from nbjobs.models.accounts import User
 from nbjobs.models.automation import Receiver
 from nbjobs.service.authz import WEBHOOK_RECEIVERS, require_admin
 from nbjobs.service.automation.webhooks import ReceiverSpec, new_secret, signature_of
-from nbjobs.service.content.items import NOTEBOOK_TYPE
 from nbjobs.web.deps import Form, Nb
 from nbjobs.web.params import Params
+from nbjobs.web.ui.notebooks import notebook_items
 from nbjobs.web.ui.pages import base, page, redirect, render
 from nbjobs.web.ui.session import Visit, Visitor
 from nbjobs.web.views import base_url
@@ -60,9 +60,9 @@ def _list_page(
                      "last": last[0] if last else None})  # fmt: skip
     notebooks = []  # every notebook item, by owner: a receiver may run another user's notebook as them
     for owner in sorted(u.username for u in nb.users.list()):
-        items = [i for i in nb.items.list(user.principal(), owner) if i.type == NOTEBOOK_TYPE]
+        items = notebook_items(nb, user, owner)
         if items:
-            notebooks.append((owner, sorted(items, key=lambda i: i.title.lower())))
+            notebooks.append((owner, items))
     return render(
         request, "webhooks.html", status_code=status, user=user, csrf=visit.csrf, nav="webhooks", rows=rows,
         notebooks=notebooks, message=message, chosen=chosen or {}, default_header=DEFAULT_HEADER,

@@ -19,11 +19,11 @@ from nbjobs.web.deps import Form, Nb
 from nbjobs.web.params import Params
 from nbjobs.web.routes.webtools import rest_url
 from nbjobs.web.ui.forms import NUMBER_PATTERN, PREFIX, Field, tool_fields, tool_values
+from nbjobs.web.ui.notebooks import notebook_items
 from nbjobs.web.ui.pages import base, page, redirect, render
 from nbjobs.web.ui.session import Visit, Visitor
 
 router = APIRouter(include_in_schema=False)  # included by routes.py under /app
-NOTEBOOK_TYPE = "Notebook"
 
 
 def _list_page(
@@ -32,8 +32,7 @@ def _list_page(
 ) -> Response:  # fmt: skip
     """The tools ``user`` may run, and the publish form (with ``item_id``'s analysis when one is picked)."""
     tools = sorted(nb.webtools.visible(user), key=lambda t: t.title.lower())
-    items = [i for i in nb.items.list(user.principal(), user.username) if i.type == NOTEBOOK_TYPE]
-    items.sort(key=lambda i: i.title.lower())
+    items = notebook_items(nb, user, user.username)
     analysis: Analysis | None = None
     picked = None
     if item_id:
