@@ -5,6 +5,8 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+LAB := .venv-lab
+LAB_STAMP := $(LAB)/.installed-stamp
 
 .PHONY: serve test lint bench fuzz soak clean-data
 
@@ -17,10 +19,17 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	@touch $(STAMP)
 
-serve: $(STAMP)
+# JupyterLab's own environment (interactive notebooks): kept apart from nbjobs' (requirements-lab.txt)
+$(LAB_STAMP): requirements-lab.txt | $(BIN)/python
+	test -x $(LAB)/bin/python || $(PYTHON) -m venv $(LAB)
+	$(LAB)/bin/python -m pip install --quiet --upgrade pip
+	$(LAB)/bin/python -m pip install --quiet -r requirements-lab.txt
+	@touch $(LAB_STAMP)
+
+serve: $(STAMP) $(LAB_STAMP)
 	$(BIN)/nbjobs serve $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) $(LAB_STAMP)
 	$(BIN)/python -m pytest $(ARGS)
 
 lint: $(STAMP)

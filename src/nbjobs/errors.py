@@ -102,6 +102,30 @@ class ItemNotFound(NotFound):
         self.item_id = item_id
 
 
+class SnapshotNotFound(NotFound):
+    """Snapshot does not exist."""
+
+    code = 400  # a bad parameter of an item the caller may see, as ArcGIS answers an unknown resource
+
+    def __init__(self, resource_key: str) -> None:
+        super().__init__(
+            f"Snapshot '{resource_key}' does not exist for this item.",
+            details=[f"resourceKey: {resource_key}"],
+        )
+        self.resource_key = resource_key
+
+
+class SnapshotLimitReached(InvalidRequest):
+    """The notebook has reached its maximum number of snapshots."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"Unable to create the snapshot: this notebook already has the maximum of {limit} snapshots "
+            "(maxSnapshotsPerNotebookItem). Delete one or more snapshots, then try again."
+        )
+        self.limit = limit
+
+
 class UserNotFound(NotFound):
     """User does not exist or is inaccessible."""
 
@@ -290,3 +314,23 @@ class InvalidNotificationRule(InvalidRequest):
 class NotificationTargetRefused(InvalidNotificationRule):
     """A notification URL whose host is (or resolves to) a loopback, private, link-local or otherwise
     reserved address, and is not on the admin's allow-list (server-side request forgery)."""
+
+
+class NotebookNotFound(NotFound):
+    """An open notebook (interactive) that does not exist, is closed, or is another user's."""
+
+    def __init__(self, notebook_id: str) -> None:
+        super().__init__(f"Notebook '{notebook_id}' was not found.")
+
+
+class ContainerNotFound(NotFound):
+    """A notebook container (a user's Jupyter server) that does not exist or is another user's."""
+
+    def __init__(self, container_id: str) -> None:
+        super().__init__(f"Container '{container_id}' was not found.")
+
+
+class ContainerLimitReached(InvalidRequest):
+    """No notebook container can start: the node runs maxContainersPerNode already."""
+
+    code = 429

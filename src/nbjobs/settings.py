@@ -222,6 +222,20 @@ class NotificationSettings:
 
 
 @dataclass(frozen=True)
+class InteractiveSettings:
+    """Interactive notebooks (docs/interactive.md): where JupyterLab comes from and how its servers run."""
+
+    # the Python that has JupyterLab (its own environment, kept out of the server's: see
+    # docs/interactive.md); empty: .venv-lab beside the server's environment, else the server's own
+    lab_python: str = setting("", "NBJOBS_LAB_PYTHON")
+    # the address a Jupyter server binds and advertises: loopback unless API servers on other machines
+    # must reach this one (distributed mode)
+    lab_host: str = setting("127.0.0.1", "NBJOBS_LAB_HOST")
+    lab_start_timeout_seconds: float = setting(120.0, "NBJOBS_LAB_START_TIMEOUT_SECONDS")
+    lab_check_seconds: float = setting(5.0, "NBJOBS_LAB_CHECK_SECONDS")  # liveness, stop requests, culling
+
+
+@dataclass(frozen=True)
 class Settings:
     """Every knob nbjobs reads, by group. Nothing below the CLI looks at ``os.environ``."""
 
@@ -237,6 +251,7 @@ class Settings:
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    interactive: InteractiveSettings = field(default_factory=InteractiveSettings)
 
     def validate(self) -> Settings:
         """Return self, or raise ConfigurationError naming the first bad value."""

@@ -20,12 +20,11 @@ from nbjobs.execution.contract import CredentialIssuer, RuntimeLookup
 from nbjobs.execution.fork.templates import StatusSink, Templates
 from nbjobs.execution.job_run import JobRun, log_end
 from nbjobs.execution.kernels import StartMethod
+from nbjobs.execution.lab.host import LabHost
 from nbjobs.execution.limits import LimitBackend, RlimitBackend
 from nbjobs.execution.warm_pool import WarmPool
 from nbjobs.models.events import NO_EVENTS, JobEvents, PoolState
-from nbjobs.models.jobs import (
-    Job,
-)
+from nbjobs.models.jobs import RUNNING, Failure, FailureReason, Job, JobStatus, JobType, JobUpdate
 from nbjobs.models.runtimes import DEFAULT_RUNTIME, RuntimeSpec
 from nbjobs.models.stores import JobStore
 from nbjobs.settings import Settings
@@ -68,6 +67,8 @@ class Supervisor:
         self._pools: dict[str, WarmPool] = {}
         self._pools_lock = threading.Lock()
         self._running: dict[str, JobRun] = {}  # job id -> its run, for wake()
+        # openNotebook jobs: the container host of this process (the composition root sets it)
+        self.lab: LabHost | None = None
         self._started = False
         # the fork templates of this process (one per interpreter and preload); start_status: each
         # runtime's fork | spawn | fallback state as it changes (the runtime admin API shows it)
@@ -172,6 +173,8 @@ class Supervisor:
             return ended
 
     def _run(self, job: Job) -> Job | None:
+        if job.type == JobType.OPEN_NOTEBOOK:
+            return self._open_notebook(job)
         workdir = self.settings.store.data_dir / "jobs" / f"{job.job_id}-{job.attempt}"
         spec = self.spec_of(job)
         self._specs[spec.kernel_name] = (spec, time.monotonic())  # the pool follows its latest runtime
@@ -188,3 +191,20 @@ class Supervisor:
             pool.release()
             if not self.settings.execution.keep_job_dirs:
                 shutil.rmtree(workdir, ignore_errors=True)
+
+    def _open_notebook(self, job: Job) -> Job | None:
+        """An openNotebook job: the container host starts (or reuses) the user's Jupyter server."""
+        self.events.started(job)
+        if self.lab is not None:
+            ended = self.lab.run(job)
+            if ended is not None and ended.ended:
+                self.events.ended(ended)
+            return ended
+        failure = Failure(
+            FailureReason.NOTEBOOK_SERVER_FAILED, "This server does not host interactive notebooks."
+        )
+        ended = self.store.transition(
+            job.job_id, JobStatus.FAILED, self.clock(), attempt=job.attempt,
+            update=JobUpdate(failure=failure), expected=RUNNING,
+        )  # fmt: skip
+        return ended or self.store.get(job.job_id)

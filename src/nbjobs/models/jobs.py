@@ -68,6 +68,7 @@ class FailureReason(StrEnum):
     INVALID_PARAMETERS = "invalid_parameters"
     RUNNER_ERROR = "runner_error"
     OUTPUT_MISSING = "output_missing"  # a registered output (web tool) the notebook never set
+    NOTEBOOK_SERVER_FAILED = "notebook_server_failed"  # openNotebook: the Jupyter server did not start
 
 
 # The one transition table. Every write is ``UPDATE … WHERE status IN (allowed sources)``, so a late or

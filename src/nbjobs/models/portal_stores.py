@@ -7,11 +7,12 @@ to one suite.
 from __future__ import annotations
 
 import builtins
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from nbjobs.models.accounts import Token, User
 from nbjobs.models.automation import Delivery, Firing, Receiver, RunStatus, Task, TaskRun, TaskState
-from nbjobs.models.items import Item, Upload
+from nbjobs.models.items import Item, Snapshot, Upload
 from nbjobs.models.notifications import Attempt, DeliveryStatus, Rule, Watch
 from nbjobs.models.notifications import Delivery as NotificationDelivery
 from nbjobs.models.webtools import WebTool, WebToolCall
@@ -103,6 +104,25 @@ class ItemStore(Protocol):
 
     def drop_uploads_before(self, created: int) -> int:
         """Delete uploads started before ``created`` (abandoned), with their parts; how many."""
+
+
+class SnapshotStore(Protocol):
+    """The kept versions of items; an item's snapshots go with it when it is deleted."""
+
+    def add(self, snapshot: Snapshot, data: bytes) -> None:
+        """Insert a snapshot and its notebook; refused (as a duplicate key) for an unknown item."""
+
+    def get(self, item_id: str, resource_key: str) -> Snapshot | None:
+        """The item's snapshot with this key, or None."""
+
+    def get_data(self, item_id: str, resource_key: str) -> bytes | None:
+        """The snapshot's notebook, or None."""
+
+    def list(self, item_id: str) -> list[Snapshot]:
+        """The item's snapshots, newest first (the later of two made in the same millisecond first)."""
+
+    def delete(self, item_id: str, resource_keys: Sequence[str]) -> int:
+        """Delete these snapshots of the item in one transaction; how many went."""
 
 
 class TaskStore(Protocol):

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from nbjobs.models.events import JobCount
+from nbjobs.models.interactive import Container, ContainerStatus, OpenNotebook
 from nbjobs.models.jobs import NO_FILTER, Job, JobFilter, JobStatus, JobUpdate, Waiting
 from nbjobs.models.live import JobChange, LiveProgress
 from nbjobs.models.logs import LogMessage, LogQuery
@@ -219,3 +220,63 @@ class UsageStore(Protocol):
 
     def usage(self, since: int, limit: int = 200_000) -> builtins.list[JobUsage]:
         """Jobs that ended at or after ``since``, and every job not ended yet (at most ``limit``)."""
+
+
+class ContainerStore(Protocol):
+    """Interactive notebooks: users' Jupyter servers ("containers") and the notebooks open in them."""
+
+    def add(self, container: Container) -> bool:
+        """Insert a live container; False when its user already has a live one for that runtime."""
+
+    def get(self, container_id: str) -> Container | None: ...
+
+    def live_for(self, username: str, runtime_id: str) -> Container | None:
+        """The user's live container for the runtime, if any."""
+
+    def update(
+        self,
+        container_id: str,
+        *,
+        expected: Iterable[ContainerStatus] | None = None,
+        status: ContainerStatus | None = None,
+        **values: Any,
+    ) -> Container | None:
+        """Change fields (from an ``expected`` status only, when given); None when nothing matched."""
+
+    def list(
+        self,
+        *,
+        username: str | None = None,
+        node: str | None = None,
+        statuses: Iterable[ContainerStatus] | None = None,
+    ) -> builtins.list[Container]: ...
+
+    def count_live(self, *, node: str | None = None) -> int: ...
+
+    def touch(self, container_id: str, now: int) -> None:
+        """Record activity in the container and its open notebooks (never moves time back)."""
+
+    def add_notebook(self, notebook: OpenNotebook) -> None: ...
+
+    def get_notebook(self, notebook_id: str) -> OpenNotebook | None: ...
+
+    def open_notebook_of(self, container_id: str, item_id: str) -> OpenNotebook | None: ...
+
+    def notebooks(
+        self,
+        *,
+        username: str | None = None,
+        container_id: str | None = None,
+        open_only: bool = True,
+        limit: int = 1000,
+        offset: int = 0,
+    ) -> builtins.list[OpenNotebook]: ...
+
+    def count_notebooks(
+        self, *, username: str | None = None, container_id: str | None = None, open_only: bool = True
+    ) -> int: ...
+
+    def close_notebook(self, notebook_id: str, now: int, reason: str) -> bool:
+        """Mark an open notebook closed; False when it was closed already or is unknown."""
+
+    def close_notebooks_of(self, container_id: str, now: int, reason: str) -> int: ...

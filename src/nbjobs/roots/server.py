@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from nbjobs.clock import Clock, now_ms
 from nbjobs.dispatch.base import Dispatcher
 from nbjobs.dispatch.local import LocalDispatcher
+from nbjobs.execution.lab.host import LabHost
 from nbjobs.execution.limits import detect_backend
 from nbjobs.execution.supervisor import Supervisor
 from nbjobs.models.jobs import Job
@@ -34,7 +35,9 @@ from nbjobs.service.automation.scheduler import NotebookLauncher, Scheduler
 from nbjobs.service.automation.tasks import TaskService
 from nbjobs.service.automation.webhooks import WebhookService
 from nbjobs.service.content.items import ItemService
+from nbjobs.service.content.snapshots import SnapshotService
 from nbjobs.service.housekeeping import Duty, Housekeeper
+from nbjobs.service.interactive.service import InteractiveService, lab_limits
 from nbjobs.service.jobs.execute_notebook import NotebookExecution
 from nbjobs.service.jobs.feed import JobFeed
 from nbjobs.service.jobs.recovery import Recovery
@@ -51,12 +54,14 @@ from nbjobs.service.system.statistics import StatisticsService
 from nbjobs.service.webtools.service import WebToolService
 from nbjobs.settings import Settings
 from nbjobs.store.config import SqlConfigStore
+from nbjobs.store.containers import SqlContainerStore
 from nbjobs.store.engine import open_store
 from nbjobs.store.items import SqlItemStore
 from nbjobs.store.jobs import SqlJobStore
 from nbjobs.store.logs import SqlLogStore
 from nbjobs.store.notifications import SqlNotificationStore
 from nbjobs.store.notify import notify_cancel
+from nbjobs.store.snapshots import SqlSnapshotStore
 from nbjobs.store.tasks import SqlTaskStore
 from nbjobs.store.usage import SqlUsageStore
 from nbjobs.store.users import SqlUserStore
@@ -110,6 +115,7 @@ class Server:
     boot_prefix: str  # "<host>/<pid>-<boot>": the worker ids of this process
     metrics: Metrics  # this process's metrics (/admin/metrics, and NBJOBS_METRICS_PORT when set)
     metrics_listener: MetricsListener | None  # the token-free scrape listener, while started
+    interactive: InteractiveService  # users' Jupyter servers (docs/interactive.md)
 
     @classmethod
     def from_settings(cls, settings: Settings, clock: Clock = now_ms) -> Server:
@@ -137,6 +143,8 @@ class Server:
         workers = SqlWorkerStore(engine)
 
         supervisor: Supervisor | None = None
+        containers = SqlContainerStore(engine)
+        lab: LabHost | None = None  # the container host: where jobs run (broker mode: the workers)
         pool: LocalDispatcher | None = None
         dispatcher: Dispatcher
         reconcile = None
@@ -161,6 +169,10 @@ class Server:
                 config=config,
                 events=metrics,
             )
+            lab = supervisor.lab = LabHost(
+                store, containers, settings, clock, node=host_prefix, runtimes=runtimes.find,
+                max_containers=lambda: int(config.current()["maxContainersPerNode"]),
+            )  # fmt: skip
             dispatcher = pool = LocalDispatcher(store, settings, clock, boot_prefix, supervisor)
             local = functools.partial(_local_machine, pool, runtimes)  # the machines view's one machine
             metrics.watch_pools(supervisor.pool_states)
@@ -266,6 +278,18 @@ class Server:
         if reconcile is not None:
             duties.append(Duty("outbox-reconcile", every, reconcile))
         duties += heap_duties(settings)
+        snapshots = SnapshotService(
+            SqlSnapshotStore(engine), items, item_store, clock,
+            limit=lambda: int(config.current()["maxSnapshotsPerNotebookItem"]),
+        )  # fmt: skip
+        interactive = InteractiveService(
+            containers, jobs, items, runtimes, settings, clock,
+            save_version=functools.partial(snapshots.save_version, source="JupyterLab"),
+            limits=lab_limits(config), host=lab,
+        )  # fmt: skip
+        duties.append(Duty("lab-cull", settings.interactive.lab_check_seconds, interactive.cull))
+        if lab is not None:
+            duties.append(Duty("lab-check", settings.interactive.lab_check_seconds, lab.tick))
         feed = JobFeed(lambda since, limit: store.changes(since, limit=limit), clock)
         metrics.watch_streams(lambda: feed.subscribers)
         web = WebServices(
@@ -287,8 +311,11 @@ class Server:
             metrics=MetricsService(metrics),
             notifications=notifications,
             feed=feed,
+            snapshots=snapshots,
+            interactive=interactive,
         )
         return cls(
+            interactive=interactive,
             settings=settings,
             clock=clock,
             store=store,
@@ -327,9 +354,17 @@ class Server:
         if self.supervisor is not None:
             self.supervisor.limits = detect_backend()
             log.info("resource limits enforced with %s", self.supervisor.limits.name)
+            if self.supervisor.lab is not None:
+                self.supervisor.lab.limits = self.supervisor.limits
 
     def recover(self) -> int:
         """End what an earlier run of this server on this host left EXECUTING; returns how many."""
+        lab = self.interactive.host
+        if lab is not None:
+            counts = lab.recover()
+            if any(counts.values()):
+                log.info("notebook servers an earlier run left: %(adopted)s re-adopted, %(stopped)s stopped",
+                         counts)  # fmt: skip
         return len(self.recovery.after_restart(self.host_prefix + "/", self.boot_prefix))
 
     def start(self) -> None:
@@ -350,6 +385,9 @@ class Server:
         and kernels, and close the store. SUBMITTED jobs stay SUBMITTED for the next start."""
         self.web.feed.close()  # the event streams end
         self.housekeeper.stop()
+        saved = self.interactive.save_and_stop_hosted()  # open notebooks are saved to their items
+        if saved:
+            log.info("saved %d open notebooks before stopping their servers", saved)
         self.notifications.close()
         if grace is not None and not self.dispatcher.drain(grace):
             self.recovery.abandon_running(

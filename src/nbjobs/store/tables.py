@@ -174,6 +174,26 @@ item_upload_parts = Table(
     Column("data", LargeBinary, nullable=False),
 )
 
+# 0015: kept versions of an item (models/items.py Snapshot), gone with their item
+item_snapshots = Table(
+    "item_snapshots",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),  # orders snapshots of the same ms
+    Column("resource_key", String(64), nullable=False, unique=True),
+    Column("item_id", String(32), ForeignKey("items.item_id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("created", BigInteger, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("automatic", Boolean, nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("private_access", Boolean, nullable=False),
+    Column("runtime_name", String(255), nullable=False),
+    Column("runtime_version", String(64), nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Index("ix_item_snapshots_item", "item_id", "created"),
+)
+
 runtimes = Table(
     "runtimes",
     metadata,
@@ -418,4 +438,48 @@ notification_config = Table(
     Column("name", String(64), primary_key=True),
     Column("value", JSON, nullable=False),
     Column("updated", BigInteger, nullable=False),
+)
+
+# 0016: interactive notebooks (models/interactive.py): each user's Jupyter servers and what is open in them
+lab_containers = Table(
+    "lab_containers",
+    metadata,
+    Column("container_id", String(40), primary_key=True),
+    Column("username", String(255), nullable=False),
+    Column("runtime_id", String(64), nullable=False),
+    Column("node", String(255), nullable=False),
+    Column("status", String(16), nullable=False),
+    # "<username>/<runtime_id>" while the container is live, else NULL: one live server per user and runtime
+    Column("live_key", String(320), nullable=True, unique=True),
+    Column("address", String(255), nullable=False),
+    Column("token", String(128), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("pid_started", Float, nullable=False),
+    Column("created", BigInteger, nullable=False),
+    Column("last_activity", BigInteger, nullable=False),
+    Column("ended", BigInteger, nullable=False),
+    Column("reason", Text, nullable=False),
+    Index("ix_lab_containers_status", "status"),
+)
+
+lab_notebooks = Table(
+    "lab_notebooks",
+    metadata,
+    Column("notebook_id", String(40), primary_key=True),
+    Column(
+        "container_id",
+        String(40),
+        ForeignKey("lab_containers.container_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("item_id", String(64), nullable=False),
+    Column("username", String(255), nullable=False),
+    Column("path", String(255), nullable=False),
+    Column("job_id", String(40), nullable=False),
+    Column("opened", BigInteger, nullable=False),
+    Column("last_activity", BigInteger, nullable=False),
+    Column("closed", BigInteger, nullable=False),
+    Column("reason", Text, nullable=False),
+    Index("ix_lab_notebooks_container", "container_id", "closed"),
+    Index("ix_lab_notebooks_open", "closed", "opened"),
 )

@@ -285,3 +285,4 @@ def configure_logging(settings: Settings, *, level: str | None = None, stream: I
     root.setLevel((level or settings.logging.log_level).upper())
     logging.captureWarnings(True)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request to a Jupyter server: noise

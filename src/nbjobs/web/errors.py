@@ -9,6 +9,7 @@ to an operation that may already have created a job.
 from __future__ import annotations
 
 import errno
+import json
 import logging
 from typing import Any
 
@@ -19,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from nbjobs.errors import DiskFull, NbJobsError, StoreUnavailable
-from nbjobs.web.render import respond
+from nbjobs.web.render import request_format, respond
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,14 @@ def error_response(request: Request, exc: BaseException, context: str) -> Respon
     elif code >= 500 and not isinstance(exc, NbJobsError):
         log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
     body = envelope(is_admin_path(request.url.path, context), code, message, details)
+    if request.url.path.startswith(f"/{context}/notebooks/"):
+        # JupyterLab through the proxy: a real HTTP status (its client reads it), the portal envelope
+        status = code if 400 <= code < 600 else 400
+        if "text/html" in request.headers.get("accept", "") and request_format(request) == "html":
+            page = respond(request, body, title=f"Error {code}")
+            page.status_code = status
+            return page
+        return Response(json.dumps(body), status_code=status, media_type="application/json")
     return respond(request, body, title=f"Error {code}")
 
 

@@ -69,6 +69,8 @@ class Guard:
         content = f"/{self.context}/sharing/rest/content/users/"
         if path.startswith(content) and path.rsplit("/", 1)[-1] in ("addItem", "addPart", "update"):
             return self.max_body
+        if path.startswith(f"/{self.context}/notebooks/"):  # JupyterLab's uploads, through the proxy
+            return self.max_body
         app = f"/{self.context}/app/notebooks/"  # the app's upload and new-version forms
         new_version = path.startswith(app) and path.endswith("/update") and path.count("/") == 5
         if path == app + "upload" or new_version:

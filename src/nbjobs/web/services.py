@@ -15,6 +15,8 @@ from nbjobs.service.accounts.users import UserService
 from nbjobs.service.automation.tasks import TaskService
 from nbjobs.service.automation.webhooks import WebhookService
 from nbjobs.service.content.items import ItemService
+from nbjobs.service.content.snapshots import SnapshotService
+from nbjobs.service.interactive.service import InteractiveService
 from nbjobs.service.jobs.execute_notebook import NotebookExecution
 from nbjobs.service.jobs.feed import JobFeed
 from nbjobs.service.jobs.service import JobService
@@ -49,3 +51,5 @@ class WebServices:
     metrics: MetricsService  # /admin/metrics
     notifications: NotificationService  # rules, settings and delivery logs (docs/notifications.md)
     feed: JobFeed  # job changes for the event streams (web/routes/job_streams.py)
+    snapshots: SnapshotService  # kept versions of items (docs/snapshots.md)
+    interactive: InteractiveService  # openNotebook, users' Jupyter servers (docs/interactive.md)

@@ -8,7 +8,7 @@ from starlette.requests import Request
 
 from nbjobs.models.accounts import User
 from nbjobs.models.items import Item
-from nbjobs.models.jobs import NO_RETRIES, Job, JobStatus
+from nbjobs.models.jobs import NO_RETRIES, Job, JobStatus, JobType
 from nbjobs.models.live import LiveProgress
 from nbjobs.settings import Settings
 
@@ -67,6 +67,10 @@ def live_view(job: Job, live: LiveProgress | None) -> dict[str, Any]:
     }
 
 
+def _progress_key(job: Job) -> str:
+    return "openNotebookProgress" if job.type == JobType.OPEN_NOTEBOOK else "executeNotebookProgress"
+
+
 def job_full(job: Job) -> dict[str, Any]:
     """The detailed job (``notebookJobs`` items, ``…/jobs/<id>``): families A and B in one object."""
     return {
@@ -79,7 +83,8 @@ def job_full(job: Job) -> dict[str, Any]:
         "results": job_results(job),
         "customAttributes": {
             "isCancelled": job.cancel_requested or job.status == JobStatus.CANCELLED,
-            "executeNotebookProgress": {"message": job.progress_message, "percent": job.progress_percent},
+            # openNotebook jobs report openNotebookProgress (ArcGIS' name), the others executeNotebookProgress
+            _progress_key(job): {"message": job.progress_message, "percent": job.progress_percent},
             **retry_view(job),
         },
         "notebookRuntimeId": job.runtime.runtime_id,

@@ -52,7 +52,7 @@ class ItemService:
     def add(self, who: Principal, owner: str, data: bytes, *, type: str, fields: ItemFields) -> Item:
         """Store a validated notebook as a new item of ``owner`` (the caller, or anyone for an admin)."""
         self._check_add(who, owner, type)
-        self._check(data)
+        self.check(data)
         item = self._new_item(new_item_id(), owner, len(data), fields)
         self.store.add(item, data)
         return item
@@ -91,7 +91,7 @@ class ItemService:
         if missing:
             raise InvalidRequest(f"Part {missing[0]} is missing: parts must be numbered 1 to {parts[-1]}.")
         data = self.store.upload_data(item_id)
-        self._check(data)
+        self.check(data)
         merged = dataclasses.replace(
             _fields(upload.properties),
             **{k: v for k, v in dataclasses.asdict(fields).items() if v is not None},
@@ -164,7 +164,7 @@ class ItemService:
         """Change metadata and, when ``data`` is given, the notebook itself."""
         item = self.get(who, item_id)
         if data is not None:
-            self._check(data)
+            self.check(data)
         changes = {k: v for k, v in dataclasses.asdict(fields).items() if v is not None}
         if data is not None:
             changes["size"] = len(data)
@@ -188,7 +188,9 @@ class ItemService:
         self.store.save(dataclasses.replace(item, size=len(data), modified=self.clock()), data)
         return True
 
-    def _check(self, data: bytes) -> None:
+    def check(self, data: bytes) -> None:
+        """What a notebook must be to be stored: within the size limit (PayloadTooLarge), a valid notebook
+        (InvalidNotebook). Snapshots and saves from JupyterLab are held to the same."""
         if len(data) > self.max_bytes:
             raise PayloadTooLarge(f"The file is larger than the {self.max_bytes} bytes this server accepts.")
         read_notebook(data)

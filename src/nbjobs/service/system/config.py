@@ -46,6 +46,7 @@ PROPERTIES: dict[str, Property] = {
     "allowHiddenFileDownloads": Property(bool, default=False),
     "idleNotebookThreshold": Property(int, 1, default=720),
     "containerCreatedThreshold": Property(int, 1, default=60),
+    "maxContainersPerNode": Property(int, 1, default=20),
 }
 ALIASES = {"asyncJobsCleanupAgeHours": "asyncJobsCleanAgeHours"}
 READ_ONLY = {"maxExecuteNotebookContainersPerNode"}  # = NBJOBS_WORKERS, fixed at start

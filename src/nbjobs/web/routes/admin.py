@@ -21,7 +21,7 @@ from nbjobs.web.views import base_url
 ADMIN_VERSION = "11.3"
 router = APIRouter(prefix="/admin")
 TAGS = ("admin",)
-_EXECUTE_FIELDS = (
+EXECUTE_FIELDS = (
     "itemId",
     "updatePortalItem",
     "notebookParameters",
@@ -49,23 +49,12 @@ def admin_root(request: Request, nb: Nb, user: SignedIn, params: Form) -> Respon
     )
 
 
-@operation(router, "/notebooks", summary="Open notebooks (none: nbjobs runs headless jobs)", tags=TAGS)
-def notebooks_root(request: Request, user: SignedIn, params: Form) -> Response:
-    return respond(
-        request,
-        {"total": 0, "notebooks": [], "start": 1, "num": 0, "nextStart": -1},
-        title="Notebooks",
-        links=[Link("jobs", "jobs"), Link("runtimes", "runtimes")],
-        operations=[Operation("executeNotebook", "executeNotebook", _EXECUTE_FIELDS)],
-    )
-
-
 @operation(
     router,
     "/notebooks/executeNotebook",
     summary="Run a notebook item as a job",
     methods=("POST", "GET"),
-    fields=_EXECUTE_FIELDS,
+    fields=EXECUTE_FIELDS,
     tags=TAGS,
 )
 def execute_notebook(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
@@ -100,6 +89,7 @@ _NOTEBOOK_CONFIG = (
     "allowHiddenFileDownloads",
     "idleNotebookThreshold",
     "containerCreatedThreshold",
+    "maxContainersPerNode",
     "maxExecuteNotebookContainersPerNode",
 )
 _UPDATE_FIELDS = ("configJSON", "properties", *_NOTEBOOK_CONFIG[:-1])
@@ -130,6 +120,7 @@ def _system_properties(nb: WebServices) -> dict:
         "webSocketSize": current["webSocketSize"],
         "idleNotebookThreshold": current["idleNotebookThreshold"],
         "containerCreatedThreshold": current["containerCreatedThreshold"],
+        "maxContainersPerNode": current["maxContainersPerNode"],
     }
 
 
@@ -160,9 +151,9 @@ def update_configuration(request: Request, nb: Nb, user: SignedIn, params: Form)
 def system_root(request: Request, user: SignedIn, params: Form) -> Response:
     return respond(
         request,
-        {"resources": ["jobs", "properties", "statistics", "machines"]},
+        {"resources": ["jobs", "properties", "statistics", "machines", "containers"]},
         title="System",
-        links=[Link(name, name) for name in ("jobs", "properties", "statistics", "machines")],
+        links=[Link(name, name) for name in ("jobs", "properties", "statistics", "machines", "containers")],
     )
 
 

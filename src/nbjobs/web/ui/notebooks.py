@@ -106,7 +106,8 @@ def _item_page(
         fields=fields if fields is not None else fields_of(defaults, given),
         more=more if more is not None else extra_of(defaults, given),
         prefix=PREFIX, more_name=MORE, number_pattern=NUMBER_PATTERN, message=message, problem=problem,
-        from_job=from_job,
+        from_job=from_job, versions=nb.snapshots.list(user.principal(), item_id),
+        max_versions=nb.config.current()["maxSnapshotsPerNotebookItem"],
     )  # fmt: skip
 
 

@@ -10,7 +10,7 @@ from starlette.responses import Response
 from nbjobs.errors import NbJobsError
 from nbjobs.web.deps import Form, Nb
 from nbjobs.web.routes.tokens import client_address
-from nbjobs.web.ui import admin, jobs, notebooks, tasks, webhooks, webtools
+from nbjobs.web.ui import admin, jobs, notebooks, tasks, versions, webhooks, webtools
 from nbjobs.web.ui.pages import APP_HEADERS, STATIC, base, page, redirect, render
 from nbjobs.web.ui.session import (
     CSRF_FIELD,
@@ -109,6 +109,7 @@ def app_js() -> Response:
 
 router.include_router(jobs.router)
 router.include_router(notebooks.router)
+router.include_router(versions.router)
 router.include_router(tasks.router)
 router.include_router(webtools.router)
 router.include_router(webhooks.router)

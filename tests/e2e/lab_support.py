@@ -1,0 +1,116 @@
+"""What the interactive-notebook tests do over and over: open an item, talk to its JupyterLab through
+nbjobs' proxy (HTTP and the kernel's WebSocket), reach the Jupyter server behind nbjobs' back (as a
+user's own edits in JupyterLab would), and close."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import ssl
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+from websockets.asyncio.client import connect
+
+from tests.e2e.conftest import Server, Session
+
+
+def open_notebook(session: Session, item_id: str, **fields: object) -> dict[str, Any]:
+    """openNotebook, then the job once it ended (COMPLETED expected by the caller)."""
+    answer = session.post("/admin/notebooks/openNotebook", itemId=item_id, **{"async": "true", **fields})
+    assert answer.get("status") == "success", answer
+    return session.wait(answer["jobId"], {"COMPLETED", "FAILED"})
+
+
+def lab_base(session: Session, container_id: str) -> str:
+    return f"{session.base}/notebooks/{container_id}"
+
+
+def bearer(session: Session) -> dict[str, str]:
+    return {"Authorization": f"Bearer {session.token}"}
+
+
+def container_row(server: Server, container_id: str) -> dict[str, Any]:
+    """The container as stored: its Jupyter server's address, token and pid (never shown by the API)."""
+    with sqlite3.connect(server.data_dir / "nbjobs.db") as db:
+        db.row_factory = sqlite3.Row
+        row = db.execute("SELECT * FROM lab_containers WHERE container_id = ?", (container_id,)).fetchone()
+    assert row is not None, container_id
+    return dict(row)
+
+
+def direct(server: Server, container_id: str) -> tuple[str, dict[str, str]]:
+    """The Jupyter server's own base URL and token header, behind nbjobs' back."""
+    row = container_row(server, container_id)
+    return f"{row['address']}/arcgis/notebooks/{container_id}", {"Authorization": f"token {row['token']}"}
+
+
+def edit_directly(server: Server, container_id: str, path: str, marker: str) -> None:
+    """Append a markdown cell to the notebook file in the Jupyter server only (not through nbjobs)."""
+    base, headers = direct(server, container_id)
+    model = httpx.get(f"{base}/api/contents/{path}", headers=headers).json()
+    model["content"]["cells"].append({"cell_type": "markdown", "metadata": {}, "source": marker,
+                                      "id": uuid.uuid4().hex[:8]})  # fmt: skip
+    body = {"type": "notebook", "format": "json", "content": model["content"]}
+    assert httpx.put(f"{base}/api/contents/{path}", headers=headers, json=body).status_code == 200
+
+
+def item_data(session: Session, item_id: str) -> bytes:
+    answer = session.http.get(f"{session.base}/sharing/rest/content/items/{item_id}/data",
+                              params={"token": session.token})  # fmt: skip
+    assert answer.status_code == 200, answer.text[:300]
+    return answer.content
+
+
+def ssl_context(server: Server) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(server.cert))
+
+
+def start_kernel(session: Session, container_id: str, path: str) -> str:
+    """A session (kernel) for ``path`` through the proxy, as JupyterLab starts one; returns the kernel id."""
+    answer = session.http.post(
+        lab_base(session, container_id) + "/api/sessions", headers=bearer(session),
+        json={"path": path, "type": "notebook", "name": "", "kernel": {"name": "python3"}},
+    )  # fmt: skip
+    assert answer.status_code == 201, answer.text[:300]
+    return str(answer.json()["kernel"]["id"])
+
+
+def execute_request(code: str) -> tuple[str, str]:
+    msg_id = uuid.uuid4().hex
+    message = {
+        "header": {"msg_id": msg_id, "username": "", "session": uuid.uuid4().hex,
+                   "msg_type": "execute_request", "version": "5.3", "date": ""},  # fmt: skip
+        "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+        "content": {"code": code, "silent": False, "store_history": True, "user_expressions": {},
+                    "allow_stdin": False, "stop_on_error": True},  # fmt: skip
+    }  # fmt: skip
+    return msg_id, json.dumps(message)
+
+
+async def run_code(server: Server, session: Session, container_id: str, kernel_id: str, code: str) -> str:
+    """Run ``code`` in the kernel over the proxied WebSocket; returns what it printed."""
+    url = lab_base(session, container_id).replace("https://", "wss://") + f"/api/kernels/{kernel_id}/channels"
+    async with connect(url, ssl=ssl_context(server), additional_headers=bearer(session)) as ws:
+        msg_id, message = execute_request(code)
+        await ws.send(message)
+        printed = ""
+        while True:
+            reply = json.loads(await asyncio.wait_for(ws.recv(), 60))
+            if reply.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            if reply["msg_type"] == "stream":
+                printed += reply["content"]["text"]
+            if reply["msg_type"] == "status" and reply["content"]["execution_state"] == "idle":
+                return printed
+
+
+def close(session: Session, notebook_id: str) -> dict[str, Any]:
+    return session.post(f"/admin/notebooks/{notebook_id}/closeNotebook")
+
+
+def db_path(server: Server) -> Path:
+    return server.data_dir / "nbjobs.db"
