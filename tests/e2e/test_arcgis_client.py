@@ -118,3 +118,37 @@ def test_cancel_with_client(server: Server, alice: Session):
     answer = gis._con.post(f"{server.url}/admin/notebooks/jobs/{job_id}/cancel", {"f": "json"})
     assert answer == {"status": "success"}
     assert alice.wait(job_id, {"CANCELLED", "FAILED", "COMPLETED"}, timeout=60)["status"] == "CANCELLED"
+
+
+def test_open_notebook_and_close_it_both_ways(server: Server, alice: Session):
+    """open_notebook(item) to COMPLETED; the notebook in NotebookManager.list() closes with
+    Notebook.close(); a second one, found through system.containers, with ContainerNotebook.close();
+    then the container's logs, statistics and shutdown."""
+    gis = _gis(server, token=alice.token)
+    nbs = gis.notebook_server[0]
+    item = _add(gis, NOTEBOOKS / "trivial.ipynb")
+    job = nbs.notebooks.open_notebook(item.id)
+    assert job["status"] == "COMPLETED", job
+    assert (
+        job["results"]["notebookUrl"]
+        == f"/notebooks/{job['results']['containerId']}/notebooks/{item.id}.ipynb"
+    )
+    [notebook] = nbs.notebooks.list()
+    assert notebook.properties["itemId"] == item.id
+    assert notebook.close() is True
+    assert alice.get("/admin/notebooks")["total"] == 0  # (the client caches its list)
+
+    other = _add(gis, NOTEBOOKS / "trivial.ipynb")
+    assert nbs.notebooks.open_notebook(other.id)["status"] == "COMPLETED"
+    [container] = nbs.system.containers
+    [in_container] = container.notebooks
+    assert in_container.properties["itemId"] == other.id
+    assert any("Jupyter Server" in line for line in container.logs(200))
+    assert container.statistics["numberOfNotebooks"] == 1 and container.statistics["memoryUsageBytes"] > 0
+    assert in_container.close() is True
+    assert nbs.system.containers == []  # the last notebook closed stops the server
+
+    assert nbs.notebooks.open_notebook(other.id)["status"] == "COMPLETED"
+    [container] = nbs.system.containers
+    assert container.shutdown() is True
+    assert nbs.system.containers == [] and alice.get("/admin/notebooks")["total"] == 0

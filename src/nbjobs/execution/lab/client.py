@@ -42,7 +42,9 @@ class LabClient:
         except ValueError:
             data = None
         if not isinstance(data, shape):
-            raise LabUnreachable(f"the notebook server answered {method} {path} with no JSON {shape.__name__}")
+            raise LabUnreachable(
+                f"the notebook server answered {method} {path} with no JSON {shape.__name__}"
+            )
         return data
 
     def _records(self, path: str) -> list[dict[str, Any]]:
@@ -59,7 +61,9 @@ class LabClient:
 
     def get_notebook(self, path: str) -> bytes:
         """The notebook file as the server has it now (what was last saved in JupyterLab)."""
-        model = self._json("GET", "api/contents/" + quote(path), dict, params={"type": "notebook", "content": 1})
+        model = self._json(
+            "GET", "api/contents/" + quote(path), dict, params={"type": "notebook", "content": 1}
+        )
         if not isinstance(model.get("content"), dict):
             raise LabUnreachable(f"the notebook server answered GET api/contents/{path} with no notebook")
         return (json.dumps(model["content"], ensure_ascii=False, indent=1) + "\n").encode()

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -195,6 +196,26 @@ def is_alive(pid: int, started: float) -> bool:
         return abs(proc.create_time() - started) <= 0.5 and _running(proc)
     except psutil.Error:
         return False
+
+
+def process_usage(pid: int, started: float) -> dict[str, Any]:
+    """Memory (RSS, bytes) and CPU time (s) of a server's whole process tree, its kernels included."""
+    try:
+        root = psutil.Process(pid)
+        if abs(root.create_time() - started) > 0.5:
+            return {}
+        tree = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return {}
+    rss = cpu = 0.0
+    for proc in tree:
+        try:
+            rss += proc.memory_info().rss
+            times = proc.cpu_times()
+            cpu += times.user + times.system
+        except psutil.Error:
+            continue
+    return {"memoryUsageBytes": int(rss), "cpuSeconds": round(cpu, 2), "processes": len(tree)}
 
 
 def last_line(state_dir: Path, returncode: int | None) -> str:

@@ -31,7 +31,7 @@ from nbjobs.errors import (
 )
 from nbjobs.execution.lab.client import LabClient, LabUnreachable
 from nbjobs.execution.lab.host import LabHost, base_url, notebook_path, notebook_url
-from nbjobs.execution.lab.server import tail
+from nbjobs.execution.lab.server import process_usage, tail
 from nbjobs.execution.notebook_io import read_notebook
 from nbjobs.models.accounts import Principal, User
 from nbjobs.models.interactive import LIVE_CONTAINER, Container, ContainerStatus, OpenNotebook
@@ -285,6 +285,15 @@ class InteractiveService:
         if self.host is None or container.node != self.host.node:
             return []
         return tail(self.host.state_dir(container_id), min(max(lines, 0), 10_000))
+
+    def statistics(self, who: User, container_id: str) -> dict[str, Any]:
+        """CPU and memory of the server's process tree (its kernels included), measured on this node."""
+        container = self.container(who, container_id)
+        view: dict[str, Any] = {"containerId": container_id, "numberOfNotebooks":
+                                self.containers.count_notebooks(container_id=container_id)}  # fmt: skip
+        if self.host is None or container.node != self.host.node or not container.pid:
+            return view
+        return {**view, **process_usage(container.pid, container.pid_started)}
 
     def terminate(self, who: User, container_id: str) -> None:
         """Stop a container, saving its open notebooks first."""

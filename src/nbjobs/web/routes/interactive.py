@@ -210,11 +210,25 @@ def _container_routes(prefix: str, stop: str) -> None:
         nb.interactive.close(user, _in_container(nb, user, container_id, notebook_id).notebook_id)
         return _closed(request)
 
+    @_named(f"{key}_close_alias", "Save and close a notebook open in it (the arcgis client's path)",
+            prefix + "/{container_id}/notebooks/{notebook_id}/close", methods=("POST",))  # fmt: skip
+    def close_alias(
+        request: Request, container_id: str, notebook_id: str, nb: Nb, user: SignedIn, params: Form
+    ) -> Response:
+        nb.interactive.close(user, _in_container(nb, user, container_id, notebook_id).notebook_id)
+        return _closed(request)
+
+    @_named(f"{key}_statistics", "What its server's processes use now", prefix + "/{container_id}/statistics")
+    def statistics(request: Request, container_id: str, nb: Nb, user: SignedIn, params: Form) -> Response:
+        return respond(request, nb.interactive.statistics(user, container_id), title="Statistics")
+
     @_named(f"{key}_logs", "The last lines of its server's log", prefix + "/{container_id}/logs",
             fields=("tail",))  # fmt: skip
     def logs(request: Request, container_id: str, nb: Nb, user: SignedIn, params: Form) -> Response:
         lines = params.integer("tail", 1000, minimum=0, maximum=10_000) or 0
-        return respond(request, {"logs": nb.interactive.logs(user, container_id, lines)}, title="Logs")
+        return respond(
+            request, {"containerLogs": nb.interactive.logs(user, container_id, lines)}, title="Logs"
+        )
 
     @_named(f"{key}_{stop}", "Save its notebooks and stop it", prefix + "/{container_id}/" + stop,
             methods=("POST",))  # fmt: skip

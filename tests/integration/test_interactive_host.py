@@ -1,0 +1,203 @@
+"""The container host and the interactive service in-process, on a real store with real JupyterLab
+servers and a manual clock: idle culling (a busy kernel is activity), the nothing-open threshold, a
+server that cannot start, and a server that dies."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+from websockets.asyncio.client import connect
+
+from nbjobs.clock import ManualClock
+from nbjobs.execution.lab.host import base_url
+from nbjobs.models.accounts import ORG_USER, User
+from nbjobs.models.interactive import Container, ContainerStatus
+from nbjobs.models.jobs import Job, JobStatus
+from nbjobs.roots.server import Server
+from nbjobs.service.content.items import ItemFields
+from nbjobs.settings import load_settings
+from tests.conftest import notebook_bytes
+from tests.waiting import eventually
+
+pytestmark = [pytest.mark.kernel, pytest.mark.slow]
+MINUTE = 60_000
+
+
+class World:
+    def __init__(self, tmp_path: Path, **settings: object) -> None:
+        self.clock = ManualClock(time.time_ns() // 1_000_000)
+        values: dict[str, object] = dict(data_dir=tmp_path / "data", workers=0, **settings)
+        self.nb = Server.from_settings(load_settings({}, **values), clock=self.clock)
+        self.nb.prepare()
+        self.nb.users.add("alice", "alice-password", role=ORG_USER)
+        self.alice: User = self.nb.users.get("alice")
+        self.host = self.nb.interactive.host
+        assert self.host is not None
+
+    def item(self) -> str:
+        data = notebook_bytes("trivial.ipynb")
+        who = self.alice.principal()
+        return self.nb.items.add(who, "alice", data, type="Notebook", fields=ItemFields(title="t")).item_id
+
+    def open(self, item_id: str) -> Job:
+        """openNotebook, run on this thread as a worker would run it (claimed, then handed to the host)."""
+        job = self.nb.interactive.open(self.alice, item_id)
+        lease = int(self.nb.settings.execution.lease_seconds * 1000)
+        claimed = self.nb.store.claim(job.job_id, 1, "test/1", self.clock(), lease)
+        assert claimed is not None
+        ended = self.host.run(claimed)
+        assert ended is not None
+        return ended
+
+    def container(self, container_id: str) -> Container:
+        found = self.nb.interactive.containers.get(container_id)
+        assert found is not None
+        return found
+
+    def lab(self, container_id: str) -> tuple[str, dict[str, str]]:
+        c = self.container(container_id)
+        return c.address + base_url("arcgis", container_id).rstrip("/"), {"Authorization": f"token {c.token}"}
+
+    def close(self) -> None:
+        self.host.close()
+        self.nb.store.close()
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    w = World(tmp_path)
+    yield w
+    w.close()
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _edit(world: World, container_id: str, path: str, marker: str) -> None:
+    base, headers = world.lab(container_id)
+    model = httpx.get(f"{base}/api/contents/{path}", headers=headers).json()
+    model["content"]["cells"].append({"cell_type": "markdown", "metadata": {}, "source": marker, "id": "m1"})
+    body = {"type": "notebook", "format": "json", "content": model["content"]}
+    assert httpx.put(f"{base}/api/contents/{path}", headers=headers, json=body).status_code == 200
+
+
+def test_an_idle_server_is_culled_after_idle_notebook_threshold_and_its_notebook_saved(world: World):
+    item_id = world.item()
+    job = world.open(item_id)
+    assert job.status == JobStatus.COMPLETED, job.failure
+    cid = job.results["containerId"]
+    pid = world.container(cid).pid
+    _edit(world, cid, f"{item_id}.ipynb", "unsaved work")
+    idle = int(world.nb.config.current()["idleNotebookThreshold"])
+    world.clock.advance((idle - 1) * MINUTE)
+    world.host.tick()
+    assert world.nb.interactive.cull() == 0
+    world.clock.advance(2 * MINUTE)
+    world.host.tick()
+    assert world.nb.interactive.cull() == 1
+    container = world.container(cid)
+    assert container.status == ContainerStatus.STOPPED and "idleNotebookThreshold" in container.reason
+    assert b"unsaved work" in world.nb.items.data(world.alice.principal(), item_id)[1]
+    assert world.nb.interactive.containers.count_notebooks(container_id=cid) == 0
+    eventually(lambda: _gone(pid), what="the culled server's process to end")
+
+
+async def _execute(address: str, headers: dict[str, str], kernel_id: str, code: str) -> None:
+    """Send ``code`` straight to the Jupyter server's kernel (no browser, no proxy); leave it running."""
+    url = address.replace("http://", "ws://") + f"/api/kernels/{kernel_id}/channels"
+    async with connect(url, additional_headers=headers) as ws:
+        msg_id = uuid.uuid4().hex
+        await ws.send(json.dumps({
+            "header": {"msg_id": msg_id, "username": "", "session": uuid.uuid4().hex,
+                       "msg_type": "execute_request", "version": "5.3", "date": ""},
+            "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+            "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
+                        "allow_stdin": False, "stop_on_error": True},
+        }))  # fmt: skip
+        while True:  # until the kernel says it is busy with it
+            reply = json.loads(await asyncio.wait_for(ws.recv(), 60))
+            mine = reply.get("parent_header", {}).get("msg_id") == msg_id and reply["msg_type"] == "status"
+            if mine and reply["content"]["execution_state"] == "busy":
+                return
+
+
+def test_a_busy_kernel_with_no_browser_attached_is_not_idle(world: World):
+    item_id = world.item()
+    cid = world.open(item_id).results["containerId"]
+    base, headers = world.lab(cid)
+    session = httpx.post(f"{base}/api/sessions", headers=headers,
+                         json={"path": f"{item_id}.ipynb", "type": "notebook", "name": "",
+                               "kernel": {"name": "python3"}}).json()  # fmt: skip
+    kernel_id = session["kernel"]["id"]
+    asyncio.run(_execute(base, headers, kernel_id, "import time\ntime.sleep(600)"))
+    eventually(lambda: httpx.get(f"{base}/api/kernels/{kernel_id}", headers=headers).json()["execution_state"]
+               == "busy", what="the kernel to be busy")  # fmt: skip
+    idle = int(world.nb.config.current()["idleNotebookThreshold"])
+    world.clock.advance((idle + 5) * MINUTE)  # no browser traffic for longer than the threshold...
+    world.host.tick()  # ...but the kernel is computing: that is activity
+    assert world.nb.interactive.cull() == 0
+    assert world.container(cid).status == ContainerStatus.RUNNING
+
+    httpx.post(f"{base}/api/kernels/{kernel_id}/interrupt", headers=headers)
+    eventually(lambda: httpx.get(f"{base}/api/kernels/{kernel_id}", headers=headers).json()["execution_state"]
+               == "idle", what="the kernel to be idle")  # fmt: skip
+    world.clock.advance((idle + 5) * MINUTE)
+    world.host.tick()
+    assert world.nb.interactive.cull() == 1
+    assert world.container(cid).status == ContainerStatus.STOPPED
+
+
+def test_a_server_with_nothing_open_stops_after_container_created_threshold(world: World):
+    cid = world.open(world.item()).results["containerId"]
+    [notebook] = world.nb.interactive.containers.notebooks(container_id=cid)
+    world.nb.interactive.containers.close_notebook(notebook.notebook_id, world.clock(), "closed in the test")
+    threshold = int(world.nb.config.current()["containerCreatedThreshold"])
+    world.clock.advance((threshold - 1) * MINUTE)
+    assert world.nb.interactive.cull() == 0
+    world.clock.advance(2 * MINUTE)
+    assert world.nb.interactive.cull() == 1
+    container = world.container(cid)
+    assert container.status == ContainerStatus.STOPPED and "containerCreatedThreshold" in container.reason
+
+
+def test_a_server_that_cannot_start_fails_the_job_with_its_last_stderr_line(tmp_path: Path):
+    world = World(tmp_path, lab_python=sys.executable)  # nbjobs' own environment has no JupyterLab
+    try:
+        job = world.open(world.item())
+        assert job.status == JobStatus.FAILED
+        assert job.failure is not None and job.failure.reason == "notebook_server_failed"
+        assert "No module named jupyterlab" in job.failure.message
+        assert "exited with code 1" in job.failure.message
+        [container] = world.nb.interactive.containers.list()
+        assert container.status == ContainerStatus.FAILED and "No module named jupyterlab" in container.reason
+        assert world.nb.interactive.containers.count_live() == 0  # nothing half-started
+        assert world.nb.interactive.notebooks(world.alice)[0] == 0
+    finally:
+        world.close()
+
+
+def test_a_server_that_dies_is_noticed_and_a_new_one_starts_on_the_next_open(world: World):
+    item_id = world.item()
+    cid = world.open(item_id).results["containerId"]
+    os.killpg(world.container(cid).pid, signal.SIGKILL)
+    eventually(lambda: (world.host.tick(), world.container(cid).status)[1] == ContainerStatus.STOPPED,
+               what="the dead server noticed")  # fmt: skip
+    assert "exited" in world.container(cid).reason
+    assert world.nb.interactive.notebooks(world.alice)[0] == 0
+    again = world.open(item_id)
+    assert again.status == JobStatus.COMPLETED and again.results["containerId"] != cid
