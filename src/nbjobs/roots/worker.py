@@ -7,6 +7,7 @@ reaper). No web services, no scheduler, no local dispatcher.
 
 from __future__ import annotations
 
+import functools
 import logging
 import socket
 from collections.abc import Callable
@@ -16,22 +17,30 @@ from nbjobs.clock import Clock, now_ms
 from nbjobs.dispatch.celery.publisher import CeleryDispatcher, make_celery
 from nbjobs.dispatch.celery.worker import Listener, WorkerNode
 from nbjobs.errors import ConfigurationError
+from nbjobs.execution.lab.host import LabHost
 from nbjobs.execution.limits import detect_backend
 from nbjobs.execution.supervisor import Supervisor
 from nbjobs.models.runtimes import RuntimeSpec
 from nbjobs.roots.parts import heap_duties, job_supervisor, process_prefix, runtime_registry, token_service
 from nbjobs.service.accounts.users import UserService
+from nbjobs.service.content.items import ItemService
+from nbjobs.service.content.snapshots import SnapshotService
 from nbjobs.service.housekeeping import Duty, Housekeeper
+from nbjobs.service.interactive.service import InteractiveService, lab_limits
 from nbjobs.service.jobs.recovery import Recovery
+from nbjobs.service.jobs.service import JobService
 from nbjobs.service.runtimes.registry import RuntimeService
 from nbjobs.service.system.config import ConfigService
 from nbjobs.settings import Settings
 from nbjobs.store.config import SqlConfigStore
+from nbjobs.store.containers import SqlContainerStore
 from nbjobs.store.engine import open_store
+from nbjobs.store.items import SqlItemStore
 from nbjobs.store.jobs import SqlJobStore
 from nbjobs.store.logs import SqlLogStore
 from nbjobs.store.notify import CancelListener
 from nbjobs.store.outbox import SqlOutbox
+from nbjobs.store.snapshots import SqlSnapshotStore
 from nbjobs.store.users import SqlUserStore
 from nbjobs.store.workers import SqlWorkerStore
 from nbjobs.telemetry.logs import StoreLogHandler
@@ -53,6 +62,8 @@ class Worker:
     # feeds the logs resource (the server's housekeeper keeps its retention) while running
     log_handler: StoreLogHandler | None = field(default=None)
     log_store: SqlLogStore | None = field(default=None)
+    # users' Jupyter servers this worker hosts (openNotebook jobs), saved and stopped when it stops
+    interactive: InteractiveService | None = field(default=None)
 
     @classmethod
     def from_settings(
@@ -93,6 +104,22 @@ class Worker:
             config=config,
             events=metrics,
         )
+        containers = SqlContainerStore(engine)
+        lab = supervisor.lab = LabHost(
+            store, containers, settings, clock, node=socket.gethostname(), runtimes=runtimes.find,
+            max_containers=lambda: int(config.current()["maxContainersPerNode"]),
+        )  # fmt: skip
+        item_store = SqlItemStore(engine)
+        items = ItemService(item_store, clock, max_bytes=settings.limits.max_upload_bytes)
+        snapshots = SnapshotService(
+            SqlSnapshotStore(engine), items, item_store, clock,
+            limit=lambda: int(config.current()["maxSnapshotsPerNotebookItem"]),
+        )  # fmt: skip
+        interactive = InteractiveService(
+            containers, JobService(store, settings, clock), items, runtimes, settings, clock,
+            save_version=functools.partial(snapshots.save_version, source="JupyterLab"),
+            limits=lab_limits(config), host=lab,
+        )  # fmt: skip
         dispatcher = CeleryDispatcher(make_celery(settings), SqlOutbox(engine), clock)
         workers = SqlWorkerStore(engine)
         recovery = Recovery(
@@ -133,6 +160,7 @@ class Worker:
                 Duty("worker-heartbeat", settings.execution.heartbeat_seconds, node.beat),
                 Duty("lease-reaper", settings.housekeeping.reaper_interval_seconds, recovery.reap_expired),
                 Duty("ship-logs", 1.0, lambda: log_handler.ship(log_store)),  # the logs resource
+                Duty("lab-check", settings.interactive.lab_check_seconds, lab.tick),  # users' servers
                 *heap_duties(settings),
             ],
             name="nbjobs-worker-agent",
@@ -141,14 +169,21 @@ class Worker:
         metrics.watch_pools(supervisor.pool_states)
         metrics.watch_slots(node.slots)
         return cls(
-            settings, store, runtimes, supervisor, node, metrics, log_handler=log_handler, log_store=log_store
-        )
+            settings, store, runtimes, supervisor, node, metrics,
+            log_handler=log_handler, log_store=log_store, interactive=interactive,
+        )  # fmt: skip
 
     def prepare(self) -> None:
         """The kernelspecs of runtimes with their own environment, and the resource-limit probe."""
         self.runtimes.install_kernelspecs()
         self.supervisor.limits = detect_backend()
         log.info("resource limits enforced with %s", self.supervisor.limits.name)
+        if self.supervisor.lab is not None:
+            self.supervisor.lab.limits = self.supervisor.limits
+            counts = self.supervisor.lab.recover()
+            if any(counts.values()):
+                log.info("notebook servers an earlier run left: %(adopted)s re-adopted, %(stopped)s stopped",
+                         counts)  # fmt: skip
 
     def run(self, *, loglevel: str = "INFO") -> int:
         """Serve the queues until SIGTERM (drain) or SIGQUIT/second SIGINT (cold); the exit code."""
@@ -164,6 +199,10 @@ class Worker:
                 )
             return self.node.run(loglevel=loglevel)
         finally:
+            if self.interactive is not None:
+                saved = self.interactive.save_and_stop_hosted()  # open notebooks go to their items
+                if saved:
+                    log.info("saved %d open notebooks before stopping their servers", saved)
             if listener is not None:
                 listener.stop()
             if self.log_handler is not None and self.log_store is not None:

@@ -33,6 +33,7 @@ from nbjobs.execution.lab.server import (
     is_alive,
     lab_python,
     last_line,
+    owned_by_a_live_process,
     stop_process,
 )
 from nbjobs.execution.limits import LimitBackend, Limits, RlimitBackend
@@ -377,6 +378,8 @@ class LabHost:
                 if cid in self._processes:
                     continue
             alive = bool(container.pid) and is_alive(container.pid, container.pid_started)
+            if alive and owned_by_a_live_process(container.pid):
+                continue  # another nbjobs process of this machine started it and runs it
             if container.status == ContainerStatus.RUNNING and alive and self._answers(container):
                 with self._lock:
                     self._adopted[cid] = (container.pid, container.pid_started)

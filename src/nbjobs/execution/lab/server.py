@@ -218,6 +218,18 @@ def process_usage(pid: int, started: float) -> dict[str, Any]:
     return {"memoryUsageBytes": int(rss), "cpuSeconds": round(cpu, 2), "processes": len(tree)}
 
 
+def owned_by_a_live_process(pid: int) -> bool:
+    """True while the process that started this server still runs it (its parent is alive and is not
+    init or a subreaper that adopted it after a crash): then it is not ours to adopt."""
+    try:
+        parent = psutil.Process(pid).parent()
+        if parent is None or parent.pid == 1:
+            return False
+        return any("nbjobs" in part for part in parent.cmdline())
+    except psutil.Error:
+        return False
+
+
 def last_line(state_dir: Path, returncode: int | None) -> str:
     """The server log's last meaningful line (what a failed start reports)."""
     try:
