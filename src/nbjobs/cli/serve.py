@@ -138,6 +138,9 @@ def serve(
             ssl_keyfile=ssl_keyfile,
             # open event streams would hold the stop forever: after this, uvicorn cancels what is left
             timeout_graceful_shutdown=SHUTDOWN_SECONDS,
+            # the browser side of the notebooks' WebSockets: webSocketSize (MiB) as configured at start;
+            # the proxy checks the current value on every message too (docs/interactive.md)
+            ws_max_size=int(server.web.config.current()["webSocketSize"]) * 2**20,
         )
     finally:
         draining.set()
