@@ -275,7 +275,7 @@ class Settings:
         for name in ("max_upload_bytes", "max_request_bytes"):
             if self.value_of(name) <= 0:
                 raise ConfigurationError(f"{name} must be a positive number, got {self.value_of(name)}")
-        for name in _NOTIFY_POSITIVE:
+        for name in (*_NOTIFY_POSITIVE, "lab_start_timeout_seconds", "lab_check_seconds"):
             if self.value_of(name) <= 0:
                 raise ConfigurationError(f"{name} must be a positive number, got {self.value_of(name)}")
         if broker.broker_transport_options:

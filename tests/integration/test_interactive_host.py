@@ -201,3 +201,56 @@ def test_a_server_that_dies_is_noticed_and_a_new_one_starts_on_the_next_open(wor
     assert world.nb.interactive.notebooks(world.alice)[0] == 0
     again = world.open(item_id)
     assert again.status == JobStatus.COMPLETED and again.results["containerId"] != cid
+
+
+def _runtime(world: World, **fields: object) -> str:
+    from nbjobs.service.authz import OPERATOR
+    from nbjobs.service.runtimes.fields import RuntimeFields
+
+    spec = RuntimeFields(name=f"lab {uuid.uuid4().hex[:6]}", python=sys.executable, **fields)  # type: ignore[arg-type]
+    return world.nb.runtimes.register(OPERATOR, spec).runtime_id
+
+
+def test_the_runtimes_limits_apply_to_the_whole_server_and_go_with_it(world: World):
+    runtime_id = _runtime(world, max_memory=2.0, max_memory_unit="g", max_cpu=1.0)
+    job = world.nb.interactive.open(world.alice, world.item(), runtime_id=runtime_id)
+    lease = int(world.nb.settings.execution.lease_seconds * 1000)
+    ended = world.host.run(world.nb.store.claim(job.job_id, 1, "test/1", world.clock(), lease))
+    assert ended is not None and ended.status == JobStatus.COMPLETED, ended
+    cid = ended.results["containerId"]
+    container = world.container(cid)
+    assert container.runtime_id == runtime_id
+    backend = world.host.limits.name
+    two_gib = 2 * 2**30
+    if backend == "cgroup-v1":
+        group = Path("/sys/fs/cgroup/memory/nbjobs") / f"lab-{cid}"
+        assert int((group / "memory.limit_in_bytes").read_text()) == two_gib
+        assert str(container.pid) in (group / "cgroup.procs").read_text().split()
+        quota = Path("/sys/fs/cgroup/cpu/nbjobs") / f"lab-{cid}" / "cpu.cfs_quota_us"
+        assert int(quota.read_text()) == 100_000
+    elif backend == "cgroup-v2":
+        group = Path("/sys/fs/cgroup/nbjobs") / f"lab-{cid}"
+        assert int((group / "memory.max").read_text()) == two_gib
+        assert str(container.pid) in (group / "cgroup.procs").read_text().split()
+    else:
+        soft, _ = psutil.Process(container.pid).rlimit(psutil.RLIMIT_AS)
+        assert soft >= two_gib
+    world.nb.interactive.terminate(world.alice, cid)
+    assert world.container(cid).status == ContainerStatus.STOPPED
+    if backend == "cgroup-v1":
+        assert not (Path("/sys/fs/cgroup/memory/nbjobs") / f"lab-{cid}").exists()
+
+
+def test_an_unknown_or_disabled_runtime_is_refused_before_anything_starts(world: World):
+    from nbjobs.errors import RuntimeDisabled, UnknownRuntimeId
+    from nbjobs.service.authz import OPERATOR
+    from nbjobs.service.runtimes.fields import RuntimeFields
+
+    item_id = world.item()
+    with pytest.raises(UnknownRuntimeId):
+        world.nb.interactive.open(world.alice, item_id, runtime_id="no-such-runtime")
+    runtime_id = _runtime(world)
+    world.nb.runtimes.update(OPERATOR, runtime_id, RuntimeFields(disabled=True))
+    with pytest.raises(RuntimeDisabled):
+        world.nb.interactive.open(world.alice, item_id, runtime_id=runtime_id)
+    assert world.nb.store.count() == 0 and world.nb.interactive.containers.list() == []

@@ -31,7 +31,9 @@ def test_the_embedded_server_runs_jobs_in_its_own_pool(tmp_path: Path):
         assert _duties(server.housekeeper) == [
             "lease-reaper", "purge-jobs", "purge-webtool-calls", "scheduler", "item-write-back",
             "ship-logs", "purge-logs", "notify-scan", "notify-send", "purge-notifications", "trim-heap",
+            "lab-cull", "lab-check",
         ]  # fmt: skip
+        assert server.interactive.host is server.supervisor.lab  # it hosts users' Jupyter servers
     finally:
         server.stop()
 
@@ -42,6 +44,9 @@ def test_a_server_in_broker_mode_has_no_pool_and_no_supervisor(tmp_path: Path):
         assert server.pool is None and server.supervisor is None
         assert isinstance(server.dispatcher, CeleryDispatcher)
         assert "outbox-reconcile" in _duties(server.housekeeper)
+        # users' Jupyter servers run on the workers: the API server culls (any may) but checks none
+        assert "lab-cull" in _duties(server.housekeeper) and "lab-check" not in _duties(server.housekeeper)
+        assert server.interactive.host is None
     finally:
         server.stop()
 
@@ -88,7 +93,14 @@ def test_a_worker_has_its_heartbeat_and_the_lease_reaper_and_no_web(tmp_path: Pa
         load_settings({}, data_dir=tmp_path, database_url=postgres_url, broker_url=BROKER), concurrency=3
     )
     try:
-        assert _duties(worker.node.duties) == ["worker-heartbeat", "lease-reaper", "ship-logs", "trim-heap"]
+        assert _duties(worker.node.duties) == [
+            "worker-heartbeat",
+            "lease-reaper",
+            "ship-logs",
+            "lab-check",
+            "trim-heap",
+        ]
+        assert worker.supervisor.lab is not None and worker.interactive is not None  # hosts users' servers
         assert worker.node.concurrency == 3 and worker.node.supervisor is worker.supervisor
         assert [r.is_default for r in worker.node.runtimes] == [True]
         assert worker.node.listen_cancels is not None  # PostgreSQL: cancels arrive by LISTEN/NOTIFY
