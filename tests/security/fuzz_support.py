@@ -10,6 +10,9 @@ import hmac
 import json
 import logging
 import re
+import secrets
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,13 @@ from hypothesis import strategies as st
 
 from nbjobs.clock import ManualClock
 from nbjobs.models.accounts import ORG_ADMIN, ORG_USER
+from nbjobs.models.interactive import (
+    Container,
+    ContainerStatus,
+    OpenNotebook,
+    new_container_id,
+    new_notebook_id,
+)
 from nbjobs.models.jobs import OUTPUT, JobStatus, JobUpdate
 from nbjobs.roots.server import Server
 from nbjobs.settings import load_settings
@@ -32,7 +42,8 @@ USERS = ("admin", "alice", "bob")
 TOOL_TASK = "Circle_Area"
 TOOL_PARAMS = ("radius", "name", "count", "scale_up", "when", "rows", "shape", "data_file", "area", "label",
                "total", "big", "stamp", "out_rows", "out_shape", "out_file")  # fmt: skip
-JSON_FIELDS = ("parameters", "notebookParameters", "serviceProperties", "configJSON", "properties")
+JSON_FIELDS = ("parameters", "notebookParameters", "serviceProperties", "configJSON", "properties",
+               "notebookJSON", "templateNotebook")  # fmt: skip
 # Keys the server reads from those JSON fields: drawn as dict keys so generated objects get past the first
 # lookup and reach the code that types the values.
 JSON_KEYS = ("title", "description", "notebookId", "tasks", "type", "name", "jsonProperties", "provider",
@@ -43,7 +54,7 @@ JSON_KEYS = ("title", "description", "notebookId", "tasks", "type", "name", "jso
              "")  # fmt: skip
 
 INTEGER_FIELDS = ("num", "start", "partNum", "startDate", "endDate", "maxOccurrences", "expiration",
-                  "executionTimeoutInMinutes", "count", "when")  # fmt: skip
+                  "executionTimeoutInMinutes", "count", "when", "tail")  # fmt: skip
 ADMIN_ERROR_KEYS = {"status", "messages", "code"}
 PORTAL_ERROR_KEYS = {"code", "message", "details"}
 # What a Python failure looks like when it leaks into a body; matched only where the request did not send
@@ -80,6 +91,83 @@ def build_nbjobs(data_dir: Path) -> Server:
     return nb
 
 
+class JsonUpstream:
+    """A stand-in for a user's Jupyter server: on 127.0.0.1 (random port) in a daemon thread, it answers
+    every method on every path with 200 and a small JSON body, and records what it was asked (method,
+    path, headers), so a test can prove that a refused request reached nothing."""
+
+    BODY = b'{"upstream": "ok"}'
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+        self.token = secrets.token_hex(16)  # the server's own token, as nbjobs stores it
+        seen = self.requests
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def answer(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                if length:
+                    self.rfile.read(length)
+                seen.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(JsonUpstream.BODY)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(JsonUpstream.BODY)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = answer
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def address(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> JsonUpstream:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+
+def add_lab(
+    nb: Server, username: str, item_id: str, upstream: JsonUpstream, *, runtime_id: str = "", node: str = ""
+) -> tuple[str, str]:
+    """A RUNNING container of ``username`` answering at ``upstream`` and ``item_id`` open in it, written
+    straight to the store (no Jupyter runs here); returns (container id, notebook id). The user's live
+    container for that runtime, if any, is marked stopped first (one live server per user and runtime)."""
+    containers = nb.interactive.containers
+    runtime_id = runtime_id or nb.runtimes.default().runtime_id
+    now = nb.clock()
+    live = containers.live_for(username, runtime_id)
+    if live is not None:
+        containers.update(live.container_id, status=ContainerStatus.STOPPED, ended=now, reason="replaced")
+    host = nb.interactive.host
+    container = Container(
+        container_id=new_container_id(), username=username, runtime_id=runtime_id,
+        node=node or (host.node if host is not None else "local"), status=ContainerStatus.RUNNING,
+        created=now, last_activity=now, address=upstream.address, token=upstream.token,
+    )  # fmt: skip
+    assert containers.add(container), f"{username} has a live container for {runtime_id} already"
+    notebook = OpenNotebook(
+        notebook_id=new_notebook_id(), container_id=container.container_id, item_id=item_id,
+        username=username, path=f"{item_id}.ipynb", opened=now, last_activity=now,
+    )  # fmt: skip
+    containers.add_notebook(notebook)
+    return container.container_id, notebook.notebook_id
+
+
 @dataclasses.dataclass
 class Api:
     """One user's calls over the fuzzer's own in-process session (a requests.Session)."""
@@ -104,12 +192,14 @@ class Api:
 
 @dataclasses.dataclass
 class Seeds:
-    """Real rows the fuzzer aims at: alice owns the notebooks, jobs, task and web tool; the admin the
-    webhook receiver (run as alice). ``refresh`` re-creates whatever a destructive operation removed."""
+    """Real rows the fuzzer aims at: alice owns the notebooks, jobs, task, web tool and a running notebook
+    container (answering at ``upstream``) with her notebook open in it; the admin the webhook receiver
+    (run as alice). ``refresh`` re-creates whatever a destructive operation removed."""
 
     nb: Server
     admin: Api
     alice: Api
+    upstream: JsonUpstream
     item: str = ""
     tool_item: str = ""
     upload: str = ""
@@ -121,6 +211,9 @@ class Seeds:
     receiver: str = ""
     service: str = ""
     gp_job: str = ""
+    snapshot: str = ""
+    container: str = ""
+    notebook: str = ""
 
     def refresh(self) -> None:
         nb, alice, admin = self.nb, self.alice, self.admin
@@ -151,6 +244,21 @@ class Seeds:
             self.service = self._publish()
         if not self.gp_job or nb.store.get(self.gp_job) is None:
             self.gp_job = self._gp_job()
+        if not self.snapshot or nb.web.snapshots.store.get(self.item, self.snapshot) is None:
+            self.snapshot = self._snapshot()
+        container = nb.interactive.containers.get(self.container) if self.container else None
+        notebook = nb.interactive.containers.get_notebook(self.notebook) if self.notebook else None
+        running = container is not None and container.status == ContainerStatus.RUNNING
+        if not running or notebook is None or not notebook.is_open:  # terminated or closed
+            self.container, self.notebook = add_lab(nb, "alice", self.item, self.upstream)
+
+    def _snapshot(self) -> str:
+        """A snapshot of alice's notebook (room is made if the fuzzer filled its limit)."""
+        snapshots = self.nb.web.snapshots.store
+        snapshots.delete(self.item, [s.resource_key for s in snapshots.list(self.item)])
+        answer = self.alice.post("/admin/notebooks/snapshots/create", itemId=self.item, name="seed")
+        assert answer.get("status") == "success", answer
+        return answer["snapshotResourceKey"]
 
     def _execute(self) -> str:
         answer = self.alice.post(
@@ -239,6 +347,8 @@ class Seeds:
             "param_name": list(TOOL_PARAMS),
             "runtime_id": [self.nb.runtimes.default().runtime_id],
             "portal_id": ["self", ORG_ID],
+            "container_id": [self.container, self.container.upper(), new_container_id()],
+            "notebook_id": [self.notebook, self.notebook.upper(), new_notebook_id()],
         }.get(name, [])
 
     def baseline(self, path: str) -> dict[str, str] | None:
@@ -258,6 +368,11 @@ class Seeds:
             "/addItem": {"type": "Notebook", "title": "t"},
             "/runs/{run_id}/update": {"status": "failed", "result": "r"},
             "/admin/services": {"start": "1", "num": "10"},
+            "/snapshots/create": {"itemId": self.item, "name": "s"},
+            "/snapshots/restore": {"itemId": self.item, "resourceKey": self.snapshot},
+            "/snapshots/convertToItem": {"itemId": self.item, "resourceKey": self.snapshot,
+                                         "notebookTitle": "t"},
+            "/openNotebook": {"itemId": self.item},
         }  # fmt: skip
         return next((form for suffix, form in forms.items() if path.endswith(suffix)), None)
 
@@ -301,6 +416,13 @@ class Seeds:
             "count": ["1", "9999999999999999999999"],
             "rows": ['{"features": []}', "[]", "{"],
             "shape": ['{"features": [{"attributes": {"n": 1}}]}', "1"],
+            "resourceKey": [self.snapshot, "snapshot-x.json", "../" + self.snapshot],
+            "resourceKeys": [self.snapshot, json.dumps([self.snapshot]), "[", "[1]", "[]", '{"a": 1}'],
+            "preserveCurrentAsSnapshot": ["true", "false", "x"],
+            "privateAccess": ["true", "false", "x"],
+            "tail": ["0", "1", "10000", "10001", "-1", "1.5"],
+            "async": ["true", "false", "x"],
+            "templateId": ["", self.item, "x"],
         }.get(name, [])
 
 

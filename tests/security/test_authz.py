@@ -25,6 +25,7 @@ import hmac
 import json
 import re
 import secrets
+import socket
 import string
 import sys
 import tomllib
@@ -39,9 +40,12 @@ from fastapi.testclient import TestClient
 from httpx import Response
 from sqlalchemy import text
 from starlette.routing import BaseRoute
+from starlette.testclient import WebSocketDenialResponse
+from starlette.websockets import WebSocketDisconnect
 
 from nbjobs.clock import ManualClock
 from nbjobs.models.accounts import ORG_ADMIN, ORG_USER, Principal
+from nbjobs.models.interactive import ContainerStatus, new_container_id, new_notebook_id
 from nbjobs.models.jobs import OUTPUT, JobStatus, JobUpdate, new_job_id
 from nbjobs.models.runtimes import DEFAULT_RUNTIME
 from nbjobs.roots.server import Server
@@ -53,6 +57,7 @@ from nbjobs.service.runtimes.fields import RuntimeFields
 from nbjobs.settings import load_settings
 from nbjobs.web.app import create_app
 from tests.conftest import notebook_bytes
+from tests.security.fuzz_support import JsonUpstream, add_lab
 
 MATRIX_FILE = Path(__file__).with_name("authz_matrix.toml")
 CTX = "/arcgis"
@@ -83,6 +88,9 @@ PARAM_KINDS = {
     "portal_id": "portal",
     "folder": "folder",
     "param_name": "outparam",
+    "resource_key": "snapshot",
+    "container_id": "container",
+    "notebook_id": "notebook",
 }
 # Kinds that name one of B's own resources: replaced by random ids for the nonexistent-id answer.
 RANDOM: dict[str, Callable[[], str]] = {
@@ -97,6 +105,9 @@ RANDOM: dict[str, Callable[[], str]] = {
     "run": lambda: uuid.uuid4().hex,
     "receiver": lambda: str(uuid.uuid4()),
     "service": lambda: uuid.uuid4().hex,
+    "snapshot": lambda: f"snapshot-{uuid.uuid4().hex}.json",
+    "container": new_container_id,
+    "notebook": new_notebook_id,
 }
 CONSTANTS = {
     "tooltask": "Trivial",
@@ -125,7 +136,13 @@ FINGERPRINT = {
     "users": "SELECT * FROM users ORDER BY username",
     "runtimes": "SELECT * FROM runtimes ORDER BY runtime_id",
     "config": "SELECT * FROM server_config ORDER BY name",
+    "snapshots": "SELECT resource_key, item_id, name, created, size, automatic FROM item_snapshots "
+    "WHERE item_id IN (SELECT item_id FROM items WHERE owner = :b) ORDER BY resource_key",
+    "lab_containers": "SELECT * FROM lab_containers WHERE username = :b ORDER BY container_id",
+    "lab_notebooks": "SELECT * FROM lab_notebooks WHERE username = :b ORDER BY notebook_id",
 }
+# The proxy's ``{path:path}``: what the request asks B's Jupyter server for.
+UPSTREAM_PATH = "api/status"
 _PLACEHOLDER = re.compile(r"\$(\w+)")
 
 
@@ -144,6 +161,7 @@ class Entry:
     params: dict[str, str] = dataclasses.field(default_factory=dict)
     data: dict[str, str] = dataclasses.field(default_factory=dict)
     file: str = ""  # attach this golden notebook as the multipart ``file`` part
+    auth: str = "field"  # how the token travels: a ``token`` field, or "header" (Authorization: Bearer)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -207,6 +225,7 @@ class World:
     tokens: dict[str, list[str]]  # role -> the token(s) it sends ([] for anonymous)
     refs: dict[str, str]  # kind -> B's resource of that kind
     a_refs: dict[str, str]  # A's own resources, for the lists
+    upstream: JsonUpstream  # what B's Jupyter server answers with, behind the proxy
     baseline: dict[str, Any] = dataclasses.field(default_factory=dict)
     dirty: bool = False  # an earlier test may have changed B's resources: check them before the next
 
@@ -218,6 +237,9 @@ class World:
         data = notebook_bytes(golden)
         fields = ItemFields(title=title or golden.removesuffix(".ipynb"), filename=golden)
         return self.nb.items.add(Principal(owner), owner, data, type="Notebook", fields=fields).item_id
+
+    def add_snapshot(self, owner: str, item_id: str) -> str:
+        return self.nb.web.snapshots.create(Principal(owner), item_id, name="kept").resource_key
 
     def add_job(self, owner: str, item_id: str) -> str:
         return self.nb.notebooks.execute(self.user(owner), item_id, update_portal_item=False).job_id
@@ -263,6 +285,13 @@ class World:
     def add_gpjob(self, owner: str, service: str) -> str:
         return self.nb.webtools.submit(self.user(owner), service, "Trivial", {"x": "1"}).job_id
 
+    def add_lab(self, owner: str, item_id: str, *, fresh: bool = False) -> tuple[str, str]:
+        """A RUNNING container of ``owner`` (for the default runtime, or for a runtime of its own when
+        ``fresh``, beside the first) and ``item_id`` open in it; the container answers at the World's
+        upstream."""
+        runtime = f"matrix-{secrets.token_hex(4)}" if fresh else ""
+        return add_lab(self.nb, owner, item_id, self.upstream, runtime_id=runtime)
+
     def add_runtime(self) -> str:
         fields = RuntimeFields(name=f"spare {secrets.token_hex(4)}", python=sys.executable)
         return self.nb.runtimes.register(OPERATOR, fields).runtime_id
@@ -271,6 +300,7 @@ class World:
         """B's resources, one of each kind, in the states the read routes need."""
         r: dict[str, str] = {"owner": "bob"}
         r["item"] = self.add_item("bob")
+        r["snapshot"] = self.add_snapshot("bob", r["item"])
         r["job"] = self.add_job("bob", r["item"])
         r["donejob"] = self.add_job("bob", r["item"])
         self.finish(r["donejob"])
@@ -282,14 +312,17 @@ class World:
         r["service"] = self.add_service("bob", r["toolitem"])
         r["gpjob"] = self.add_gpjob("bob", r["service"])
         self.finish(r["gpjob"], {"outputValues": {"y": {"value": 2}}})
+        r["container"], r["notebook"] = self.add_lab("bob", r["item"])
         self.refs = r
         self.baseline = self.core()
 
     def fresh(self, kinds: set[str]) -> dict[str, str]:
         """New resources of B for a mutating call by an owner or admin; others as in ``refs``."""
         r = dict(self.refs)
-        if kinds & {"item", "job", "task", "run"}:
+        if kinds & {"item", "job", "task", "run", "snapshot"}:
             r["item"] = self.add_item("bob")
+        if "snapshot" in kinds:
+            r["snapshot"] = self.add_snapshot("bob", r["item"])
         if "job" in kinds:
             r["job"] = self.add_job("bob", r["item"])
         if "upload" in kinds:
@@ -308,6 +341,8 @@ class World:
             r["gpjob"] = self.add_gpjob("bob", r["service"])
         if "runtime" in kinds:
             r["runtime"] = self.add_runtime()
+        if kinds & {"container", "notebook"}:
+            r["container"], r["notebook"] = self.add_lab("bob", r["item"], fresh=True)
         return r
 
     # -- what must not change ------------------------------------------------------------------------
@@ -330,6 +365,8 @@ class World:
         run = nb.tasks.store.get_run(r["run"])
         receiver = nb.webhooks.store.get(r["receiver"])
         tool = nb.webtools.store.get(r["service"])
+        container = nb.interactive.containers.get(r["container"])
+        notebook = nb.interactive.containers.get_notebook(r["notebook"])
         return {
             "job": job and (job.status, job.cancel_requested),
             "donejob": done and done.status,
@@ -340,6 +377,8 @@ class World:
             "run": run and (run.status, run.result, run.updated),
             "receiver": receiver and dataclasses.astuple(receiver),
             "tool": tool and (tool.title, tool.modified, tool.snapshot_id, tool.access, tool.owner),
+            "container": container and container.status,
+            "notebook": notebook and notebook.closed,
         }
 
     def heal(self) -> None:
@@ -354,11 +393,16 @@ class World:
         nb = self.nb
         ids = {j.job_id for j in nb.store.list(username="bob", limit=100_000)}
         ids |= {i.item_id for i in nb.items.store.list("bob")}
+        ids |= {
+            s.resource_key for i in nb.items.store.list("bob") for s in nb.web.snapshots.store.list(i.item_id)
+        }
         for task in nb.tasks.store.list("bob"):
             ids.add(task.task_id)
             ids |= {run.run_id for run in nb.tasks.store.runs(task.task_id, 1000)}
         ids |= {x.receiver_id for x in nb.webhooks.store.list() if x.username == "bob"}
         ids |= {t.service_name for t in nb.webtools.store.list("bob", limit=1000)}
+        ids |= {c.container_id for c in nb.interactive.containers.list(username="bob")}
+        ids |= {n.notebook_id for n in nb.interactive.containers.notebooks(username="bob", open_only=False)}
         ids.add(self.refs["upload"])
         return ids
 
@@ -403,16 +447,19 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         "viewer": [token("viewer")],
         "admin": [token("admin")],
     }
-    with TestClient(create_app(nb.web), base_url="https://testserver") as client:
-        w = World(nb, client, clock, tokens, {}, {})
+    with JsonUpstream() as upstream, TestClient(create_app(nb.web), base_url="https://testserver") as client:
+        w = World(nb, client, clock, tokens, {}, {}, upstream)
         w.build_b()
         a_item = w.add_item("alice")
         a_tool_item = w.add_item("alice", "webtool_trivial.ipynb", "Trivial")
+        a_container, a_notebook = w.add_lab("alice", a_item)
         w.a_refs = {
             "item": a_item,
             "job": w.add_job("alice", a_item),
             "task": w.add_task("alice", a_item, active=False),
             "service": w.add_service("alice", a_tool_item),
+            "container": a_container,
+            "notebook": a_notebook,
         }
         yield w
     nb.store.close()
@@ -470,9 +517,17 @@ def request(world: World, entry: Entry, token: str | None, refs: dict[str, str])
     path = entry.path
     for name, kind in entry.kinds().items():
         path = path.replace("{" + name + "}", _fill("$" + kind, refs, unique))
+    path = path.replace("{path:path}", UPSTREAM_PATH)
     data = {k: _fill(v, refs, unique) for k, v in entry.data.items()}
     url = CTX + path
     client = world.client
+    client.cookies.clear()  # each call is its caller's alone (a ?token= to the proxy sets the lab cookie)
+    if entry.auth == "header":  # the lab proxy: the body is Jupyter's, a ?token= would be made a cookie
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        body = json.dumps(data).encode() if entry.method in ("POST", "PUT", "PATCH") else None
+        return answer_of(
+            client.request(entry.method, url, content=body, headers=headers, follow_redirects=False)
+        )
     if entry.sink:
         body = json.dumps({"event": "ping", **data}).encode()
         digest = hmac.new(SECRET.encode(), body, hashlib.sha256).digest()
@@ -519,6 +574,7 @@ def test_matrix_entries_are_well_formed() -> None:
         where = f"{e.method} {e.path}"
         assert set(e.expect) == set(ROLES), f"{where}: expect must name exactly {ROLES}"
         assert set(e.expect.values()) <= set(OUTCOMES), f"{where}: outcomes are {OUTCOMES}"
+        assert e.auth in ("field", "header"), f"{where}: auth is 'field' or 'header'"
         kinds = e.referenced()
         unknown = kinds - set(RANDOM) - set(CONSTANTS) - {"unique", "oauth_state"}
         assert not unknown, f"{where}: unknown resource kinds {unknown}"
@@ -607,6 +663,9 @@ A_LISTS = [
     "/sharing/rest/community/users/alice/tasks",
     "/admin/services",
     "/rest/services",
+    "/admin/notebooks",
+    "/admin/system/containers",
+    "/admin/notebooks/deployments",
 ]
 
 
@@ -633,6 +692,8 @@ def test_lists_as_a_show_her_own_and_none_of_bs(world: World, path: str) -> None
 _TASKS = "/sharing/rest/community/users/{username}/tasks"
 _ITEMS = "/sharing/rest/content/users/{username}/items/{item_id}"
 _GP_JOB = "/rest/services/{service_name}/GPServer/{task_name}/jobs/{job_id}"
+_CONTAINERS = "/admin/system/containers/{container_id}/notebooks"
+_DEPLOYMENTS = "/admin/notebooks/deployments/{container_id}/notebooks"
 _YEARLY = {"title": "yearly", "type": "ExecuteNotebook", "itemId": "$item", "minute": "0", "hour": "0",
            "dayOfMonth": "1", "month": "1", "dayOfWeek": "?", "isActive": "false"}  # fmt: skip
 
@@ -657,6 +718,12 @@ CROSS = [
     _cross("GET", _GP_JOB + "/cancel", service_name="a_service"),
     _cross("POST", "/admin/notebooks/executeNotebook", {"itemId": "$item"}),
     _cross("POST", "/admin/services/analyzeNotebook", {"itemId": "$item"}),
+    # B's container with her own notebook in the path, and her own container with B's notebook
+    _cross("GET", _CONTAINERS + "/{notebook_id}", notebook_id="a_notebook"),
+    _cross("GET", _CONTAINERS + "/{notebook_id}", container_id="a_container"),
+    _cross("POST", _CONTAINERS + "/{notebook_id}/closeNotebook", notebook_id="a_notebook"),
+    _cross("POST", _CONTAINERS + "/{notebook_id}/closeNotebook", container_id="a_container"),
+    _cross("POST", _DEPLOYMENTS + "/{notebook_id}/closeNotebook", notebook_id="a_notebook"),
 ]
 
 
@@ -670,6 +737,124 @@ def test_a_naming_bs_things_on_her_own_paths_gets_the_unknown_answer(world: Worl
     assert outcome(answer) == "hidden", answer
     _assert_same_as_nonexistent(world, entry, token, refs, answer)
     assert world.snapshot() == before
+
+
+# -- the lab proxy: B alone reaches B's Jupyter server ------------------------------------------------
+
+PROXY_METHODS = ("GET", "OPTIONS", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _lab(world: World, container_id: str = "", path: str = UPSTREAM_PATH) -> str:
+    return f"{CTX}/notebooks/{container_id or world.refs['container']}/{path}"
+
+
+def _bearer(token: str | None) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"} if token else {}
+
+
+def test_the_proxy_takes_b_to_his_server_with_its_own_token_and_nobody_else_anywhere(world: World) -> None:
+    world.heal()
+    upstream, bob = world.upstream, world.tokens["user_b"][0]
+    seen = len(upstream.requests)
+    answer = world.client.get(_lab(world) + "?x=1", headers=_bearer(bob))
+    assert answer.status_code == 200 and answer.json() == {"upstream": "ok"}, answer.text
+    [(method, path, headers)] = upstream.requests[seen:]
+    assert (method, path) == ("GET", _lab(world) + "?x=1")
+    assert headers["authorization"] == f"token {upstream.token}", "the upstream gets its own token"
+    assert bob not in repr(headers), "B's nbjobs token reached his Jupyter server"
+    seen = len(upstream.requests)
+    for role in ROLES:
+        if role == "user_b":
+            continue
+        for token in world.tokens[role] or [None]:
+            for method in PROXY_METHODS:
+                answer = world.client.request(method, _lab(world), headers=_bearer(token))
+                assert answer.text != JsonUpstream.BODY.decode(), (role, method)
+    assert upstream.requests[seen:] == [], "a refused caller's request reached B's server"
+
+
+def test_a_token_in_the_query_becomes_the_lab_cookie_for_b_only(world: World) -> None:
+    world.heal()
+    try:
+        mine = world.client.get(
+            _lab(world), params={"token": world.tokens["user_b"][0]}, follow_redirects=False
+        )
+        assert mine.status_code == 303 and "token=" not in mine.headers["location"], mine.text
+        assert "nbjobs_lab=" in mine.headers.get("set-cookie", "")
+        for role in ("user_a", "admin", "viewer"):
+            theirs = world.client.get(
+                _lab(world), params={"token": world.tokens[role][0]}, follow_redirects=False
+            )
+            assert theirs.status_code != 303 and "set-cookie" not in theirs.headers, (role, theirs.text)
+            assert outcome(answer_of(theirs)) == "hidden", (role, theirs.text)
+    finally:
+        world.client.cookies.clear()  # the jar must not sign later requests in
+
+
+def test_the_proxy_refuses_with_http_statuses_that_jupyterlab_reads(world: World) -> None:
+    """JupyterLab reads HTTP statuses, not ArcGIS envelopes (the save-back's own refusals are real 409s
+    and 413s): another user's container must be an HTTP 404, as the route's docstring says, a refused
+    token an HTTP error, and a server that is gone a 502 (web/proxy.py: "the route renders it, a 502")."""
+    world.heal()
+    others = world.client.get(_lab(world), headers=_bearer(world.tokens["user_a"][0]))
+    expired = world.client.put(_lab(world), content=b"{}", headers=_bearer(world.tokens["expired"][0]))
+    gone = f"http://127.0.0.1:{_free_port()}"
+    container, _ = add_lab(world.nb, "bob", world.refs["item"], world.upstream, runtime_id="matrix-gone")
+    world.nb.interactive.containers.update(container, address=gone)
+    unavailable = world.client.get(_lab(world, container), headers=_bearer(world.tokens["user_b"][0]))
+    world.nb.interactive.containers.update(container, status=ContainerStatus.STOPPED)
+    assert (others.status_code, expired.status_code >= 400, unavailable.status_code) == (404, True, 502), (
+        others.text[:200], expired.status_code, unavailable.text[:200],
+    )  # fmt: skip
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _handshake(world: World, url: str, headers: dict[str, str]) -> WebSocketDisconnect:
+    """How a WebSocket handshake that must not be accepted ended."""
+    with pytest.raises(WebSocketDisconnect) as ended, world.client.websocket_connect(url, headers=headers):
+        pytest.fail(f"the WebSocket to {url} was accepted")
+    return ended.value
+
+
+def test_the_lab_websocket_refuses_others_forged_tokens_and_cross_site_pages(world: World) -> None:
+    """Refused before accept (close 1008, which a browser sees as a failed handshake), with nothing asked
+    of B's server; B's own token, or his cookie from this server's own page, gets through to it."""
+    world.heal()
+    url = _lab(world, path="api/kernels/k1/channels")
+    bob = world.tokens["user_b"][0]
+    own = "http://testserver"  # the TestClient's WebSocket origin (ws://testserver)
+    cookie = {"cookie": f"nbjobs_lab={bob}"}
+    refused = {
+        "A's token": _bearer(world.tokens["user_a"][0]),
+        "an admin's token": _bearer(world.tokens["admin"][0]),
+        "the viewer's token": _bearer(world.tokens["viewer"][0]),
+        "an expired token": _bearer(world.tokens["expired"][0]),
+        "a tampered copy of B's token": _bearer(world.tokens["forged"][0]),
+        "a random token": _bearer(world.tokens["forged"][1]),
+        "no token": {"origin": own},
+        "B's token, an unknown container": _bearer(bob),
+        "B's cookie from another site": {**cookie, "origin": "https://evil.example"},
+        "B's cookie from a look-alike": {**cookie, "origin": "http://testserver.evil.example"},
+        "B's cookie, Origin null": {**cookie, "origin": "null"},
+        "B's cookie, no Origin": cookie,
+    }
+    seen = len(world.upstream.requests)
+    for why, headers in refused.items():
+        target = _lab(world, new_container_id(), "api/kernels/k1/channels") if "unknown" in why else url
+        refusal = _handshake(world, target, headers)
+        assert not isinstance(refusal, WebSocketDenialResponse), f"{why}: {refusal!r}"
+        assert refusal.code == 1008, f"{why}: closed with {refusal.code}"
+    assert world.upstream.requests[seen:] == [], "a refused handshake reached B's server"
+    # B himself passes every check and reaches his server, which (plain HTTP) refuses the upgrade: 502
+    for headers in (_bearer(bob), {**cookie, "origin": own}):
+        denied = _handshake(world, url, headers)
+        assert isinstance(denied, WebSocketDenialResponse) and denied.status_code == 502, repr(denied)
+    assert [m for m, _, _ in world.upstream.requests[seen:]] == ["GET", "GET"]
 
 
 # -- the webhook sink: the signature, not a token, authorizes -----------------------------------------

@@ -41,6 +41,7 @@ from tests.security.fuzz_support import (
     CTX,
     JSON_FIELDS,
     Api,
+    JsonUpstream,
     Seeds,
     Totals,
     UnexpectedErrors,
@@ -61,7 +62,8 @@ REPORT = os.environ.get("NBJOBS_FUZZ_REPORT", "")
 SEED = os.environ.get("NBJOBS_FUZZ_SEED", "20260")
 BASE = "https://testserver"
 # Operations that remove or reset what the seeds made run last, so the others meet the seeded rows.
-DESTRUCTIVE = ("delete", "deleteAll", "unregister", "restore", "disable", "cancel", "commit")
+DESTRUCTIVE = ("delete", "deleteAll", "unregister", "restore", "disable", "cancel", "commit", "closeNotebook",
+               "close", "terminate", "terminateContainer")  # fmt: skip
 TRANSPORTS = ("query", "form", "authorization", "x-esri-authorization")
 SINKS = ("/rest/events/webhooks/{receiver_id}", "/admin/notebooks/webhookReceivers/{receiver_id}")
 
@@ -83,7 +85,8 @@ class Fuzzer:
             name: self.nb.tokens.issue(self.nb.users.get(name)).token for name in ("admin", "alice", "bob")
         }
         admin, alice = (Api(self.session, name, self.tokens[name]) for name in ("admin", "alice"))
-        self.seeds = Seeds(self.nb, admin, alice)
+        self.upstream = JsonUpstream().__enter__()  # what alice's seeded notebook container answers with
+        self.seeds = Seeds(self.nb, admin, alice, self.upstream)
         self.seeds.refresh()
         self.notebook = notebook_bytes("parameters.ipynb")
         self.logged = UnexpectedErrors()
@@ -97,6 +100,7 @@ class Fuzzer:
         logging.getLogger("nbjobs.web").removeHandler(self.logged)
         self.session.__exit__(None, None, None)
         asgi.shutdown_lifespans()
+        self.upstream.__exit__(None, None, None)
         self.nb.store.close()
 
 
@@ -338,6 +342,34 @@ def test_every_operation_answers_in_the_envelope(fuzzer: Fuzzer, mode: str) -> N
         _fuzz_operation(fuzzer, operation, mode)
         TOTALS.operations.add(f"{operation.method.upper()} {operation.path}")
     assert len(operations) >= 130  # the document lists every route: a lost router would shrink it
+    failures = TOTALS.failures[before:]
+    assert not failures, f"{len(failures)} operations failed:\n\n" + "\n\n".join(failures)
+
+
+@pytest.mark.parametrize("mode", ["admin", "alice", "anonymous"])
+def test_snapshot_operations_answer_in_the_envelope(fuzzer: Fuzzer, mode: str) -> None:
+    """The snapshots API alone (``-k snapshot``), aimed at a seeded snapshot, as the whole run fuzzes it."""
+    before = len(TOTALS.failures)
+    operations = [op for op in fuzzer.operations() if "/snapshots" in op.path]
+    for operation in operations:
+        fuzzer.seeds.refresh()
+        _fuzz_operation(fuzzer, operation, mode)
+    assert len(operations) >= 10
+    failures = TOTALS.failures[before:]
+    assert not failures, f"{len(failures)} operations failed:\n\n" + "\n\n".join(failures)
+
+
+@pytest.mark.parametrize("mode", ["admin", "alice", "anonymous"])
+def test_interactive_operations_answer_in_the_envelope(fuzzer: Fuzzer, mode: str) -> None:
+    """The interactive notebooks' API alone (``-k interactive``): openNotebook, the open notebooks, the
+    containers and deployments, aimed at alice's seeded container and notebook, as the whole run fuzzes
+    them (the lab proxy is no OpenAPI operation: test_authz.py covers it)."""
+    before = len(TOTALS.failures)
+    operations = [op for op in fuzzer.operations() if "interactive" in op.definition.raw.get("tags", ())]
+    for operation in operations:
+        fuzzer.seeds.refresh()
+        _fuzz_operation(fuzzer, operation, mode)
+    assert len(operations) >= 41, [f"{op.method} {op.path}" for op in operations]
     failures = TOTALS.failures[before:]
     assert not failures, f"{len(failures)} operations failed:\n\n" + "\n\n".join(failures)
 

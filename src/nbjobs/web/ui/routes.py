@@ -1,5 +1,6 @@
 """The app at ``/<context>/app``: signing in and out, its static files, and the page routers of
-``jobs.py`` and ``notebooks.py``. The security model is in ``session.py`` and docs/app.md."""
+``jobs.py``, ``notebooks.py`` and the others (``interactive.py``: Open in JupyterLab, Running notebooks).
+The security model is in ``session.py`` and docs/app.md."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from starlette.responses import Response
 
 from nbjobs.errors import NbJobsError
 from nbjobs.web.deps import Form, Nb
+from nbjobs.web.routes.lab_proxy import set_lab_cookie
 from nbjobs.web.routes.tokens import client_address
-from nbjobs.web.ui import admin, jobs, notebooks, tasks, versions, webhooks, webtools
+from nbjobs.web.ui import admin, interactive, jobs, notebooks, tasks, versions, webhooks, webtools
 from nbjobs.web.ui.pages import APP_HEADERS, STATIC, base, page, redirect, render
 from nbjobs.web.ui.session import (
     CSRF_FIELD,
@@ -28,10 +30,16 @@ router = APIRouter(prefix="/app", include_in_schema=False)
 STATIC_TYPES = {"app.css": "text/css; charset=utf-8", "app.js": "text/javascript; charset=utf-8"}
 
 
+def _notebooks_path(request: Request) -> str:
+    return f"/{request.app.state.services.settings.server.context}/notebooks/"
+
+
 def _safe_next(request: Request, target: str) -> str:
-    """Where to go after signing in: a path of this app only (never another site, nor ``//host``)."""
+    """Where to go after signing in: a path of this app, or a JupyterLab page through nbjobs' proxy (which
+    sends a browser without the lab cookie here first), only (never another site, nor ``//host``)."""
     app = base(request)
-    if target.startswith(app + "/") and not target.startswith("//") and "\\" not in target:
+    ours = target.startswith(app + "/") or target.startswith(_notebooks_path(request))
+    if ours and not target.startswith("//") and "\\" not in target:
         return target
     return f"{app}/jobs"
 
@@ -76,8 +84,11 @@ def signin(request: Request, nb: Nb, params: Form) -> Response:
             request, status=400, message=" ".join(exc.details) or exc.message, username=username
         )
     issued = nb.tokens.issue(user, None, client="nbjobs app")
-    response = redirect(_safe_next(request, params.text("next")))
+    target = _safe_next(request, params.text("next"))
+    response = redirect(target)
     set_session(response, request, nb.settings.server.context, issued)
+    if target.startswith(_notebooks_path(request)):  # back to JupyterLab: the proxy reads the lab cookie
+        set_lab_cookie(response, request, nb, issued.token)
     return response
 
 
@@ -110,6 +121,7 @@ def app_js() -> Response:
 router.include_router(jobs.router)
 router.include_router(notebooks.router)
 router.include_router(versions.router)
+router.include_router(interactive.router)
 router.include_router(tasks.router)
 router.include_router(webtools.router)
 router.include_router(webhooks.router)

@@ -1,7 +1,8 @@
 // nbjobs app: the small amount of script the pages use. Plain JavaScript, no build step, no third party.
 // Every page works without it (forms post, pages reload); with it, rows and the job page follow the
-// server's event streams (docs/app.md), cancel stays on the page, the run form checks types before
-// submitting, and a notebook can be dropped on the upload form.
+// server's event streams (docs/app.md), the "Opening…" page goes on to JupyterLab as soon as the notebook
+// is open, cancel stays on the page, the run form checks types before submitting, and a notebook can be
+// dropped on the upload form.
 "use strict";
 
 (function () {
@@ -171,6 +172,40 @@
     source.addEventListener("error", (e) => { if (e.data) source.close(); });
   }
 
+  // -- an openNotebook job: on to JupyterLab once it is open ------------------------------------------------
+  function followOpening(root) {
+    const enter = () => window.location.replace(root.dataset.enter); // the opening page leaves the history
+    if (root.dataset.state === "COMPLETED") return enter();
+    if (ENDED.includes(root.dataset.state)) return;
+
+    function show(snapshot) {
+      const status = snapshot.status;
+      setStatus(root, status);
+      const progress = snapshot.progress || {};
+      setBar(root, status === "COMPLETED" ? 100 : progress.percent || 0);
+      text(root, "[data-message]", progress.message || "");
+      if (!ENDED.includes(status)) return;
+      root.querySelector("[data-enter-wait]").hidden = true;
+      if (status === "COMPLETED") {
+        root.querySelector("[data-enter-ready]").hidden = false;
+        enter();
+        return;
+      }
+      const box = root.querySelector("[data-failure]");
+      const failure = snapshot.failure || {};
+      text(box, "[data-failure-message]", failure.message || (status === "CANCELLED" ? "The opening was cancelled." : ""));
+      box.hidden = false;
+    }
+
+    const source = new EventSource(root.dataset.events);
+    source.addEventListener("job", (e) => show(JSON.parse(e.data)));
+    source.addEventListener("end", () => source.close());
+    source.addEventListener("error", (e) => {
+      if (e.data) source.close(); // the server's error event: the token ended
+      if (source.readyState === EventSource.CLOSED) setTimeout(() => window.location.reload(), 2000);
+    });
+  }
+
   // -- the run form --------------------------------------------------------------------------------------
   const NUMBER = /^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/;
 
@@ -233,6 +268,7 @@
 
   document.addEventListener("DOMContentLoaded", () => {
     document.querySelectorAll("[data-job]").forEach(followJob);
+    document.querySelectorAll("[data-opening]").forEach(followOpening);
     const list = document.querySelector("[data-live-list]");
     const stream = document.querySelector("[data-list-stream]");
     if (list && stream) followList(list, stream.dataset.listStream);
