@@ -114,3 +114,11 @@ def close(session: Session, notebook_id: str) -> dict[str, Any]:
 
 def db_path(server: Server) -> Path:
     return server.data_dir / "nbjobs.db"
+
+
+def close_everything(admin: Session) -> None:
+    """The e2e server is shared: whatever a test left open (when it failed half-way) is closed."""
+    for notebook in admin.get("/admin/notebooks", num=100)["notebooks"]:
+        admin.post(f"/admin/notebooks/{notebook['id']}/closeNotebook")
+    for container in admin.get("/admin/system/containers")["containers"]:
+        admin.post(f"/admin/system/containers/{container['id']}/terminateContainer")

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.e2e.conftest import USER_PASSWORD, Server, Session
-from tests.e2e.lab_support import item_data
+from tests.e2e.lab_support import close_everything, item_data
 from tests.e2e.test_app_browser import (  # noqa: F401  (browser: a fixture)
     IMAGES,
     WIDE,
@@ -35,10 +35,7 @@ LAB_TIMEOUT = 120_000  # ms: the first JupyterLab of a user starts within the ho
 def _nothing_left_open(admin: Session) -> Iterator[None]:
     """The e2e server is shared: whatever this test leaves open (when it fails half-way) is closed."""
     yield
-    for notebook in admin.get("/admin/notebooks", num=100)["notebooks"]:
-        admin.post(f"/admin/notebooks/{notebook['id']}/closeNotebook")
-    for container in admin.get("/admin/system/containers")["containers"]:
-        admin.post(f"/admin/system/containers/{container['id']}/terminateContainer")
+    close_everything(admin)
 
 
 def _run_a_cell(page: Page, code: str) -> None:

@@ -72,6 +72,21 @@ def test_build_a_daily_schedule_see_the_next_runs_live_and_create_the_task(
     context.close()
 
 
+def test_enter_in_a_field_saves_the_task_rather_than_previewing(browser: Browser, server: Server):  # noqa: F811
+    context = new_context(browser)
+    page = sign_in(context, server, "bob")
+    upload(page, server, "parameters.ipynb")
+    page.goto(server.url + "/app/tasks/new")
+    page.get_by_label("Title").fill("Made with Enter")
+    page.get_by_label("Notebook", exact=True).select_option(label="parameters")
+    page.get_by_label("Active (runs on schedule; unchecked: saved paused)").uncheck()
+    page.get_by_label("Title").press("Enter")
+    page.get_by_role("heading", name="Made with Enter").wait_for()  # the task's page: it was created
+    page.get_by_role("button", name="Delete task and its run history").click()
+    page.wait_for_url(server.url + "/app/tasks")
+    context.close()
+
+
 def test_tasks_pages_pass_axe_and_fit_375_px(browser: Browser, server: Server, bob: Session):  # noqa: F811
     item = bob.add_notebook("parameters.ipynb")
     created = bob.post("/sharing/rest/community/users/bob/tasks/createTask", title="weekly, paused",

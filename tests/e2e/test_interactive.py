@@ -20,6 +20,7 @@ from tests.e2e.conftest import Server, Session
 from tests.e2e.lab_support import (
     bearer,
     close,
+    close_everything,
     container_row,
     edit_directly,
     execute_request,
@@ -38,10 +39,7 @@ pytestmark = [pytest.mark.kernel, pytest.mark.slow]
 @pytest.fixture(autouse=True)
 def _nothing_left_open(admin: Session) -> Iterator[None]:
     yield
-    for notebook in admin.get("/admin/notebooks", num=100)["notebooks"]:
-        admin.post(f"/admin/notebooks/{notebook['id']}/closeNotebook")
-    for container in admin.get("/admin/system/containers")["containers"]:
-        admin.post(f"/admin/system/containers/{container['id']}/terminateContainer")
+    close_everything(admin)
 
 
 def _opened(session: Session, name: str = "trivial.ipynb") -> tuple[str, dict]:

@@ -66,6 +66,11 @@ def base_url(context: str, container_id: str) -> str:
     return f"/{context}/notebooks/{container_id}/"
 
 
+def lab_client(container: Container, context: str) -> LabClient:
+    """The REST client of a container's server, from any process (its address and token are stored)."""
+    return LabClient(container.address, base_url(context, container.container_id), container.token)
+
+
 def notebook_url(container_id: str, item_id: str) -> str:
     """``results.notebookUrl`` as ArcGIS gives it (relative to the server's context)."""
     return f"/notebooks/{container_id}/notebooks/{notebook_path(item_id)}"
@@ -109,8 +114,7 @@ class LabHost:
         return self.settings.store.data_dir / "workspaces" / _SAFE.sub("_", username)
 
     def client(self, container: Container) -> LabClient:
-        return LabClient(container.address, base_url(self.settings.server.context, container.container_id),
-                         container.token)  # fmt: skip
+        return lab_client(container, self.settings.server.context)
 
     # -- the openNotebook job ---------------------------------------------------------------------------
     def run(self, job: Job) -> Job | None:

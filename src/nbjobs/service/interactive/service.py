@@ -30,7 +30,7 @@ from nbjobs.errors import (
     NotebookNotFound,
 )
 from nbjobs.execution.lab.client import LabClient, LabUnreachable
-from nbjobs.execution.lab.host import LabHost, base_url, notebook_path, notebook_url
+from nbjobs.execution.lab.host import LabHost, lab_client, notebook_path, notebook_url
 from nbjobs.execution.lab.server import process_usage, tail
 from nbjobs.execution.notebook_io import read_notebook
 from nbjobs.models.accounts import Principal, User
@@ -354,8 +354,7 @@ class InteractiveService:
             self.host.request_stop(container.container_id, reason)
 
     def _client(self, container: Container) -> LabClient:
-        return LabClient(container.address, base_url(self.settings.server.context, container.container_id),
-                         container.token)  # fmt: skip
+        return lab_client(container, self.settings.server.context)
 
 
 def _title_of(notebook: bytes) -> str:
