@@ -296,3 +296,44 @@ def test_a_jupyter_server_that_dies_is_noticed(alice: Session, server: Server):
     # opening again starts a new server
     again = open_notebook(alice, item_id)
     assert again["status"] == "COMPLETED" and again["results"]["containerId"] != results["containerId"]
+
+
+def _serve_process(server: Server) -> psutil.Process:
+    """The `nbjobs serve` process of the shared e2e server (found by its data dir)."""
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if "serve" in cmdline and str(server.data_dir) in cmdline:
+            return proc
+    raise AssertionError("no nbjobs serve process for the e2e server")
+
+
+def test_100_mb_up_and_down_through_the_proxy_stream_without_growing_the_server(
+    alice: Session, server: Server
+):
+    """JupyterLab's own way of uploading a large file (contents API chunks of 1 MiB, base64) and a plain
+    download of it (``/files/…``): the server's RSS stays within 50 MB of where it started."""
+    import base64
+
+    item_id, results = _opened(alice)
+    base = lab_base(alice, results["containerId"])
+    serve = _serve_process(server)
+    before = serve.memory_info().rss
+    peak = before
+    chunk = os.urandom(2**20)
+    url = f"{base}/api/contents/big.bin"
+    for number in range(1, 101):
+        content = base64.b64encode(chunk).decode()
+        body = {"type": "file", "format": "base64", "name": "big.bin", "path": "big.bin", "content": content,
+                "chunk": -1 if number == 100 else number}  # fmt: skip
+        answer = alice.http.put(url, headers=bearer(alice), json=body)
+        assert answer.status_code in (200, 201), answer.text[:300]
+        peak = max(peak, serve.memory_info().rss)
+    received = 0
+    with alice.http.stream("GET", f"{base}/files/big.bin", headers=bearer(alice)) as download:
+        assert download.status_code == 200
+        for part in download.iter_raw():
+            received += len(part)
+            peak = max(peak, serve.memory_info().rss)
+    assert received == 100 * 2**20
+    print(f"serve RSS {before / 2**20:.1f} MiB, peak +{(peak - before) / 2**20:.1f} MiB")
+    assert peak - before < 50 * 2**20, f"RSS grew {(peak - before) / 2**20:.1f} MiB"
