@@ -25,7 +25,9 @@ from nbjobs.models.accounts import ORG_USER, User
 from nbjobs.models.interactive import Container, ContainerStatus
 from nbjobs.models.jobs import Job, JobStatus
 from nbjobs.roots.server import Server
+from nbjobs.service.authz import OPERATOR
 from nbjobs.service.content.items import ItemFields
+from nbjobs.service.runtimes.fields import RuntimeFields
 from nbjobs.settings import load_settings
 from tests.conftest import notebook_bytes
 from tests.waiting import eventually
@@ -204,9 +206,6 @@ def test_a_server_that_dies_is_noticed_and_a_new_one_starts_on_the_next_open(wor
 
 
 def _runtime(world: World, **fields: object) -> str:
-    from nbjobs.service.authz import OPERATOR
-    from nbjobs.service.runtimes.fields import RuntimeFields
-
     spec = RuntimeFields(name=f"lab {uuid.uuid4().hex[:6]}", python=sys.executable, **fields)  # type: ignore[arg-type]
     return world.nb.runtimes.register(OPERATOR, spec).runtime_id
 
@@ -243,8 +242,6 @@ def test_the_runtimes_limits_apply_to_the_whole_server_and_go_with_it(world: Wor
 
 def test_an_unknown_or_disabled_runtime_is_refused_before_anything_starts(world: World):
     from nbjobs.errors import RuntimeDisabled, UnknownRuntimeId
-    from nbjobs.service.authz import OPERATOR
-    from nbjobs.service.runtimes.fields import RuntimeFields
 
     item_id = world.item()
     with pytest.raises(UnknownRuntimeId):
@@ -254,3 +251,84 @@ def test_an_unknown_or_disabled_runtime_is_refused_before_anything_starts(world:
     with pytest.raises(RuntimeDisabled):
         world.nb.interactive.open(world.alice, item_id, runtime_id=runtime_id)
     assert world.nb.store.count() == 0 and world.nb.interactive.containers.list() == []
+
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def _venv_onto(base: Path, site_packages: str) -> Path:
+    """A venv of the system python (which the kernel user may execute: this project's interpreters live
+    under /root, 0700) that imports from ``site_packages`` through a .pth."""
+    import subprocess
+
+    subprocess.run([SYSTEM_PYTHON, "-m", "venv", "--without-pip", str(base)], check=True)
+    site = next((base / "lib").glob("python*/site-packages"))
+    (site / "onto.pth").write_text(site_packages + "\n")
+    return base / "bin" / "python"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching the server's user needs a root nbjobs")
+@pytest.mark.skipif(not Path(SYSTEM_PYTHON).exists(), reason="needs a python the kernel user may execute")
+def test_with_a_kernel_user_the_whole_server_and_its_kernels_run_as_that_user():
+    import pwd
+    import shutil
+    import sysconfig
+    import tempfile
+
+    from nbjobs.execution.lab.server import lab_python
+
+    nobody = pwd.getpwnam("nobody")
+    root = Path(tempfile.mkdtemp(prefix="nbjobs-lab-user-"))
+    root.chmod(0o755)
+    try:
+        lab_site = next((Path(lab_python("")).parent.parent / "lib").glob("python*/site-packages"))
+        lab = _venv_onto(root / "lab", str(lab_site))
+        kernel = _venv_onto(root / "kernel", sysconfig.get_paths()["purelib"])
+        world = World(root, kernel_user="nobody", lab_python=str(lab))
+        try:
+            runtime_id = _runtime(world)
+            world.nb.runtimes.update(OPERATOR, runtime_id, RuntimeFields(python=str(kernel)))
+            job = world.nb.interactive.open(world.alice, world.item(), runtime_id=runtime_id)
+            lease = int(world.nb.settings.execution.lease_seconds * 1000)
+            ended = world.host.run(world.nb.store.claim(job.job_id, 1, "test/1", world.clock(), lease))
+            assert ended is not None and ended.status == JobStatus.COMPLETED, ended.failure
+            cid = ended.results["containerId"]
+            assert psutil.Process(world.container(cid).pid).uids().real == nobody.pw_uid
+            base, headers = world.lab(cid)
+            session = httpx.post(f"{base}/api/sessions", headers=headers,
+                                 json={"path": f"{ended.results['itemId']}.ipynb", "type": "notebook",
+                                       "name": "", "kernel": {"name": "python3"}}).json()  # fmt: skip
+            kernel_id = session["kernel"]["id"]
+            database = world.nb.settings.store.data_dir / "nbjobs.db"
+            code = (
+                f"import os\nprint(os.getuid())\ntry:\n    open({str(database)!r}).read()\n"
+                "except OSError as e:\n    print(type(e).__name__)"
+            )
+            printed = asyncio.run(_printed(base, headers, kernel_id, code))
+            assert printed.split() == [str(nobody.pw_uid), "PermissionError"]
+        finally:
+            world.close()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def _printed(address: str, headers: dict[str, str], kernel_id: str, code: str) -> str:
+    url = address.replace("http://", "ws://") + f"/api/kernels/{kernel_id}/channels"
+    async with connect(url, additional_headers=headers) as ws:
+        msg_id = uuid.uuid4().hex
+        await ws.send(json.dumps({
+            "header": {"msg_id": msg_id, "username": "", "session": uuid.uuid4().hex,
+                       "msg_type": "execute_request", "version": "5.3", "date": ""},
+            "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+            "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
+                        "allow_stdin": False, "stop_on_error": True},
+        }))  # fmt: skip
+        printed = ""
+        while True:
+            reply = json.loads(await asyncio.wait_for(ws.recv(), 60))
+            if reply.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            if reply["msg_type"] == "stream":
+                printed += reply["content"]["text"]
+            if reply["msg_type"] == "status" and reply["content"]["execution_state"] == "idle":
+                return printed
