@@ -332,3 +332,37 @@ async def _printed(address: str, headers: dict[str, str], kernel_id: str, code: 
                 printed += reply["content"]["text"]
             if reply["msg_type"] == "status" and reply["content"]["execution_state"] == "idle":
                 return printed
+
+
+def test_open_notebook_progress_is_readable_while_the_server_starts(world: World):
+    import threading
+
+    job = world.nb.interactive.open(world.alice, world.item())
+    lease = int(world.nb.settings.execution.lease_seconds * 1000)
+    claimed = world.nb.store.claim(job.job_id, 1, "test/1", world.clock(), lease)
+    runner = threading.Thread(target=world.host.run, args=(claimed,))
+    runner.start()
+    try:
+        seen = eventually(
+            lambda: (j := world.nb.store.get(job.job_id)) is not None and j.status == JobStatus.EXECUTING
+            and 0 < j.progress_percent < 100 and j.progress_message.startswith("Starting the notebook server")
+            and j,
+            what="openNotebookProgress while the server starts",
+        )  # fmt: skip
+        assert seen.progress_message == "Starting the notebook server"
+    finally:
+        runner.join(120)
+    assert world.nb.store.get(job.job_id).status == JobStatus.COMPLETED
+
+
+def test_an_item_that_is_not_a_notebook_is_refused(world: World):
+    import dataclasses
+
+    from nbjobs.errors import InvalidRequest
+
+    item_id = world.item()
+    item = world.nb.items.store.get(item_id)
+    world.nb.items.store.save(dataclasses.replace(item, type="CSV"))  # the portal accepts only notebooks
+    with pytest.raises(InvalidRequest, match="is a CSV, not a notebook"):
+        world.nb.interactive.open(world.alice, item_id)
+    assert world.nb.store.count() == 0
