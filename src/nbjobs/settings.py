@@ -57,6 +57,10 @@ class ServerSettings:
     insecure_http: bool = setting(False, "NBJOBS_INSECURE_HTTP")
     # e.g. https://nb.example.com/arcgis when behind a proxy; empty: from the request
     public_url: str = setting("", "NBJOBS_PUBLIC_URL")
+    # which ArcGIS Enterprise the portal presents itself as to clients: "" (classic: a notebook server
+    # federated with a portal) or "kubernetes" (ArcGIS Enterprise on Kubernetes 12.0: the arcgis
+    # client then takes its Kubernetes paths, gis.admin.notebooks); the API answers both either way
+    portal_deployment: str = setting("", "NBJOBS_PORTAL_DEPLOYMENT")
     # the job streams (docs/api.md): a comment line this often keeps proxies from closing an idle one,
     # and the caller's token is checked again each time
     stream_heartbeat_seconds: float = setting(15.0, "NBJOBS_STREAM_HEARTBEAT_SECONDS")
@@ -286,6 +290,9 @@ class Settings:
             if not isinstance(options, dict):
                 raise ConfigurationError("NBJOBS_BROKER_TRANSPORT_OPTIONS must be a JSON object")
         logs = self.logging
+        deployment = self.server.portal_deployment
+        if deployment not in ("", "kubernetes"):
+            raise ConfigurationError(f"NBJOBS_PORTAL_DEPLOYMENT must be empty or kubernetes: {deployment!r}")
         if logs.log_format not in ("text", "json"):
             raise ConfigurationError(f"NBJOBS_LOG_FORMAT must be text or json, got {logs.log_format!r}")
         if logs.log_level.upper() not in ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"):

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import sqlite3
 import ssl
+import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,8 @@ from typing import Any
 import httpx
 from websockets.asyncio.client import connect
 
-from tests.e2e.conftest import Server, Session
+from tests.e2e.conftest import ADMIN_PASSWORD, NBJOBS, Server, Session, _free_port
+from tests.waiting import eventually
 
 
 def open_notebook(session: Session, item_id: str, **fields: object) -> dict[str, Any]:
@@ -122,3 +126,46 @@ def close_everything(admin: Session) -> None:
         admin.post(f"/admin/notebooks/{notebook['id']}/closeNotebook")
     for container in admin.get("/admin/system/containers")["containers"]:
         admin.post(f"/admin/system/containers/{container['id']}/terminateContainer")
+
+
+class Serve:
+    """One ``nbjobs serve`` process on a data dir, restartable."""
+
+    def __init__(self, data_dir: Path, **env: str) -> None:
+        self.data_dir = data_dir
+        self.extra_env = env
+        self.port = _free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.server = Server(f"https://127.0.0.1:{self.port}/arcgis", data_dir, data_dir / "nbjobs-cert.pem",
+                             data_dir / "serve.log")  # fmt: skip
+
+    def start(self) -> None:
+        env = {**os.environ, "NBJOBS_ADMIN_PASSWORD": ADMIN_PASSWORD, "NBJOBS_LAB_CHECK_SECONDS": "1",
+               **self.extra_env}  # fmt: skip
+        with open(self.server.output, "ab") as log:
+            self.proc = subprocess.Popen(
+                [NBJOBS, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--data-dir",
+                 str(self.data_dir), "--workers", "1"],
+                stdout=log, stderr=subprocess.STDOUT, env=env,
+            )  # fmt: skip
+
+        def answers() -> bool:
+            assert self.proc is not None and self.proc.poll() is None, self.server.output.read_text()
+            try:
+                with self.server.client() as c:
+                    return c.get(self.server.url + "/sharing/rest", params={"f": "json"}).status_code == 200
+            except (httpx.HTTPError, OSError):
+                return False
+
+        eventually(answers, what="nbjobs serve to answer")
+
+    def signal(self, sig: int) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        code = self.proc.wait(90)
+        self.proc = None
+        return code
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.signal(signal.SIGTERM)

@@ -6,18 +6,16 @@ Jupyter process behind."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import psutil
 import pytest
 
-from tests.e2e.conftest import ADMIN_PASSWORD, NBJOBS, Server, _free_port, sign_in
+from tests.e2e.conftest import ADMIN_PASSWORD, sign_in
 from tests.e2e.lab_support import (
+    Serve,
     container_row,
     edit_directly,
     item_data,
@@ -25,50 +23,8 @@ from tests.e2e.lab_support import (
     run_code,
     start_kernel,
 )
-from tests.waiting import eventually
 
 pytestmark = [pytest.mark.kernel, pytest.mark.slow]
-
-
-class Serve:
-    """One ``nbjobs serve`` process on a data dir, restartable."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.port = _free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.server = Server(f"https://127.0.0.1:{self.port}/arcgis", data_dir, data_dir / "nbjobs-cert.pem",
-                             data_dir / "serve.log")  # fmt: skip
-
-    def start(self) -> None:
-        env = {**os.environ, "NBJOBS_ADMIN_PASSWORD": ADMIN_PASSWORD, "NBJOBS_LAB_CHECK_SECONDS": "1"}
-        with open(self.server.output, "ab") as log:
-            self.proc = subprocess.Popen(
-                [NBJOBS, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--data-dir",
-                 str(self.data_dir), "--workers", "1"],
-                stdout=log, stderr=subprocess.STDOUT, env=env,
-            )  # fmt: skip
-
-        def answers() -> bool:
-            assert self.proc is not None and self.proc.poll() is None, self.server.output.read_text()
-            try:
-                with self.server.client() as c:
-                    return c.get(self.server.url + "/sharing/rest", params={"f": "json"}).status_code == 200
-            except (httpx.HTTPError, OSError):
-                return False
-
-        eventually(answers, what="nbjobs serve to answer")
-
-    def signal(self, sig: int) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-        code = self.proc.wait(90)
-        self.proc = None
-        return code
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.signal(signal.SIGTERM)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from nbjobs.web.services import WebServices
 from nbjobs.web.views import base_url
 
 ADMIN_VERSION = "11.3"
+KUBERNETES_VERSION = "12.0.0"
 router = APIRouter(prefix="/admin")
 TAGS = ("admin",)
 EXECUTE_FIELDS = (
@@ -35,12 +36,14 @@ EXECUTE_FIELDS = (
 
 @operation(router, "", summary="Administrator root", tags=TAGS)
 def admin_root(request: Request, nb: Nb, user: SignedIn, params: Form) -> Response:
+    # On Kubernetes the arcgis client reads this root as the organization's admin (12.0 has notebooks)
+    version = KUBERNETES_VERSION if nb.settings.server.portal_deployment == "kubernetes" else ADMIN_VERSION
     return respond(
         request,
         {
-            "version": ADMIN_VERSION,
-            "currentVersion": ADMIN_VERSION,
-            "fullVersion": ADMIN_VERSION,
+            "version": version,
+            "currentVersion": version,
+            "fullVersion": version,
             "resources": ["notebooks", "system", "jobs", "logs"],
         },
         title="Notebook Server Administrator Directory",

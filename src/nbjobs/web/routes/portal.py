@@ -74,6 +74,8 @@ def _portal_self(request: Request, nb: Nb, user: MaybeSignedIn) -> dict:
         "nbjobsVersion": __version__,
         "notebookServerUrl": f"{base}/admin",
     }
+    if nb.settings.server.portal_deployment == "kubernetes":
+        data["portalDeploymentType"] = "ArcGISEnterpriseOnKubernetes"  # what the arcgis client looks at
     if user is not None:
         data["user"] = user_view(user)
     return data
