@@ -45,6 +45,8 @@ def _text_for(name: str, default: object) -> tuple[str, object]:
         return "json", "json"
     if name == "log_level":
         return "DEBUG", "DEBUG"
+    if name == "portal_deployment":
+        return "kubernetes", "kubernetes"
     if isinstance(default, bool):  # the other value than the default (fork_kernels defaults to on)
         return ("no", False) if default else ("yes", True)
     if isinstance(default, int) and name != "max_execute_notebook_time_minutes":
@@ -156,3 +158,8 @@ def test_validation_messages_are_unchanged():
 def test_the_notebook_servers_timings_must_be_positive(name):
     with pytest.raises(ConfigurationError, match="must be a positive number"):
         load_settings({name: "0"})
+
+
+def test_the_portal_deployment_is_classic_or_kubernetes():
+    with pytest.raises(ConfigurationError, match="NBJOBS_PORTAL_DEPLOYMENT must be empty or kubernetes"):
+        load_settings({"NBJOBS_PORTAL_DEPLOYMENT": "k3s"})
