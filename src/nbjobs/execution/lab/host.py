@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from nbjobs.clock import Clock
+from nbjobs.errors import StoreError
 from nbjobs.execution.contract import RuntimeLookup
 from nbjobs.execution.lab.client import LabClient, LabUnreachable
 from nbjobs.execution.lab.server import (
@@ -404,4 +405,7 @@ class LabHost:
     def close(self) -> None:
         """Stop every server this process runs (the service saved their notebooks first)."""
         for container_id in self.running():
-            self._stop_local(container_id, "The notebook server was stopped: nbjobs stopped.")
+            try:  # each process is stopped before its record is written: a store error spares none
+                self._stop_local(container_id, "The notebook server was stopped: nbjobs stopped.")
+            except StoreError as exc:
+                log.warning("notebook server %s stopped; its record was not updated: %s", container_id, exc)

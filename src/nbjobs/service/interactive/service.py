@@ -28,6 +28,7 @@ from nbjobs.errors import (
     ItemNotFound,
     NbJobsError,
     NotebookNotFound,
+    StoreError,
 )
 from nbjobs.execution.lab.client import LabClient, LabUnreachable
 from nbjobs.execution.lab.host import LabHost, lab_client, notebook_path, notebook_url
@@ -325,14 +326,17 @@ class InteractiveService:
     def save_and_stop_hosted(self) -> int:
         """At shutdown (SIGTERM): save the open notebooks of the servers this process hosts, then stop
         them. Returns how many notebooks were saved."""
-        if self.host is None:
-            return 0
+        if self.host is None or not self.host.running():
+            return 0  # nothing hosted here: no store access at all (the store may be gone already)
         saved = 0
-        for container in self.containers.list(node=self.host.node, statuses={ContainerStatus.RUNNING}):
-            if container.container_id not in self.host.running():
-                continue
-            for notebook in self.containers.notebooks(container_id=container.container_id):
-                saved += self._save_from_server(container, notebook)
+        try:
+            for container in self.containers.list(node=self.host.node, statuses={ContainerStatus.RUNNING}):
+                if container.container_id not in self.host.running():
+                    continue
+                for notebook in self.containers.notebooks(container_id=container.container_id):
+                    saved += self._save_from_server(container, notebook)
+        except StoreError as exc:  # stopping goes on: the servers are stopped below all the same
+            log.warning("could not save the open notebooks before stopping: %s", exc)
         self.host.close()
         return saved
 
