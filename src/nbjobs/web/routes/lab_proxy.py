@@ -103,22 +103,26 @@ async def lab_http(request: Request, container_id: str, path: str) -> Response:
     if found and request.method == "GET":  # ArcGIS' notebookUrl opens the notebook in JupyterLab
         return RedirectResponse(f"{base}lab/tree/{found.group(1)}", status_code=303)
     await asyncio.to_thread(nb.interactive.touch, container_id)
+    relayed = request
     if request.method == "PUT" and path.startswith(_CONTENTS):
         saved = await _save_back(request, nb, container, path[len(_CONTENTS) :])
-        if saved is not None:
-            return saved
+        if isinstance(saved, Response):
+            return saved  # the save failed: Jupyter is not asked to write it either
+        relayed = saved
     try:
-        return await _proxy(request).http(request, _upstream(nb, container), drop_cookies=NBJOBS_COOKIES)
+        return await _proxy(request).http(relayed, _upstream(nb, container), drop_cookies=NBJOBS_COOKIES)
     except UpstreamUnavailable:
         raise NotebookServerUnavailable() from None
 
 
-async def _save_back(request: Request, nb: WebServices, container: Container, file: str) -> Response | None:
-    """A save of an item's notebook: to the item first. Returns the answer when it is not the upstream's
-    (the save failed), else None after arranging for the same body to be relayed."""
+async def _save_back(
+    request: Request, nb: WebServices, container: Container, file: str
+) -> Response | Request:
+    """A save of an item's notebook: to the item first. Returns the answer when the save failed, else
+    the request to relay: the same one (another file), or one that replays the body it read."""
     notebook = await asyncio.to_thread(nb.interactive.open_item_at, container, file)
     if notebook is None:
-        return None  # another file of the workspace: Jupyter's alone
+        return request  # another file of the workspace: Jupyter's alone, streamed
     limit = nb.settings.limits.max_upload_bytes
     body = bytearray()
     async for chunk in request.stream():
@@ -141,9 +145,7 @@ async def _save_back(request: Request, nb: WebServices, container: Container, fi
     async def receive() -> Message:
         return {"type": "http.request", "body": replayed, "more_body": False}
 
-    request._receive = receive  # the same bytes go on to Jupyter
-    request._stream_consumed = False
-    return None
+    return Request(request.scope, receive)  # the same bytes go on to Jupyter
 
 
 def _jupyter_error(status: int, message: str) -> Response:
