@@ -366,3 +366,14 @@ def test_an_item_that_is_not_a_notebook_is_refused(world: World):
     with pytest.raises(InvalidRequest, match="is a CSV, not a notebook"):
         world.nb.interactive.open(world.alice, item_id)
     assert world.nb.store.count() == 0
+
+
+def test_jupyterlab_asks_no_news_question_and_keeps_the_users_settings_in_the_workspace(world: World):
+    cid = world.open(world.item()).results["containerId"]
+    base, headers = world.lab(cid)
+    settings = f"{base}/lab/api/settings/@jupyterlab/apputils-extension:notification"
+    answer = httpx.get(settings, headers=headers)
+    assert answer.status_code == 200, answer.text[:300]
+    assert json.loads(answer.json()["raw"]) == {"fetchNews": "false", "checkForUpdates": False}
+    kept = world.host.workspace("alice") / ".jupyter" / "lab" / "user-settings"
+    assert (kept / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings").exists()

@@ -82,6 +82,9 @@ class LabProcess:
             "JUPYTER_CONFIG_PATH": str(config),
             "JUPYTER_PATH": str(data),
             "JUPYTER_PLATFORM_DIRS": "1",
+            # the user's JupyterLab settings and layouts, in their workspace (hidden: .jupyter)
+            "JUPYTERLAB_SETTINGS_DIR": str(lab_settings_dir(launch.workspace)),
+            "JUPYTERLAB_WORKSPACES_DIR": str(launch.workspace / ".jupyter" / "lab" / "workspaces"),
         }
         argv = [
             launch.python,
@@ -218,6 +221,10 @@ def process_usage(pid: int, started: float) -> dict[str, Any]:
     return {"memoryUsageBytes": int(rss), "cpuSeconds": round(cpu, 2), "processes": len(tree)}
 
 
+def lab_settings_dir(workspace: Path) -> Path:
+    return workspace / ".jupyter" / "lab" / "user-settings"
+
+
 def owned_by_a_live_process(pid: int) -> bool:
     """True while the process that started this server still runs it (its parent is alive and is not
     init or a subreaper that adopted it after a crash): then it is not ours to adopt."""
@@ -288,6 +295,13 @@ def _prepare_dirs(launch: LabLaunch) -> None:
         "MappingKernelManager": {"default_kernel_name": "python3"},
         "LabApp": {"news_url": None, "check_for_updates_class": "jupyterlab.NeverCheckForUpdate"},
     }
+    # JupyterLab's own defaults, set once per user (the settings live in the workspace, kept across
+    # servers): no news prompt, no update check (nbjobs' JupyterLab is upgraded with nbjobs)
+    user_settings = lab_settings_dir(launch.workspace) / "@jupyterlab" / "apputils-extension"
+    user_settings.mkdir(parents=True, exist_ok=True)
+    notification = user_settings / "notification.jupyterlab-settings"
+    if not notification.exists():
+        notification.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
     path = state / "config" / "nbjobs_config.json"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
