@@ -4,8 +4,6 @@ user's own edits in JupyterLab would), and close."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
 import signal
 import sqlite3
@@ -16,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from websockets.asyncio.client import connect
 
 from tests.e2e.conftest import ADMIN_PASSWORD, NBJOBS, Server, Session, _free_port
+from tests.kernel_ws import execute, execute_request  # noqa: F401 (execute_request: for the tests)
 from tests.waiting import eventually
 
 
@@ -83,33 +81,10 @@ def start_kernel(session: Session, container_id: str, path: str) -> str:
     return str(answer.json()["kernel"]["id"])
 
 
-def execute_request(code: str) -> tuple[str, str]:
-    msg_id = uuid.uuid4().hex
-    message = {
-        "header": {"msg_id": msg_id, "username": "", "session": uuid.uuid4().hex,
-                   "msg_type": "execute_request", "version": "5.3", "date": ""},  # fmt: skip
-        "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-        "content": {"code": code, "silent": False, "store_history": True, "user_expressions": {},
-                    "allow_stdin": False, "stop_on_error": True},  # fmt: skip
-    }  # fmt: skip
-    return msg_id, json.dumps(message)
-
-
 async def run_code(server: Server, session: Session, container_id: str, kernel_id: str, code: str) -> str:
     """Run ``code`` in the kernel over the proxied WebSocket; returns what it printed."""
     url = lab_base(session, container_id).replace("https://", "wss://") + f"/api/kernels/{kernel_id}/channels"
-    async with connect(url, ssl=ssl_context(server), additional_headers=bearer(session)) as ws:
-        msg_id, message = execute_request(code)
-        await ws.send(message)
-        printed = ""
-        while True:
-            reply = json.loads(await asyncio.wait_for(ws.recv(), 60))
-            if reply.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
-            if reply["msg_type"] == "stream":
-                printed += reply["content"]["text"]
-            if reply["msg_type"] == "status" and reply["content"]["execution_state"] == "idle":
-                return printed
+    return await execute(url, bearer(session), code, ssl=ssl_context(server))
 
 
 def close(session: Session, notebook_id: str) -> dict[str, Any]:

@@ -5,7 +5,6 @@ server that cannot start, and a server that dies."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import sys
@@ -17,7 +16,6 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from websockets.asyncio.client import connect
 
 from nbjobs.clock import ManualClock
 from nbjobs.execution.lab.host import base_url
@@ -30,6 +28,7 @@ from nbjobs.service.content.items import ItemFields
 from nbjobs.service.runtimes.fields import RuntimeFields
 from nbjobs.settings import load_settings
 from tests.conftest import notebook_bytes
+from tests.kernel_ws import execute
 from tests.waiting import eventually
 
 pytestmark = [pytest.mark.kernel, pytest.mark.slow]
@@ -119,23 +118,8 @@ def test_an_idle_server_is_culled_after_idle_notebook_threshold_and_its_notebook
     eventually(lambda: _gone(pid), what="the culled server's process to end")
 
 
-async def _execute(address: str, headers: dict[str, str], kernel_id: str, code: str) -> None:
-    """Send ``code`` straight to the Jupyter server's kernel (no browser, no proxy); leave it running."""
-    url = address.replace("http://", "ws://") + f"/api/kernels/{kernel_id}/channels"
-    async with connect(url, additional_headers=headers) as ws:
-        msg_id = uuid.uuid4().hex
-        await ws.send(json.dumps({
-            "header": {"msg_id": msg_id, "username": "", "session": uuid.uuid4().hex,
-                       "msg_type": "execute_request", "version": "5.3", "date": ""},
-            "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-            "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
-                        "allow_stdin": False, "stop_on_error": True},
-        }))  # fmt: skip
-        while True:  # until the kernel says it is busy with it
-            reply = json.loads(await asyncio.wait_for(ws.recv(), 60))
-            mine = reply.get("parent_header", {}).get("msg_id") == msg_id and reply["msg_type"] == "status"
-            if mine and reply["content"]["execution_state"] == "busy":
-                return
+def _kernel_url(address: str, kernel_id: str) -> str:
+    return address.replace("http://", "ws://") + f"/api/kernels/{kernel_id}/channels"
 
 
 def test_a_busy_kernel_with_no_browser_attached_is_not_idle(world: World):
@@ -146,7 +130,8 @@ def test_a_busy_kernel_with_no_browser_attached_is_not_idle(world: World):
                          json={"path": f"{item_id}.ipynb", "type": "notebook", "name": "",
                                "kernel": {"name": "python3"}}).json()  # fmt: skip
     kernel_id = session["kernel"]["id"]
-    asyncio.run(_execute(base, headers, kernel_id, "import time\ntime.sleep(600)"))
+    # straight to the Jupyter server (no browser, no proxy), left running
+    asyncio.run(execute(_kernel_url(base, kernel_id), headers, "import time\ntime.sleep(600)", until="busy"))
     eventually(lambda: httpx.get(f"{base}/api/kernels/{kernel_id}", headers=headers).json()["execution_state"]
                == "busy", what="the kernel to be busy")  # fmt: skip
     idle = int(world.nb.config.current()["idleNotebookThreshold"])
@@ -304,76 +289,9 @@ def test_with_a_kernel_user_the_whole_server_and_its_kernels_run_as_that_user():
                 f"import os\nprint(os.getuid())\ntry:\n    open({str(database)!r}).read()\n"
                 "except OSError as e:\n    print(type(e).__name__)"
             )
-            printed = asyncio.run(_printed(base, headers, kernel_id, code))
+            printed = asyncio.run(execute(_kernel_url(base, kernel_id), headers, code))
             assert printed.split() == [str(nobody.pw_uid), "PermissionError"]
         finally:
             world.close()
     finally:
         shutil.rmtree(root, ignore_errors=True)
-
-
-async def _printed(address: str, headers: dict[str, str], kernel_id: str, code: str) -> str:
-    url = address.replace("http://", "ws://") + f"/api/kernels/{kernel_id}/channels"
-    async with connect(url, additional_headers=headers) as ws:
-        msg_id = uuid.uuid4().hex
-        await ws.send(json.dumps({
-            "header": {"msg_id": msg_id, "username": "", "session": uuid.uuid4().hex,
-                       "msg_type": "execute_request", "version": "5.3", "date": ""},
-            "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-            "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
-                        "allow_stdin": False, "stop_on_error": True},
-        }))  # fmt: skip
-        printed = ""
-        while True:
-            reply = json.loads(await asyncio.wait_for(ws.recv(), 60))
-            if reply.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
-            if reply["msg_type"] == "stream":
-                printed += reply["content"]["text"]
-            if reply["msg_type"] == "status" and reply["content"]["execution_state"] == "idle":
-                return printed
-
-
-def test_open_notebook_progress_is_readable_while_the_server_starts(world: World):
-    import threading
-
-    job = world.nb.interactive.open(world.alice, world.item())
-    lease = int(world.nb.settings.execution.lease_seconds * 1000)
-    claimed = world.nb.store.claim(job.job_id, 1, "test/1", world.clock(), lease)
-    runner = threading.Thread(target=world.host.run, args=(claimed,))
-    runner.start()
-    try:
-        seen = eventually(
-            lambda: (j := world.nb.store.get(job.job_id)) is not None and j.status == JobStatus.EXECUTING
-            and 0 < j.progress_percent < 100 and j.progress_message.startswith("Starting the notebook server")
-            and j,
-            what="openNotebookProgress while the server starts",
-        )  # fmt: skip
-        assert seen.progress_message == "Starting the notebook server"
-    finally:
-        runner.join(120)
-    assert world.nb.store.get(job.job_id).status == JobStatus.COMPLETED
-
-
-def test_an_item_that_is_not_a_notebook_is_refused(world: World):
-    import dataclasses
-
-    from nbjobs.errors import InvalidRequest
-
-    item_id = world.item()
-    item = world.nb.items.store.get(item_id)
-    world.nb.items.store.save(dataclasses.replace(item, type="CSV"))  # the portal accepts only notebooks
-    with pytest.raises(InvalidRequest, match="is a CSV, not a notebook"):
-        world.nb.interactive.open(world.alice, item_id)
-    assert world.nb.store.count() == 0
-
-
-def test_jupyterlab_asks_no_news_question_and_keeps_the_users_settings_in_the_workspace(world: World):
-    cid = world.open(world.item()).results["containerId"]
-    base, headers = world.lab(cid)
-    settings = f"{base}/lab/api/settings/@jupyterlab/apputils-extension:notification"
-    answer = httpx.get(settings, headers=headers)
-    assert answer.status_code == 200, answer.text[:300]
-    assert json.loads(answer.json()["raw"]) == {"fetchNews": "false", "checkForUpdates": False}
-    kept = world.host.workspace("alice") / ".jupyter" / "lab" / "user-settings"
-    assert (kept / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings").exists()

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from nbjobs.clock import Clock
-from nbjobs.errors import StoreError
+from nbjobs.errors import ContainerLimitReached, StoreError
 from nbjobs.execution.contract import RuntimeLookup
 from nbjobs.execution.lab.client import LabClient, LabUnreachable
 from nbjobs.execution.lab.server import (
@@ -77,10 +77,6 @@ def notebook_url(container_id: str, item_id: str) -> str:
     return f"/notebooks/{container_id}/notebooks/{notebook_path(item_id)}"
 
 
-class ContainerLimitReached(Exception):
-    """This node runs maxContainersPerNode servers already."""
-
-
 class LabHost:
     def __init__(
         self,
@@ -124,9 +120,7 @@ class LabHost:
             container = self._container_for(job)
             self._progress(job, 90, "Opening the notebook")
             notebook = self._open(job, container)
-        except LabStartFailed as exc:
-            return self._fail(job, str(exc))
-        except ContainerLimitReached as exc:
+        except (LabStartFailed, ContainerLimitReached) as exc:
             return self._fail(job, str(exc))
         except LabUnreachable as exc:
             return self._fail(job, f"The notebook server could not open the notebook: {exc}")

@@ -31,7 +31,7 @@ from nbjobs.errors import (
     StoreError,
 )
 from nbjobs.execution.lab.client import LabClient, LabUnreachable
-from nbjobs.execution.lab.host import LabHost, lab_client, notebook_path, notebook_url
+from nbjobs.execution.lab.host import LabHost, lab_client, notebook_url
 from nbjobs.execution.lab.server import process_usage, tail
 from nbjobs.execution.notebook_io import read_notebook
 from nbjobs.models.accounts import Principal, User
@@ -376,4 +376,4 @@ def _same_notebook(a: bytes, b: bytes) -> bool:
         return a == b
 
 
-__all__ = ["InteractiveService", "Limits", "SaveFailed", "lab_limits", "notebook_path"]
+__all__ = ["InteractiveService", "Limits", "SaveFailed", "lab_limits"]
