@@ -4,8 +4,10 @@
 
 Paths, on the same notebooks (trivial, 20 cells, one importing pandas): nbclient with a cold kernel
 and papermill's Python API (both in this process), papermill's CLI (a new process per run), and a
-real `nbjobs serve` over HTTPS with the stock start (NBJOBS_FORK_KERNELS=0) and with fork mode (the
-default runtime preloading pandas and numpy). Each nbjobs figure is submit → COMPLETED seen by a GET.
+real `nbjobs serve` over HTTPS with the stock start (NBJOBS_FORK_KERNELS=0 NBJOBS_FORK_RUNNERS=0: a new
+interpreter for each runner and each kernel) and with fork mode (runners forked from the runner
+template, kernels from the runtime's template, the default runtime preloading pandas and numpy). Each
+nbjobs figure is submit → COMPLETED seen by a GET.
 
 Figures:
 - low load: p50/p95 of one job at a time, "warm" (the pool refilled between jobs) and "cold" (pool 0);
@@ -14,7 +16,7 @@ Figures:
 - sustained: Poisson arrivals at 80 % of the measured capacity for a while: p50/p95;
 - CPU-s per job: CPU of the whole server tree (server, runners, templates, kernels; everything waited
   for, read from this process's children's rusage) over a burst, divided by its jobs;
-- memory: USS and PSS of an idle ready kernel in the warm pool, forked vs stock.
+- memory: USS and PSS of an idle ready kernel (and of its runner) in the warm pool, forked vs stock.
 """
 
 from __future__ import annotations
@@ -71,7 +73,10 @@ class Bench:
         self.count += 1
         data_dir = self.tmp / f"server-{self.count}"
         data_dir.mkdir()
-        server = Server.start(data_dir, workers=workers, pool=pool, NBJOBS_FORK_KERNELS="1" if fork else "0")
+        mode = "1" if fork else "0"
+        server = Server.start(
+            data_dir, workers=workers, pool=pool, NBJOBS_FORK_KERNELS=mode, NBJOBS_FORK_RUNNERS=mode
+        )
         if fork and preload:  # what the pandas notebook imports (changing a runtime is for administrators)
             admin = server.http.post(
                 server.url + "/sharing/rest/generateToken",
@@ -167,12 +172,13 @@ def wait_completed(server: Server, job_id: str) -> None:
         time.sleep(0.05)
 
 
-def ready_kernels(server: Server) -> list[tuple[int, str]]:
+def ready_kernels(server: Server) -> list[tuple[int, str, int]]:
+    """(kernel pid, its start method, its runner's pid) of each ready runner in the pool."""
     found = []
     for ready in (server.data_dir / "jobs").glob("runner-*.ready"):
         try:
             pid, method = ready.read_text().split()
-            found.append((int(pid), method))
+            found.append((int(pid), method, int(ready.stem.split("-")[1])))
         except (OSError, ValueError):
             continue
     return found
@@ -188,16 +194,23 @@ def wait_warm(server: Server, count: int, timeout: float = 120) -> None:
 
 
 def kernel_memory(server: Server) -> dict[str, float]:
-    uss, pss, methods = [], [], set()
-    for pid, method in ready_kernels(server):
+    uss, pss, runner_uss, methods = [], [], [], set()
+    for pid, method, runner in ready_kernels(server):
         try:
             info = psutil.Process(pid).memory_full_info()
+            runner_info = psutil.Process(runner).memory_full_info()
         except psutil.Error:
             continue
         uss.append(info.uss / 2**20)
         pss.append(info.pss / 2**20)
+        runner_uss.append(runner_info.uss / 2**20)
         methods.add(method)
-    return {"uss_mib": statistics.mean(uss), "pss_mib": statistics.mean(pss), "method": ",".join(methods)}
+    return {
+        "uss_mib": statistics.mean(uss),
+        "pss_mib": statistics.mean(pss),
+        "runner_uss_mib": statistics.mean(runner_uss),
+        "method": ",".join(methods),
+    }
 
 
 def tree_cpu(pid: int) -> float:
@@ -293,7 +306,8 @@ def main() -> None:
     ):
         print(f"nbjobs {name:5} {args.burst} jobs at once: {rate:.2f} jobs/s "
               f"({rate / kernel_rate:.2f}x the stock kernel rate), {cpu:.3f} CPU-s per job, idle ready "
-              f"kernel USS {mem['uss_mib']:.1f} MiB PSS {mem['pss_mib']:.1f} MiB", mem['method'])  # fmt: skip
+              f"kernel USS {mem['uss_mib']:.1f} MiB PSS {mem['pss_mib']:.1f} MiB (its runner's USS "
+              f"{mem['runner_uss_mib']:.1f} MiB)", mem['method'])  # fmt: skip
         figures[f"burst {name}"] = {"jobs_per_s": round(rate, 2), "cpu_s_per_job": round(cpu, 3), **mem}
     for name, times, rate in (("stock", stock_sustained, stock_rate), ("fork", fork_sustained, fork_rate)):
         p50, p95, top = summary(times)

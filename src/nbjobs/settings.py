@@ -133,6 +133,9 @@ class PoolSettings:
     # kernels of runtimes whose startMethod is fork are forked from a pre-imported template; 0: every
     # kernel is spawned, whatever the runtime says (docs/performance.md, "Fork-started kernels")
     fork_kernels: bool = setting(True, "NBJOBS_FORK_KERNELS")
+    # job runners (the process driving each job's kernel) are forked from a runner template that has
+    # imported nbclient once; 0: each is a new interpreter (docs/performance.md, "Forked runners")
+    fork_runners: bool = setting(True, "NBJOBS_FORK_RUNNERS")
     # on SIGTERM a worker (or serve) lets running jobs finish this long
     drain_seconds: float = setting(600.0, "NBJOBS_DRAIN_SECONDS")
 

@@ -26,7 +26,7 @@ def test_every_field_of_every_group_is_one_row_of_the_table():
         (group, f.name) for group, value in _groups(Settings()).items() for f in dataclasses.fields(value)
     }
     assert declared == {(row.group, name) for name, row in FIELDS.items()}
-    assert len(declared) == len(FIELDS) == 72  # names are unique across groups
+    assert len(declared) == len(FIELDS) == 73  # names are unique across groups
     assert {name for name, row in FIELDS.items() if row.env is None} == WITHOUT_ENV
     variables = [row.env for row in FIELDS.values() if row.env is not None]
     assert len(variables) == len(set(variables))  # no variable sets two fields

@@ -14,7 +14,6 @@ import logging
 import os
 import pwd
 import queue
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from nbjobs.errors import StoreUnavailable
 from nbjobs.execution.contract import JobCredentials, deadline_minutes
 from nbjobs.execution.engine import ExecutionRequest
+from nbjobs.execution.processes import RunnerProcess
 from nbjobs.execution.runner import request_to_json
 from nbjobs.execution.stopping import StagedStop, kill_run, sweep
 from nbjobs.execution.verdict import RunEnd, results_of, verdict
@@ -89,7 +89,7 @@ class JobRun:
         self.progress_written = 0.0
         self.progress_pending = False
         self.live = LiveRecorder(job.attempt)  # cells and output tails, written with the progress
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: RunnerProcess | None = None
         self.credentials: JobCredentials | None = None
         self.database_down = False  # a write failed on an unavailable database; the run goes on
         self.check_now = False  # set by Supervisor.wake (cancel notification)
@@ -169,7 +169,7 @@ class JobRun:
         finally:
             runner.forget()
 
-    def _watch(self, proc: subprocess.Popen[bytes]) -> None:
+    def _watch(self, proc: RunnerProcess) -> None:
         settings = self.settings
         job = self.job
         deadline = time.monotonic() + deadline_minutes(job, self.sup.max_minutes(), self.spec) * 60
@@ -218,7 +218,7 @@ class JobRun:
     def _drained(self) -> bool:
         return self.events.empty() and self.reader_finished
 
-    def _read(self, proc: subprocess.Popen[bytes]) -> None:
+    def _read(self, proc: RunnerProcess) -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
             try:

@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 from pathlib import Path
+from typing import IO, Protocol
 
 import psutil
 
@@ -44,3 +45,20 @@ def kill_process_tree(pid: int, sig: int = signal.SIGKILL) -> None:
     for child in family:
         with contextlib.suppress(OSError):
             os.kill(child, sig)
+
+
+class RunnerProcess(Protocol):
+    """What the supervisor uses of a runner process: ``subprocess.Popen`` or ``ForkedRunner``."""
+
+    pid: int
+    returncode: int | None
+    stdin: IO[bytes] | None
+    stdout: IO[bytes] | None
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+    def send_signal(self, sig: int) -> None: ...
+
+    def kill(self) -> None: ...

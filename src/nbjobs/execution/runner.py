@@ -122,7 +122,14 @@ class _EventListener:
 
 
 def _die_with_parent(parent_pid: int) -> None:
-    """Ask Linux to SIGKILL us when the supervisor dies, so a killed server leaves no runner."""
+    """End this runner when the supervisor dies, so a killed server leaves no runner.
+
+    A runner the supervisor started is its child: Linux SIGKILLs it then (PR_SET_PDEATHSIG). A runner
+    forked by the runner template is the template's child, and must outlive a template that dies: it
+    watches the supervisor through a pidfd instead."""
+    if os.getppid() != parent_pid:
+        _watch_supervisor(parent_pid)
+        return
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -132,7 +139,20 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-def outcome_event(outcome: Outcome) -> dict[str, Any]:
+def _watch_supervisor(supervisor_pid: int) -> None:
+    try:
+        pidfd = os.pidfd_open(supervisor_pid)
+    except OSError:  # gone already (or no pidfds): nobody is left to give us a job
+        os._exit(1)
+
+    def watch() -> None:
+        select.select([pidfd], [], [])
+        os._exit(1)  # the kernel watches us and follows
+
+    threading.Thread(target=watch, name="nbjobs-supervisor-watch", daemon=True).start()
+
+
+def outcome_event(outcome: Outcome, runner_start: str = "spawn") -> dict[str, Any]:
     return {
         "event": "done",
         "failure": outcome.failure.to_wire() if outcome.failure else None,
@@ -144,6 +164,7 @@ def outcome_event(outcome: Outcome) -> dict[str, Any]:
         "values": outcome.values,
         "warnings": outcome.warnings,
         "start_method": outcome.start_method,
+        "runner_start_method": runner_start,
     }
 
 
@@ -169,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     options = args.parse_args(argv)
     start = StartMethod(options.fork_socket, options.fork_fallback)
     parent = int(os.environ.pop("NBJOBS_SUPERVISOR_PID", "0"))
+    runner_start = "fork" if parent and os.getppid() != parent else "spawn"  # forked: the template's child
     if parent:
         _die_with_parent(parent)
     # Events get a private copy of stdout; fds 1 and 2 then point at this runner's log, so the kernel
@@ -208,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp = output.with_suffix(".tmp")
         tmp.write_bytes(outcome.notebook)
         tmp.replace(output)
-    listener.emit(**outcome_event(outcome))
+    listener.emit(**outcome_event(outcome, runner_start))
     return 0
 
 

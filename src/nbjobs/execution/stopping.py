@@ -25,12 +25,11 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable
 
-from nbjobs.execution.processes import kill_process_tree
+from nbjobs.execution.processes import RunnerProcess, kill_process_tree
 from nbjobs.models.jobs import FailureReason
 
 
@@ -88,9 +87,7 @@ def kill_run(kernel_pid: int, runner_pid: int) -> None:
     kill_process_tree(runner_pid)
 
 
-def sweep(
-    proc: subprocess.Popen[bytes], reader: threading.Thread, kernel_pid: int, *, reported: bool
-) -> None:
+def sweep(proc: RunnerProcess, reader: threading.Thread, kernel_pid: int, *, reported: bool) -> None:
     """Leave nothing of an ended run behind and collect its runner.
 
     ``reported``: the runner reported its end, having swept its kernel's process tree itself, so a
@@ -108,7 +105,7 @@ def sweep(
         reap(proc, reader)
 
 
-def reap(proc: subprocess.Popen[bytes], reader: threading.Thread) -> None:
+def reap(proc: RunnerProcess, reader: threading.Thread) -> None:
     """Collect an ended runner: its exit status and the end of its event pipe."""
     proc.wait()
     reader.join(timeout=5)

@@ -17,12 +17,13 @@ from collections.abc import Callable
 
 from nbjobs.clock import Clock
 from nbjobs.execution.contract import CredentialIssuer, RuntimeLookup
+from nbjobs.execution.fork.runners import RunnerTemplate
 from nbjobs.execution.fork.templates import StatusSink, Templates
 from nbjobs.execution.job_run import JobRun, log_end
 from nbjobs.execution.kernels import StartMethod
 from nbjobs.execution.lab.host import LabHost
 from nbjobs.execution.limits import LimitBackend, RlimitBackend
-from nbjobs.execution.warm_pool import WarmPool
+from nbjobs.execution.warm_pool import WarmPool, runner_env
 from nbjobs.models.events import NO_EVENTS, JobEvents, PoolState
 from nbjobs.models.jobs import RUNNING, Failure, FailureReason, Job, JobStatus, JobType, JobUpdate
 from nbjobs.models.runtimes import DEFAULT_RUNTIME, RuntimeSpec
@@ -73,6 +74,10 @@ class Supervisor:
         # the fork templates of this process (one per interpreter and preload); start_status: each
         # runtime's fork | spawn | fallback state as it changes (the runtime admin API shows it)
         self.templates = Templates(settings.store.data_dir / "jobs", start_status)
+        # the runner template: runners forked from it (a new interpreter each when off or unavailable)
+        self.runner_template: RunnerTemplate | None = None
+        if settings.pool.fork_runners:
+            self.runner_template = RunnerTemplate(settings.store.data_dir / "jobs", runner_env(settings))
         # kernel name -> the runtime its pool serves, and when that was read from the registry
         self._specs: dict[str, tuple[RuntimeSpec, float]] = {}
         self.pool = self.pool_for(settings.execution.default_kernel_name)
@@ -83,7 +88,8 @@ class Supervisor:
             pool = self._pools.get(kernel_name)
             if pool is None:
                 plan = lambda: self.start_method(kernel_name)  # noqa: E731
-                pool = self._pools[kernel_name] = WarmPool(self.settings, kernel_name, plan)
+                launch = self.runner_template.launch if self.runner_template is not None else None
+                pool = self._pools[kernel_name] = WarmPool(self.settings, kernel_name, plan, launch)
                 if self._started:
                     pool.start()
             return pool
@@ -122,7 +128,9 @@ class Supervisor:
         self.pool_for(kernel_name)
 
     def start(self) -> None:
-        """Keep every pool filled in the background."""
+        """Keep every pool filled in the background (runners forked once the runner template is up)."""
+        if self.runner_template is not None:
+            self.runner_template.start()
         with self._pools_lock:
             self._started = True
             pools = list(self._pools.values())
@@ -155,6 +163,8 @@ class Supervisor:
         for pool in pools:
             pool.close()
         self.templates.close()
+        if self.runner_template is not None:
+            self.runner_template.close()
 
     def spec_of(self, job: Job) -> RuntimeSpec:
         """The job's runtime as registered now, or a limit-free spec from what the job recorded."""

@@ -51,6 +51,8 @@ def results_of(done: Mapping[str, Any], *, has_output: bool) -> dict[str, Any]:
         results["warnings"] = list(done["warnings"])  # what the run worked around (an unnamed kernelspec)
     if done.get("start_method"):
         results["kernelStartMethod"] = done["start_method"]  # fork | spawn (docs/performance.md)
+    if done.get("runner_start_method"):
+        results["runnerStartMethod"] = done["runner_start_method"]  # the job runner's: fork | spawn
     if done.get("cpu_seconds"):
         results["cpuSeconds"] = done["cpu_seconds"]  # the kernel's CPU time (usage statistics)
     return results

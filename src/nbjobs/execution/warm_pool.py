@@ -5,8 +5,10 @@ the pool refills in the background. Nothing is ever reused between jobs. Size 0 
 starts cold; an empty pool falls back to a cold start. Runners idle longer than the TTL are
 recycled, and a runner whose kernel dies while waiting exits, so the pool notices and replaces it.
 
-Runners are spawned by one long-lived filler thread (or, in burst mode, by the caller): Linux's
-parent-death signal, which kills a runner when the server dies, follows the *thread* that spawned it.
+Runners are started by one long-lived filler thread (or, in burst mode, by the caller): Linux's
+parent-death signal, which kills a spawned runner when the server dies, follows the *thread* that
+spawned it. A runner is forked from the process's runner template when there is one (``launch``:
+``fork/runners.py``), else spawned; either way it is a process of its own that serves one job.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-import sys
 import threading
 import time
 from collections import deque
@@ -22,19 +23,32 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nbjobs.execution.fork.runners import spawn_runner
 from nbjobs.execution.kernels import StartMethod
-from nbjobs.execution.processes import kill_process_tree
+from nbjobs.execution.processes import RunnerProcess, kill_process_tree
 from nbjobs.models.events import PoolState
 from nbjobs.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# (runner arguments, environment, working directory) -> the started runner process
+Launcher = Callable[[list[str], dict[str, str], Path], RunnerProcess]
+
+
+def runner_env(settings: Settings) -> dict[str, str]:
+    """A runner's environment (the server's, without secrets), but for the supervisor's pid."""
+    env = dict(settings.execution.kernel_env)
+    # Runtimes with their own environment have kernelspecs under <data dir>/jupyter/kernels.
+    kernels = str((settings.store.data_dir / "jupyter").resolve())
+    env["JUPYTER_PATH"] = os.pathsep.join(p for p in (kernels, env.get("JUPYTER_PATH", "")) if p)
+    return env
 
 
 @dataclass
 class Runner:
     """A started runner process, waiting on stdin for its one request."""
 
-    proc: subprocess.Popen[bytes]
+    proc: RunnerProcess
     kernel_name: str
     started: float
     log_path: Path
@@ -86,10 +100,16 @@ class WarmPool:
     """Up to ``size`` warm runners for one kernel; ``take`` never blocks on the pool."""
 
     def __init__(
-        self, settings: Settings, kernel_name: str, plan: Callable[[], StartMethod] | None = None
+        self,
+        settings: Settings,
+        kernel_name: str,
+        plan: Callable[[], StartMethod] | None = None,
+        launch: Launcher | None = None,
     ) -> None:
         self.settings = settings
         self.kernel_name = kernel_name
+        # how a runner process is started: forked from the runner template, or spawned
+        self.launch: Launcher = launch or spawn_runner
         # How this pool's kernels start now (fork from a template, or spawn); asked before each runner
         # is started and when one is taken: a runner whose kernel came from another generation (the
         # runtime's preload or environment changed since) is retired, not given a job.
@@ -110,29 +130,17 @@ class WarmPool:
         """Start a runner that starts ``kernel_name`` at once (in the calling thread)."""
         start = self.plan() if start is None else start
         self.scratch.mkdir(mode=0o711, parents=True, exist_ok=True)
-        env = {**dict(self.settings.execution.kernel_env), "NBJOBS_SUPERVISOR_PID": str(os.getpid())}
-        # Runtimes with their own environment have kernelspecs under <data dir>/jupyter/kernels.
-        kernels = str((self.settings.store.data_dir / "jupyter").resolve())
-        env["JUPYTER_PATH"] = os.pathsep.join(p for p in (kernels, env.get("JUPYTER_PATH", "")) if p)
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "nbjobs.execution.runner",
-                "--kernel",
-                kernel_name,
-                "--stream-cap",
-                str(self.settings.limits.max_cell_output_bytes),
-                "--run-as",
-                self.settings.execution.kernel_user,
-                *start.arguments(),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            cwd=self.scratch,
-            env=env,
-            start_new_session=True,
-        )
+        env = {**runner_env(self.settings), "NBJOBS_SUPERVISOR_PID": str(os.getpid())}
+        argv = [
+            "--kernel",
+            kernel_name,
+            "--stream-cap",
+            str(self.settings.limits.max_cell_output_bytes),
+            "--run-as",
+            self.settings.execution.kernel_user,
+            *start.arguments(),
+        ]
+        proc = self.launch(argv, env, self.scratch)
         log_path = self.scratch / f"runner-{proc.pid}.log"
         return Runner(proc, kernel_name, time.monotonic(), log_path, start=start)
 

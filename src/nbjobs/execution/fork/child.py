@@ -1,4 +1,4 @@
-"""What a child forked from the template does to become an ordinary, fresh kernel.
+"""What a child forked from a template does to become an ordinary, fresh kernel (or job runner).
 
 Order matters: leave the template's session first; join the job's cgroup and copy the connection
 file while still privileged; drop to the job's user before touching any path the job controls (the
@@ -69,6 +69,71 @@ class ForkSpec:
         )
 
 
+@dataclass(frozen=True)
+class RunnerSpec:
+    """One runner fork request: what ``Popen([python, -m, nbjobs.execution.runner, *argv])`` is given."""
+
+    argv: tuple[str, ...]
+    cwd: str
+    env: dict[str, str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"argv": list(self.argv), "cwd": self.cwd, "env": dict(self.env)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunnerSpec:
+        return cls(
+            argv=tuple(str(a) for a in data["argv"]),
+            cwd=str(data["cwd"]),
+            env={str(k): str(v) for k, v in dict(data["env"]).items()},
+        )
+
+
+def run_runner(spec: RunnerSpec, stdin: int, stdout: int, owners: Sequence[Any]) -> None:
+    """A forked job runner's whole life: become what ``Popen`` would have started (its own session,
+    the given stdin/stdout, working directory and environment, no fd or seed of the template), then
+    run ``nbjobs.execution.runner.main`` and exit with its status. stderr stays the template's log
+    until the runner points it at its own."""
+    code = 70
+    try:
+        _reset_signals()
+        os.setsid()
+        _reseed()
+        os.dup2(stdin, 0)
+        os.dup2(stdout, 1)
+        os.chdir(spec.cwd)
+        template_path = os.environ.get("PYTHONPATH", "")
+        os.environ.clear()
+        os.environ.update(spec.env)
+        _swap_pythonpath(template_path, spec.env.get("PYTHONPATH", ""))
+        _fresh_warnings(spec.env.get("PYTHONWARNINGS", ""))
+        threading._counter = itertools.count(1).__next__  # type: ignore[attr-defined]
+        _close_inherited(keep={0, 1, 2}, owners=owners)
+        from nbjobs.execution import runner
+
+        sys.argv = [runner.__file__, *spec.argv]
+        code = runner.main(list(spec.argv))
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        with contextlib.suppress(Exception):
+            traceback.print_exc()
+        code = 1
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+
+
+def _reset_signals() -> None:
+    """The template's signal set-up is not the child's: default handlers, no wakeup fd."""
+    signal.set_wakeup_fd(-1)
+    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def run_kernel(spec: ForkSpec, status_fd: int, owners: Sequence[Any], log_fd: int = -1) -> None:
     """The child's whole life: set up, tell the template (by closing ``status_fd``), run the kernel.
 
@@ -97,9 +162,7 @@ def run_kernel(spec: ForkSpec, status_fd: int, owners: Sequence[Any], log_fd: in
 
 
 def _become_the_job(spec: ForkSpec, status_fd: int, owners: Sequence[Any], log_fd: int = -1) -> str:
-    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):  # the template's, not the kernel's
-        signal.signal(sig, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    _reset_signals()  # the template's, not the kernel's
     os.setsid()  # its own session and process group: the runner kills the tree by the kernel's pid
     _reseed()  # first: it may import (numpy.random needs ``secrets``) what the job's user cannot read
     for group in spec.cgroups:

@@ -82,12 +82,15 @@ class Template:
         python_options: Iterable[str] = (),
         log_path: str | None = None,
         listen: str = "",
+        runners: bool = False,
     ) -> Template:
         """Start a template importing ``preload`` and wait until it is ready to fork.
 
         ``env``: the template's environment, filtered to ``TEMPLATE_ENV`` (no secrets); ``python_options``
         go before ``-m`` (e.g. ``-W error``); ``log_path``: the template's stderr (default: ours);
-        ``listen``: a socket path (in a directory only we may enter) where runners ask for kernels.
+        ``listen``: a socket path (in a directory only we may enter) where runners ask for kernels;
+        ``runners``: a runner template (``preload`` is then the runner's module; ``env`` is given as is:
+        it is the runners' own, already free of secrets).
         """
         modules = tuple(preload)
         if os.path.abspath(python) == os.path.abspath(sys.executable):
@@ -98,6 +101,8 @@ class Template:
             command += ["--preload", ",".join(modules)]
         if listen:
             command += ["--listen", listen]
+        if runners:
+            command += ["--runners"]
         log = open(log_path, "ab") if log_path else None  # noqa: SIM115 (the child keeps its copy)
         try:
             proc = subprocess.Popen(
@@ -105,7 +110,7 @@ class Template:
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=log,
-                env=template_env(env),
+                env=dict(env if env is not None else os.environ) if runners else template_env(env),
                 cwd="/",
                 start_new_session=True,  # signals to the server's group do not reach it (or its kernels)
             )

@@ -15,6 +15,12 @@ owner can enter): one request line per connection, optionally with the runner's 
 (SCM_RIGHTS), one reply line. Only a peer running as the template's own user is answered. This is how
 a job's runner asks for its kernel; the owner (the supervisor) keeps the stdin pipe.
 
+``--runners`` makes it a *runner* template instead (nbjobs' own interpreter, preloading the job
+runner and nbclient rather than ipykernel): a request ``{"runner": {"argv", "cwd", "env"}}`` on the
+socket passes the runner's stdin and stdout (SCM_RIGHTS) and is answered ``{"pid": N}`` with a pidfd of
+the child; the connection then stays open until the runner exits, when the template sends
+``{"exit": CODE}`` (``Popen.returncode``'s convention: -N for a signal) and hangs up.
+
 Why it is safe to fork here (see ``docs/performance.md``):
 - one OS thread only (checked after every import and before every fork): no lock held by a thread
   that the child would not have, and no fork-with-threads DeprecationWarning (Python >= 3.12);
@@ -146,22 +152,39 @@ SOCKET_TIMEOUT = 5.0  # a peer that connects and says nothing does not hold the 
 
 
 class Template:
-    """The serving loop: read a request, fork, reply; reap children as they exit."""
+    """The serving loop: read a request, fork, reply; reap children as they exit.
 
-    def __init__(self, owners: list[Any], listener: socket.socket | None = None) -> None:
+    Children are reaped in the loop, not in the SIGCHLD handler: the handler only wakes the loop (a
+    byte on ``wakeup``), so that a runner's exit report is never written while another reply is."""
+
+    def __init__(
+        self, owners: list[Any], listener: socket.socket | None = None, runners: bool = False
+    ) -> None:
         self.owners = owners
         self.listener = listener
+        self.runners = runners  # a runner template: it forks job runners, not kernels
         self.pending = b""
+        self.watchers: dict[int, socket.socket] = {}  # runner pid -> the connection told of its exit
+        self.wakeup = -1
 
-    def reap(self, *_: object) -> None:
-        """SIGCHLD: collect every exited child, so none is left a zombie."""
+    def reap(self) -> None:
+        """Collect every exited child, so none is left a zombie; tell a runner's owner how it ended."""
+        if self.wakeup >= 0:
+            with contextlib.suppress(OSError):
+                while os.read(self.wakeup, 4096):
+                    pass
         while True:
             try:
-                pid, _status = os.waitpid(-1, os.WNOHANG)
+                pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 return
             if pid == 0:
                 return
+            peer = self.watchers.pop(pid, None)
+            if peer is not None:
+                with contextlib.suppress(OSError):
+                    send_line(peer, {"exit": os.waitstatus_to_exitcode(status)})
+                peer.close()
 
     def read_request(self) -> bytes | None:
         while b"\n" not in self.pending:
@@ -173,11 +196,19 @@ class Template:
         return line
 
     def serve(self) -> int:
-        signal.signal(signal.SIGCHLD, self.reap)
-        watched = [0] if self.listener is None else [0, self.listener.fileno()]
+        wake_read, wake_write = os.pipe()
+        os.set_blocking(wake_read, False)
+        os.set_blocking(wake_write, False)
+        self.wakeup = wake_read
+        signal.set_wakeup_fd(wake_write)  # SIGCHLD writes here: select wakes and the loop reaps
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        self.reap()  # a child that ended before the handler was in place
+        watched = [0, wake_read] if self.listener is None else [0, wake_read, self.listener.fileno()]
         while True:
             if b"\n" not in self.pending:
                 readable, _, _ = select.select(watched, [], [])
+                if wake_read in readable:
+                    self.reap()
                 if self.listener is not None and self.listener.fileno() in readable:
                     self.answer_peer()
                 if 0 not in readable:
@@ -190,11 +221,17 @@ class Template:
                 write_line(self.handle(line))
             del line
 
-    def handle(self, line: bytes, log_fd: int = -1, peer: socket.socket | None = None) -> dict[str, Any]:
+    def handle(
+        self, line: bytes, log_fd: int = -1, peer: socket.socket | None = None, fds: list[int] | None = None
+    ) -> dict[str, Any]:
         try:
             request = json.loads(line)
             if request.get("ping"):
                 return {"pong": os.getpid()}
+            if self.runners:
+                if peer is None or "runner" not in request:
+                    return {"error": "a runner template forks runners, asked on its socket"}
+                return self.fork_runner(request["runner"], fds or [], peer)
             return self.fork(request, log_fd=log_fd, peer=peer)
         except Exception as exc:  # a malformed request must not end the template
             return {"error": f"bad fork request: {exc!r}"}
@@ -218,6 +255,7 @@ class Template:
         except OSError:  # BlockingIOError while draining: nobody left
             return
         fds: list[int] = []
+        kept = False
         try:
             peer.settimeout(SOCKET_TIMEOUT)
             uid = struct_ucred_uid(peer)
@@ -234,16 +272,26 @@ class Template:
             if b"\n" not in data:
                 send_line(peer, {"error": "incomplete fork request"})
                 return
-            reply = self.handle(data.split(b"\n", 1)[0], log_fd=fds[0] if fds else -1, peer=peer)
+            line = data.split(b"\n", 1)[0]
             del data
-            send_line(peer, reply)
+            reply = self.handle(line, log_fd=fds[0] if fds else -1, peer=peer, fds=fds)
+            pidfd = reply.pop("pidfd", -1)
+            try:
+                socket.send_fds(peer, [(json.dumps(reply) + "\n").encode()], [pidfd] if pidfd >= 0 else [])
+            finally:
+                if pidfd >= 0:
+                    os.close(pidfd)
+            if "pid" in reply and self.runners:
+                self.watchers[int(reply["pid"])] = peer  # told of the runner's exit, then closed
+                kept = True
         except OSError as exc:  # the runner gave up or went away; it falls back to a stock start
-            os.write(2, f"fork template: a runner's request failed: {exc!r}\n".encode())
+            os.write(2, f"fork template: a request failed: {exc!r}\n".encode())
         finally:
             for fd in fds:
                 with contextlib.suppress(OSError):
                     os.close(fd)
-            peer.close()
+            if not kept:
+                peer.close()
 
     def fork(
         self, request: dict[str, Any], log_fd: int = -1, peer: socket.socket | None = None
@@ -271,6 +319,22 @@ class Template:
         if failure:
             return {"error": failure.decode(errors="replace"), "pid": pid}
         return {"pid": pid}
+
+    def fork_runner(self, request: dict[str, Any], fds: list[int], peer: socket.socket) -> dict[str, Any]:
+        """Fork one job runner on the stdin and stdout ``fds`` its owner passed; its pid and a pidfd."""
+        threads = os_threads()
+        if len(threads) != 1:
+            return {"error": f"template has threads {threads}; not forking"}
+        if len(fds) != 2:
+            return {"error": f"a runner request passes its stdin and stdout, not {len(fds)} fds"}
+        spec = child.RunnerSpec.from_json(request)
+        pid = os.fork()
+        if pid == 0:  # the child: never returns into this loop
+            self.pending = b""
+            owners = [*self.owners, *self.watchers.values(), peer]
+            child.run_runner(spec, stdin=fds[0], stdout=fds[1], owners=owners)
+        # a pidfd opened before any reap (the loop reaps, not the signal handler): it is this child
+        return {"pid": pid, "pidfd": os.pidfd_open(pid)}
 
 
 def kernel_arguments(argv: list[str]) -> tuple[str, tuple[str, ...]]:
@@ -322,6 +386,26 @@ def write_line(message: dict[str, Any]) -> None:
         data = data[os.write(1, data) :]
 
 
+def _warm_runner_caches() -> dict[str, Any] | None:
+    """Pay once what every runner would otherwise pay at its start (measured: ~110 ms of a forked
+    runner's 130): the kernel provisioners' entry points (a scan of every installed distribution's
+    metadata), the kernelspec lookup of the native kernel (which imports ipykernel and IPython), the
+    ready client jupyter_client loads by name, and nbformat's compiled schema validator."""
+    try:
+        from jupyter_client.kernelspec import NATIVE_KERNEL_NAME, KernelSpecManager
+        from jupyter_client.provisioning import KernelProvisionerFactory
+        from nbformat.v4 import new_notebook
+
+        KernelProvisionerFactory.instance()  # the singleton every kernel manager asks
+        KernelSpecManager().get_kernel_spec(NATIVE_KERNEL_NAME)
+        importlib.import_module("jupyter_client.provisioning.local_provisioner")
+        importlib.import_module("nbjobs.execution.ready_client")
+        new_notebook()  # validates: compiles the schema once
+    except Exception as exc:  # only a cache: a runner does all of it itself
+        os.write(2, f"fork template: runner caches not warmed: {exc!r}\n".encode())
+    return import_checked([]) or _threads_after("the runner's caches") or fork_hazards()
+
+
 def site_dirs() -> list[str]:
     """Where this interpreter's packages live: a package installed or upgraded there changes the
     directory, which is how the owner notices that the environment changed under the template."""
@@ -334,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preload", default="", help="comma-separated modules to import once")
     parser.add_argument("--no-probe", action="store_true", help="do not pre-import a kernel's start-up set")
     parser.add_argument("--listen", default="", help="also take fork requests on a Unix socket at this path")
+    parser.add_argument("--runners", action="store_true", help="fork job runners (the preload is the runner)")
     options = parser.parse_args(argv)
     # As ipykernel_launcher does: the start directory is not on the kernel's path (IPython adds '').
     if sys.path and sys.path[0] in ("", os.getcwd()):
@@ -347,10 +432,12 @@ def main(argv: list[str] | None = None) -> int:
     preload = [m.strip() for m in options.preload.split(",") if m.strip()]
     # numpy loads numpy.random lazily: import it here, so its global RandomState is the template's
     # (and the child reseeds it) rather than a first import in each child.
-    refusal = import_checked([*BASE_MODULES, *preload])
+    refusal = import_checked([*(() if options.runners else BASE_MODULES), *preload])
     if refusal is None and "numpy" in sys.modules:
         refusal = import_checked(["numpy.random"])
-    if refusal is None and not options.no_probe:
+    if refusal is None and options.runners:
+        refusal = _warm_runner_caches()
+    if refusal is None and not options.no_probe and not options.runners:
         probe.import_all(probe.kernel_modules(child.DEFAULT_EXTRA_ARGS))
         refusal = import_checked([]) or _threads_after("the kernel's start-up modules")
     refusal = refusal or fork_hazards()
@@ -366,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     gc.collect()
     gc.freeze()  # the template's objects stay out of the children's collections: fewer pages copied
     write_line({"ready": True, "pid": os.getpid(), "preload": preload, "site": site_dirs()})
-    code = Template(owners, listener).serve()
+    code = Template(owners, listener, runners=options.runners).serve()
     os._exit(code)  # no interpreter shutdown: preloads' finalizers and atexit hooks are not ours to run
 
 
