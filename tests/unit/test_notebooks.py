@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import random
 from typing import Any
 
@@ -55,6 +56,17 @@ def test_read_write_round_trip() -> None:
     assert isinstance(data, bytes)
     assert read_notebook(data) == nb
     assert read_notebook(data.decode()) == nb
+
+
+def test_write_is_nbformats_bytes_without_validating_again(caplog: pytest.LogCaptureFixture) -> None:
+    """``read_notebook`` validated; writing gives nbformat.writes' bytes but not its second schema pass."""
+    nb = sample_notebook()
+    assert write_notebook(nb) == nbformat.writes(nb).encode()
+    nb.cells[0]["nbjobs-not-a-field"] = 1  # what nbformat.writes would log as invalid (and write anyway)
+    with caplog.at_level(logging.ERROR):
+        data = write_notebook(nb)
+    assert b"nbjobs-not-a-field" in data
+    assert not [r for r in caplog.records if "invalid" in r.getMessage()]
 
 
 def test_read_accepts_utf8_bom() -> None:

@@ -171,8 +171,12 @@ def _short(detail: object, limit: int = _MAX_DETAIL) -> str:
 
 
 def write_notebook(nb: NotebookNode) -> bytes:
-    """Serialise ``nb`` as UTF-8 notebook JSON."""
-    return nbformat.writes(nb).encode("utf-8")
+    """Serialise ``nb`` (nbformat 4, as ``read_notebook`` returns it) as UTF-8 notebook JSON.
+
+    The same bytes as ``nbformat.writes``, without its schema validation: ``read_notebook`` validated
+    the notebook already, and ``nbformat.writes`` only logs what it finds (it writes either way), so
+    validating again cost every run's end a second pass over the schema and changed nothing."""
+    return nbformat.v4.nbjson.writes(nb).encode("utf-8")
 
 
 def kernel_name_of(nb: NotebookNode, default: str) -> str:
