@@ -15,10 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
-import select
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping
@@ -34,7 +31,7 @@ from traitlets import Unicode
 from nbjobs.execution.fork.child import ForkSpec
 from nbjobs.execution.fork.client import TemplateError, request_fork
 from nbjobs.execution.kernel_setup import stream_cap_code
-from nbjobs.execution.processes import kill_process_tree
+from nbjobs.execution.processes import ForkedProcess, kill_process_tree
 
 READY_CLIENT = "nbjobs.execution.ready_client.ReadyClient"
 FORK = "fork"
@@ -57,61 +54,6 @@ class StartMethod:
         """The runner's command-line options that carry it."""
         args = ["--fork-socket", self.fork_socket] if self.fork_socket else []
         return args + (["--fork-fallback", self.fallback] if self.fallback else [])
-
-
-class ForkedProcess:
-    """The ``Popen`` face of a kernel forked by a template (not our child: a pidfd stands in for
-    ``waitpid``), so jupyter_client's local provisioner polls, signals, kills and waits on it as usual.
-    Its exit status is the template's to collect; ``returncode`` is -1 once it has exited."""
-
-    stdin = stdout = stderr = None
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.returncode: int | None = None
-        self.args = [f"forked kernel {pid}"]
-        try:
-            self._fd = os.pidfd_open(pid)
-        except ProcessLookupError:  # died before we looked
-            self._fd, self.returncode = -1, -1
-
-    def poll(self) -> int | None:
-        if self.returncode is None:
-            readable, _, _ = select.select([self._fd], [], [], 0)
-            if readable:
-                self._exited()
-        return self.returncode
-
-    def wait(self, timeout: float | None = None) -> int:
-        if self.returncode is None:
-            readable, _, _ = select.select([self._fd], [], [], timeout)
-            if not readable:
-                raise subprocess.TimeoutExpired(self.args, timeout or 0)
-            self._exited()
-        assert self.returncode is not None
-        return self.returncode
-
-    def send_signal(self, sig: int) -> None:
-        if self.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                signal.pidfd_send_signal(self._fd, sig)
-
-    def terminate(self) -> None:
-        self.send_signal(signal.SIGTERM)
-
-    def kill(self) -> None:
-        self.send_signal(signal.SIGKILL)
-
-    def _exited(self) -> None:
-        self.returncode = -1
-        with contextlib.suppress(OSError):
-            os.close(self._fd)
-        self._fd = -1
-
-    def __del__(self) -> None:
-        if getattr(self, "_fd", -1) >= 0:
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
 
 
 def resolve_kernel_name(name: str) -> str:

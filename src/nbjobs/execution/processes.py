@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
+import subprocess
 from pathlib import Path
 from typing import IO, Protocol
 
@@ -62,3 +64,64 @@ class RunnerProcess(Protocol):
     def send_signal(self, sig: int) -> None: ...
 
     def kill(self) -> None: ...
+
+
+class ForkedProcess:
+    """The ``Popen`` face of a process a template forked (not our child: a pidfd stands in for
+    ``waitpid``): a forked kernel, which jupyter_client's local provisioner polls, signals, kills and
+    waits on as usual, and the base of a forked runner. Its exit status is the template's to collect;
+    ``returncode`` is -1 once it has exited (a subclass may learn the real one in ``_exited``).
+    ``pidfd``: one already open on it (taken over), else one is opened here."""
+
+    stdin: IO[bytes] | None = None
+    stdout: IO[bytes] | None = None
+    stderr: IO[bytes] | None = None
+
+    def __init__(self, pid: int, pidfd: int = -1) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        self.args = [f"forked process {pid}"]
+        self._fd = pidfd
+        if pidfd < 0:
+            try:
+                self._fd = os.pidfd_open(pid)
+            except ProcessLookupError:  # died before we looked
+                self._fd, self.returncode = -1, -1
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            readable, _, _ = select.select([self._fd], [], [], 0)
+            if readable:
+                self._exited()
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            readable, _, _ = select.select([self._fd], [], [], timeout)
+            if not readable:
+                raise subprocess.TimeoutExpired(self.args, timeout or 0)
+            self._exited()
+        assert self.returncode is not None
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(self._fd, sig)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def _exited(self) -> None:
+        self.returncode = -1
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+        self._fd = -1
+
+    def __del__(self) -> None:
+        if getattr(self, "_fd", -1) >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)

@@ -19,9 +19,7 @@ import contextlib
 import json
 import logging
 import os
-import select
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -34,7 +32,7 @@ from typing import IO
 
 from nbjobs.execution.fork.child import RunnerSpec
 from nbjobs.execution.fork.client import Template, TemplateError
-from nbjobs.execution.processes import RunnerProcess
+from nbjobs.execution.processes import ForkedProcess, RunnerProcess
 
 log = logging.getLogger(__name__)
 
@@ -44,55 +42,25 @@ RETRY_SECONDS = 30.0  # a template that failed to start is tried again after thi
 EXIT_REPORT_TIMEOUT = 2.0  # the template reaps a runner within milliseconds of its exit
 
 
-class ForkedRunner:
+class ForkedRunner(ForkedProcess):
     """The ``Popen`` face of a runner forked by the runner template (not our child).
 
-    Liveness and signals go through a pidfd (exact, whoever reaps it); the exit status is the one the
-    template reports when it reaps the runner, or -1 if the template is gone by then."""
-
-    stderr = None
+    Liveness and signals go through the pidfd the template passed (exact, whoever reaps it); the exit
+    status is the one the template reports on ``report`` when it reaps the runner, or -1 if the
+    template is gone by then."""
 
     def __init__(
         self, pid: int, pidfd: int, report: socket.socket, stdin: IO[bytes], stdout: IO[bytes]
     ) -> None:
-        self.pid = pid
+        super().__init__(pid, pidfd)
         self.args = [sys.executable, "-m", RUNNER_MODULE, f"(forked {pid})"]
-        self.returncode: int | None = None
-        self.stdin: IO[bytes] | None = stdin
-        self.stdout: IO[bytes] | None = stdout
-        self._pidfd = pidfd
+        self.stdin = stdin
+        self.stdout = stdout
         self._report = report
 
-    def poll(self) -> int | None:
-        if self.returncode is None:
-            readable, _, _ = select.select([self._pidfd], [], [], 0)
-            if readable:
-                self._collect()
-        return self.returncode
-
-    def wait(self, timeout: float | None = None) -> int:
-        if self.returncode is None:
-            readable, _, _ = select.select([self._pidfd], [], [], timeout)
-            if not readable:
-                raise subprocess.TimeoutExpired(self.args, timeout or 0)
-            self._collect()
-        assert self.returncode is not None
-        return self.returncode
-
-    def send_signal(self, sig: int) -> None:
-        if self.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                signal.pidfd_send_signal(self._pidfd, sig)
-
-    def terminate(self) -> None:
-        self.send_signal(signal.SIGTERM)
-
-    def kill(self) -> None:
-        self.send_signal(signal.SIGKILL)
-
-    def _collect(self) -> None:
+    def _exited(self) -> None:
         """The runner has exited: read the status the template reports as it reaps it."""
-        code = -1
+        super()._exited()  # returncode -1 and the pidfd closed, unless the report says more
         data = b""
         try:
             self._report.settimeout(EXIT_REPORT_TIMEOUT)
@@ -102,23 +70,16 @@ class ForkedRunner:
                     break
                 data += chunk
             if b"\n" in data:
-                code = int(json.loads(data.split(b"\n", 1)[0])["exit"])
+                self.returncode = int(json.loads(data.split(b"\n", 1)[0])["exit"])
         except (OSError, ValueError, KeyError, TypeError):
             pass  # the template died meanwhile: the runner ended, how is not known
-        self.returncode = code
-        self._release()
-
-    def _release(self) -> None:
-        with contextlib.suppress(OSError):
+        finally:
             self._report.close()
-        if self._pidfd >= 0:
-            with contextlib.suppress(OSError):
-                os.close(self._pidfd)
-            self._pidfd = -1
 
     def __del__(self) -> None:
-        if getattr(self, "_pidfd", -1) >= 0:
-            self._release()
+        super().__del__()
+        with contextlib.suppress(Exception):
+            self._report.close()
 
 
 def fork_runner(listen: str, spec: RunnerSpec, timeout: float = FORK_TIMEOUT) -> ForkedRunner:
