@@ -40,7 +40,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	cd bench && ../$(BIN)/python latency.py $(ARGS) && ../$(BIN)/python throughput.py $(ARGS_THROUGHPUT) \
-	  && ../$(BIN)/python fork.py $(ARGS_FORK) && ../$(BIN)/python streams.py && ../$(BIN)/python lab.py
+	  && ../$(BIN)/python fork.py $(ARGS_FORK) && ../$(BIN)/python fork_memory.py \
+	  && ../$(BIN)/python streams.py && ../$(BIN)/python lab.py
 
 # Long API fuzzing: 200 examples per operation and auth mode, new requests each run (~30 min of CPU).
 fuzz: $(STAMP)
