@@ -60,6 +60,7 @@ class Server:
     data_dir: Path
     http: httpx.Client
     token: str = ""
+    last_job: str = ""  # the id of the job run_job ran last
 
     @classmethod
     def start(
@@ -165,7 +166,7 @@ class Server:
             notebookParameters='{"x": 2}',
             updatePortalItem="false",
         )
-        job_id = answer["jobId"]
+        job_id = self.last_job = answer["jobId"]
         while True:
             status = self.get(f"/admin/notebooks/jobs/{job_id}")["status"]
             if status == "COMPLETED":

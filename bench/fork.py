@@ -130,34 +130,54 @@ class Bench:
         finally:
             server.stop()
 
-    def sustained(self, *, fork: bool, rate: float, seconds: float) -> list[float]:
-        """Latencies of trivial jobs arriving as a Poisson process of ``rate`` per second."""
+    def sustained(self, *, fork: bool, rate: float, seconds: float) -> tuple[list[float], list[str]]:
+        """Latencies of trivial jobs arriving as a Poisson process of ``rate`` per second, and the
+        timelines of the three slowest (what the server recorded of them)."""
         server = self.server(fork=fork, pool=2, preload="")
         try:
             item = server.add_notebook(trivial_notebook(), "sustained")
             server.run_job(item)
             wait_warm(server, 2)
-            times: list[float] = []
+            runs: list[tuple[float, float, str]] = []  # (latency s, submitted at epoch s, job id)
             threads = []
             end = time.monotonic() + seconds
             rng = random.Random(15)
             while time.monotonic() < end:
-                thread = threading.Thread(target=lambda: times.append(run_job_fresh_client(server, item)))
+                thread = threading.Thread(target=lambda: runs.append(run_job_fresh_client(server, item)))
                 thread.start()
                 threads.append(thread)
                 time.sleep(rng.expovariate(rate))
             for thread in threads:
                 thread.join()
-            return times
+            slowest = sorted(runs, reverse=True)[:3]
+            return [latency for latency, _, _ in runs], [timeline(server, *run) for run in slowest]
         finally:
             server.stop()
 
 
-def run_job_fresh_client(server: Server, item: str) -> float:
-    """One job from its own HTTPS client (clients are not shared between threads here)."""
+def timeline(server: Server, latency: float, submitted: float, job_id: str) -> str:
+    """Where one job's time went, as the server recorded it (ms after the client's submit)."""
+    job = server.get(f"/admin/notebooks/jobs/{job_id}")
+    results = job.get("results") or {}
+
+    def at(key: str) -> str:
+        return f"{job[key] - submitted * 1000:.0f}" if job.get(key) else "-"
+
+    return (
+        f"{latency * 1000:.0f} ms: created +{at('dateCreated')} started +{at('startTime')} "
+        f"ended +{at('endTime')} ms; runner {results.get('runnerStartMethod')}, kernel "
+        f"{results.get('kernelStartMethod')}, warnings {results.get('warnings') or []}"
+    )
+
+
+def run_job_fresh_client(server: Server, item: str) -> tuple[float, float, str]:
+    """One job from its own HTTPS client (clients are not shared between threads here): its latency,
+    when it was submitted (epoch s) and its id."""
     client = server.another_client()
     try:
-        return client.run_job(item, poll=0.05)  # many jobs in flight: 20 ms polls would load the server
+        submitted = time.time()
+        latency = client.run_job(item, poll=0.05)  # many jobs in flight: 20 ms polls would load the server
+        return latency, submitted, client.last_job
     finally:
         client.http.close()
 
@@ -288,8 +308,12 @@ def main() -> None:
         kernel_rate = stock_kernel_rate(20)
         stock_rate, stock_cpu, stock_mem = bench.burst(fork=False, jobs=args.burst)
         fork_rate, fork_cpu, fork_mem = bench.burst(fork=True, jobs=args.burst)
-        stock_sustained = bench.sustained(fork=False, rate=0.8 * stock_rate, seconds=args.arrival_seconds)
-        fork_sustained = bench.sustained(fork=True, rate=0.8 * fork_rate, seconds=args.arrival_seconds)
+        stock_sustained, stock_slowest = bench.sustained(
+            fork=False, rate=0.8 * stock_rate, seconds=args.arrival_seconds
+        )
+        fork_sustained, fork_slowest = bench.sustained(
+            fork=True, rate=0.8 * fork_rate, seconds=args.arrival_seconds
+        )
 
     print(f"{'path':22} {'notebook':8} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'CLI/x':>7}")
     for name, by_notebook in rows.items():
@@ -309,10 +333,15 @@ def main() -> None:
               f"kernel USS {mem['uss_mib']:.1f} MiB PSS {mem['pss_mib']:.1f} MiB (its runner's USS "
               f"{mem['runner_uss_mib']:.1f} MiB)", mem['method'])  # fmt: skip
         figures[f"burst {name}"] = {"jobs_per_s": round(rate, 2), "cpu_s_per_job": round(cpu, 3), **mem}
-    for name, times, rate in (("stock", stock_sustained, stock_rate), ("fork", fork_sustained, fork_rate)):
+    for name, times, rate, slowest in (
+        ("stock", stock_sustained, stock_rate, stock_slowest),
+        ("fork", fork_sustained, fork_rate, fork_slowest),
+    ):
         p50, p95, top = summary(times)
         print(f"nbjobs {name:5} at 80 % of capacity ({0.8 * rate:.2f}/s, {len(times)} jobs): "
               f"p50 {p50:.0f} ms, p95 {p95:.0f} ms ({p95 / p50:.1f}x the p50), max {top:.0f} ms")  # fmt: skip
+        for line in slowest:
+            print(f"  slowest: {line}")
         figures[f"sustained {name}"] = {
             "rate": round(0.8 * rate, 2),
             "p50_ms": round(p50, 1),
