@@ -152,6 +152,22 @@ def _alive(pid: int, created: float | None = None) -> psutil.Process | None:
         return None
 
 
+def _what_they_wait_on(store: SqlJobStore, job_id: str) -> dict[int, list[str]]:
+    """For a job that did not end: each of its processes' threads, as ``name state wchan``."""
+    found: dict[int, list[str]] = {}
+    for pid in _job_processes(store, job_id):
+        threads = []
+        for task in sorted(Path(f"/proc/{pid}/task").glob("*")):
+            try:
+                stat = (task / "stat").read_text()
+                name, state = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2]
+                threads.append(f"{name} {state} {(task / 'wchan').read_text()}")
+            except OSError:
+                continue
+        found[pid] = threads
+    return found
+
+
 def _in_sessions(sessions: set[int]) -> list[psutil.Process]:
     """Live processes whose session is one of ``sessions`` (a runner's and a kernel's: each starts one)."""
     found = []
@@ -187,7 +203,12 @@ def run_case(it: Served, notebook: str, *, runtime: str = "", params: dict | Non
         if cancel_when is not None and not cancelled and cancel_when(job, tree):
             assert admin.post(f"/admin/notebooks/jobs/{job_id}/cancel") == {"status": "success"}
             cancelled, started = True, time.monotonic()
-        assert time.monotonic() - started < 120, job
+        if time.monotonic() - started >= 120:
+            where = _what_they_wait_on(it.store, job_id)
+            it.admin.post(f"/admin/notebooks/jobs/{job_id}/cancel")  # the next cases must not queue behind it
+            progress = job["customAttributes"]
+            raise AssertionError(f"job {job_id} not ended after 120 s: {job['status']}, {progress}; "
+                                 f"cancelled {cancelled}; its processes: {where}")  # fmt: skip
         time.sleep(0.05)
     seconds = time.monotonic() - started
     assert job["status"] in expect, job
