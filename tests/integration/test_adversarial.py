@@ -13,6 +13,7 @@ kernel's own environment is scrubbed. test_isolation.py shows a kernel user clos
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -153,18 +154,13 @@ def _alive(pid: int, created: float | None = None) -> psutil.Process | None:
 
 
 def _what_they_wait_on(store: SqlJobStore, job_id: str) -> dict[int, list[str]]:
-    """For a job that did not end: each of its processes' threads, as ``name state wchan``."""
+    """For a job that did not end: each of its processes' threads, as ``name status wchan``."""
     found: dict[int, list[str]] = {}
     for pid in _job_processes(store, job_id):
-        threads = []
-        for task in sorted(Path(f"/proc/{pid}/task").glob("*")):
-            try:
-                stat = (task / "stat").read_text()
-                name, state = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2]
-                threads.append(f"{name} {state} {(task / 'wchan').read_text()}")
-            except OSError:
-                continue
-        found[pid] = threads
+        with contextlib.suppress(psutil.Error, OSError):
+            threads = [psutil.Process(thread.id) for thread in psutil.Process(pid).threads()]
+            wchan = {t.pid: Path(f"/proc/{pid}/task/{t.pid}/wchan").read_text() for t in threads}
+            found[pid] = [f"{t.name()} {t.status()} {wchan[t.pid]}" for t in threads]
     return found
 
 
@@ -205,7 +201,7 @@ def run_case(it: Served, notebook: str, *, runtime: str = "", params: dict | Non
             cancelled, started = True, time.monotonic()
         if time.monotonic() - started >= 120:
             where = _what_they_wait_on(it.store, job_id)
-            it.admin.post(f"/admin/notebooks/jobs/{job_id}/cancel")  # the next cases must not queue behind it
+            admin.post(f"/admin/notebooks/jobs/{job_id}/cancel")  # the next cases must not queue behind it
             progress = job["customAttributes"]
             raise AssertionError(f"job {job_id} not ended after 120 s: {job['status']}, {progress}; "
                                  f"cancelled {cancelled}; its processes: {where}")  # fmt: skip
