@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jupyter_client.client import KernelClient
+from jupyter_client.connect import port_names
 from jupyter_client.kernelspec import NATIVE_KERNEL_NAME, KernelSpecManager, NoSuchKernel
 from jupyter_client.manager import AsyncKernelManager, KernelManager
 from jupyter_core.utils import run_sync
@@ -99,7 +100,24 @@ class RunAsKernelManager(AsyncKernelManager):
             except TemplateError as exc:
                 self.fallback = exc.reason
                 self.log.warning("starting the kernel the stock way: %s", exc.reason)
+                self._fresh_endpoints()
         await super()._async_launch_kernel(kernel_cmd, **kw)
+
+    def _fresh_endpoints(self) -> None:
+        """New socket paths for the stock start that follows a failed fork request. The template may
+        have forked a kernel all the same (it answered after our timeout, or died before its reply):
+        that kernel binds the old paths, and two kernels on one job's sockets split its channels (a
+        client's shell reaching one, its IOPub the other). The orphan dies with this runner, which it
+        watches."""
+        if self.transport != "ipc":
+            return
+        self.cleanup_connection_file()
+        for name in port_names:
+            setattr(self, name, 0)
+        self.ip = os.path.join(os.path.dirname(self.ip), "s")  # k-1..k-5 were the fork's
+        self.write_connection_file()  # same file name: the kernel command names it
+        provisioner: Any = self.provisioner
+        provisioner.connection_info = self.get_connection_info()
 
     def _fork(self, kernel_cmd: list[str], kw: dict[str, Any]) -> None:
         """Ask the template for the kernel ``kernel_cmd`` would start, with what Popen would be given."""

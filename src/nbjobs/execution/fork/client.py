@@ -248,12 +248,21 @@ class _NotSent(Exception):
 
 
 def _exchange(listen: str, payload: bytes, log_fd: int, timeout: float) -> bytes:
+    """Send one request line (the fd rides with its first bytes) and read the reply line.
+
+    ``_NotSent`` only when the template cannot have acted: it acts on a whole line, and the line's end
+    is the payload's last byte, so a send that fails before the last byte went out is safe to repeat.
+    Once the whole line is out, nothing more is sent: the template may reply and hang up at once, and
+    a send after that (even of nothing) fails with EPIPE although the request was taken and a kernel
+    forked; asking again forked a second kernel on the same connection file (two kernels bound to
+    one job's sockets: cells ran in one, the job recorded the other, or IOPub went to the other)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as peer:
         peer.settimeout(timeout)
         peer.connect(listen)
         try:
-            socket.send_fds(peer, [payload[:65536]], [log_fd] if log_fd >= 0 else [])
-            peer.sendall(payload[65536:])
+            sent = socket.send_fds(peer, [payload[:65536]], [log_fd] if log_fd >= 0 else [])
+            if sent < len(payload):
+                peer.sendall(payload[sent:])
         except (BrokenPipeError, ConnectionResetError) as exc:
             raise _NotSent(str(exc)) from exc
         reply = b""
