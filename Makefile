@@ -52,7 +52,8 @@ fuzz: $(STAMP)
 
 # The reliability run behind docs/reliability.md: the fault and security tests at full strength,
 # a longer fuzz, the load bench (5,000 jobs from 50 clients, embedded and Celery; 2,000 over 100k ended
-# jobs), then the whole suite three times beside 4 CPU-bound processes and 8 GiB of busy memory.
+# jobs), 400 back-to-back jobs checking each ran in the kernel it recorded (4 CPU-bound processes beside),
+# then the whole suite three times beside 4 CPU-bound processes and 8 GiB of busy memory.
 soak: $(STAMP)
 	mkdir -p var
 	NBJOBS_FUZZ_EXAMPLES=$${NBJOBS_FUZZ_EXAMPLES:-50} NBJOBS_FUZZ_SEED=random NBJOBS_FUZZ_REPORT=var/fuzz-report.json \
@@ -64,6 +65,7 @@ soak: $(STAMP)
 	  --json ../var/load-celery.json
 	cd bench && ../$(BIN)/python load.py --clients 50 --jobs 2000 --listers 4 --workers 2 \
 	  --seed-ended 100000 --json ../var/load-100k.json
+	$(BIN)/python bench/kernel_identity.py --jobs 400 --cpu 4
 	$(BIN)/python bench/under_load.py --runs 3 --cpu 4 --memory-gib 8 --json var/under-load.json
 
 clean-data:
