@@ -13,10 +13,12 @@ point 9): a test that sleeps a fixed time or assumes a speed shows up here.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -44,13 +46,29 @@ def keep_memory_busy(gib: float) -> None:
 def run_suite(pytest_args: list[str], log: Path | None) -> tuple[int, float, list[str]]:
     env = dict(os.environ, CI="true")
     started = time.monotonic()
-    done = subprocess.run(
+    # its own process group: stopping this script (SIGTERM, Ctrl-C) stops the run and all it started
+    # (the e2e fixture's `nbjobs serve`, kernels), rather than leaving them running without it
+    suite = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *pytest_args],
         cwd=ROOT,
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,
     )
+    try:
+        stdout, stderr = suite.communicate()
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(suite.pid, signal.SIGTERM)
+        try:
+            suite.wait(30)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(suite.pid, signal.SIGKILL)
+        raise
+    done = subprocess.CompletedProcess(suite.args, suite.returncode, stdout, stderr)
     elapsed = time.monotonic() - started
     if log is not None:  # the whole report, to read why a test failed
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -99,4 +117,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # through the finally blocks: load and suite stop
     sys.exit(main())
