@@ -21,6 +21,7 @@ from jupyter_client import BlockingKernelClient
 from jupyter_core.utils import run_sync
 
 from nbjobs.execution.kernels import StartMethod, kernel_pid, new_kernel_manager
+from tests.fork_requests import read_request
 
 pytestmark = pytest.mark.kernel
 
@@ -34,14 +35,7 @@ def _hangs_up_after_reading(path: Path) -> threading.Thread:
         with server:
             peer, _ = server.accept()
             with peer:
-                data = b""
-                while b"\n" not in data:
-                    chunk, fds, _, _ = socket.recv_fds(peer, 65536, 2)
-                    for fd in fds:
-                        socket.close(fd)
-                    if not chunk:
-                        break
-                    data += chunk
+                read_request(peer)  # and hang up without a reply
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()

@@ -21,6 +21,7 @@ import pytest
 
 from nbjobs.execution.fork import client
 from nbjobs.execution.fork.child import ForkSpec
+from tests.fork_requests import read_request
 
 
 class StandIn:
@@ -48,14 +49,7 @@ class StandIn:
                 if self.refuse > 0:
                     self.refuse -= 1
                 else:
-                    data = b""
-                    while b"\n" not in data:
-                        chunk, fds, _, _ = socket.recv_fds(peer, 65536, 2)
-                        for fd in fds:
-                            socket.close(fd)
-                        if not chunk:
-                            break
-                        data += chunk
+                    data = read_request(peer)
                     if b"\n" in data:
                         self.taken.append(json.loads(data.split(b"\n", 1)[0]))
                         peer.sendall(json.dumps({"pid": 4000 + len(self.taken)}).encode() + b"\n")
