@@ -68,15 +68,13 @@ def run_suite(pytest_args: list[str], log: Path | None) -> tuple[int, float, lis
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(suite.pid, signal.SIGKILL)
         raise
-    done = subprocess.CompletedProcess(suite.args, suite.returncode, stdout, stderr)
     elapsed = time.monotonic() - started
     if log is not None:  # the whole report, to read why a test failed
         log.parent.mkdir(parents=True, exist_ok=True)
-        log.write_text(done.stdout + done.stderr)
-    failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", done.stdout, re.MULTILINE)
-    tail = done.stdout.strip().splitlines()[-1:] if done.stdout.strip() else []
-    print("\n".join(tail), flush=True)
-    return done.returncode, elapsed, failed
+        log.write_text(stdout + stderr)
+    failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", stdout, re.MULTILINE)
+    print("\n".join(stdout.strip().splitlines()[-1:]), flush=True)
+    return suite.returncode, elapsed, failed
 
 
 def main() -> int:
