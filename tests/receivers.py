@@ -61,7 +61,7 @@ class Receiver:
                 receiver.received.append(Received(self.path, headers, body, time.monotonic()))
                 answer = receiver.answers.pop(0) if receiver.answers else "200"
                 if answer == "hang":
-                    time.sleep(5)
+                    time.sleep(10)  # past any sender's timeout in the tests
                     return
                 if answer == "redirect":
                     self.send_response(302)
